@@ -1,0 +1,123 @@
+"""Reading one test's memray capture file into the figures the plugin reports."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+from memray import AllocationRecord, FileReader
+
+__all__ = [
+    "Location",
+    "MemoryResult",
+    "high_watermark_records",
+    "read_capture",
+    "top_frame",
+]
+
+#: Frames from these directories belong to the measuring machinery, not to the test.
+_OWN_DIRS: Tuple[str, ...] = (str(Path(__file__).resolve().parent) + os.sep,)
+_TOP_LOCATIONS = 5
+_HISTOGRAM_BINS = 5
+_BARS = " ▁▂▃▄▅▆▇█"
+
+Frame = Tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where an allocation happened, and how much it held at the high watermark."""
+
+    function: str
+    filename: str
+    lineno: int
+    size: int
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    """The figures of one tracked test, small enough to keep for the whole run."""
+
+    nodeid: str
+    peak_memory: int
+    total_allocations: int
+    histogram: str
+    top_locations: Tuple[Location, ...]
+
+
+def _is_own(filename: str) -> bool:
+    return filename.startswith(_OWN_DIRS)
+
+
+def top_frame(frames: Iterable[Frame]) -> Optional[Frame]:
+    """The innermost frame that is not the plugin's own, or ``None``."""
+    for frame in frames:
+        if not _is_own(frame[1]):
+            return frame
+    return None
+
+
+def high_watermark_records(reader: FileReader, *, current_thread_only: bool) -> List[AllocationRecord]:
+    """The allocations alive at the high watermark, optionally of the test's thread only."""
+    records = reader.get_high_watermark_allocation_records(merge_threads=not current_thread_only)
+    if not current_thread_only:
+        return list(records)
+    main_thread = reader.metadata.main_thread_id
+    return [record for record in records if record.tid == main_thread]
+
+
+def histogram(sizes: Sequence[int], bins: int = _HISTOGRAM_BINS) -> str:
+    """A one-line bar chart of allocation sizes on a log scale, as pytest-memray draws it.
+
+    Bins are equal steps between the smallest and largest log-size; the largest value
+    falls past the last bin and is not drawn, which keeps the bars identical to
+    pytest-memray's for the same data.
+    """
+    if not sizes:
+        return ""
+    bins = min(len(sizes), bins)
+    logs = [math.log(size) if size else 0.0 for size in sizes]
+    low, high = min(logs), max(logs)
+    step = ((high - low) / bins) or low or 1
+    counts = [0] * bins
+    for value in logs:
+        index = int((value - low) // step)
+        if 0 <= index < bins:
+            counts[index] += 1
+    tallest = max(counts) or 1
+    return "".join(_BARS[count * (len(_BARS) - 1) // tallest] for count in counts)
+
+
+def _top_locations(records: Sequence[AllocationRecord]) -> Tuple[Location, ...]:
+    found: List[Location] = []
+    for record in sorted(records, key=lambda record: record.size, reverse=True):
+        try:
+            frame = top_frame(record.stack_trace())
+        except NotImplementedError:  # memray keeps no stack for some records
+            continue
+        if frame is None:
+            continue
+        function, filename, lineno = frame
+        found.append(Location(function, filename, lineno, record.size))
+        if len(found) == _TOP_LOCATIONS:
+            break
+    return tuple(found)
+
+
+def read_capture(path: Path, nodeid: str) -> MemoryResult:
+    """Summarise a capture file: peak, allocation count, size histogram and top locations."""
+    with FileReader(path) as reader:
+        metadata = reader.metadata
+        records = list(reader.get_high_watermark_allocation_records(merge_threads=True))
+        # Stack traces are looked up through the open reader.
+        top_locations = _top_locations(records)
+    return MemoryResult(
+        nodeid=nodeid,
+        peak_memory=metadata.peak_memory,
+        total_allocations=metadata.total_allocations,
+        histogram=histogram([record.size for record in records]),
+        top_locations=top_locations,
+    )

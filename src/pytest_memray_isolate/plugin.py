@@ -1,0 +1,23 @@
+"""pytest's entry point: options, markers and the manager that does the work."""
+
+from __future__ import annotations
+
+import pytest
+
+from .cli import register_options
+from .manager import Manager
+from .markers import marker_help_lines
+from .settings import resolve_settings
+
+_MANAGER_NAME = "memray_isolate_manager"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    register_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in marker_help_lines():
+        config.addinivalue_line("markers", line)
+    settings = resolve_settings(config)
+    config.pluginmanager.register(Manager(config, settings), _MANAGER_NAME)

@@ -1,0 +1,34 @@
+"""The MEMRAY REPORT text, laid out line for line as pytest-memray prints it."""
+
+from __future__ import annotations
+
+from typing import Iterable, List
+
+from .capture import MemoryResult
+from .sizes import format_size
+
+__all__ = ["ranked", "summary_block"]
+
+
+def ranked(results: Iterable[MemoryResult], most: int) -> List[MemoryResult]:
+    """The ``most`` results with the highest peak (all for 0), highest first, ties in run order."""
+    ordered = sorted(results, key=lambda result: result.peak_memory, reverse=True)
+    return ordered if most == 0 else ordered[:most]
+
+
+def summary_block(result: MemoryResult) -> List[str]:
+    """The lines describing one test in the MEMRAY REPORT."""
+    lines = [
+        f"Allocation results for {result.nodeid} at the high watermark",
+        "",
+        f"\t 📦 Total memory allocated: {format_size(result.peak_memory)}",
+        f"\t 📏 Total allocations: {result.total_allocations}",
+        f"\t 📊 Histogram of allocation sizes: |{result.histogram}|",
+        "\t 🥇 Biggest allocating functions:",
+    ]
+    lines += [
+        f"\t\t- {where.function}:{where.filename}:{where.lineno} -> {format_size(where.size)}"
+        for where in result.top_locations
+    ]
+    lines.append("\n")
+    return lines

@@ -1,0 +1,112 @@
+"""The isolated child's side: run the call under a Tracker, send the report home, exit.
+
+After ``fork`` the child returns up pytest's own call stack, so pytest's capture,
+logging and xfail handling build the call report exactly as they would without
+isolation. When the report is made, ``send_report`` hands it to the parent through
+the job's message file and ends the process with ``os._exit``: the child never runs
+teardown, other tests, or the session's end.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, NoReturn, Optional
+
+import pytest
+
+from . import Job
+
+__all__ = ["ESCAPED_EXIT_STATUS", "become_child", "current_job", "run_call", "send_report"]
+
+#: Exit status of a child that reached pytest code past its call report (should not happen).
+ESCAPED_EXIT_STATUS = 70
+
+
+@dataclass
+class _ChildState:
+    job: Job
+    warnings: List[warnings.WarningMessage]
+
+
+_state: Optional[_ChildState] = None
+
+
+def current_job() -> Optional[Job]:
+    """The job this process runs as an isolated child, or ``None`` in the parent."""
+    return _state.job if _state is not None else None
+
+
+def become_child(job: Job) -> None:
+    """Prepare a freshly forked child: from now on its warnings are recorded for the parent."""
+    global _state
+    recorder = warnings.catch_warnings(record=True)
+    recorded = recorder.__enter__()  # left open: the process ends inside it
+    _state = _ChildState(job, recorded)
+
+
+def run_call(runtest: Callable[[], object]) -> None:
+    """Run the test's (tracked) call; stop requests go to the parent, not to pytest here."""
+    try:
+        runtest()
+    except KeyboardInterrupt:
+        _finish({"stop": ("interrupt", "", 0)})
+    except pytest.exit.Exception as stop:
+        _finish({"stop": ("exit", stop.msg, stop.returncode)})
+
+
+def _warning_record(message: warnings.WarningMessage) -> tuple[str, str, str, str, int]:
+    category = message.category
+    where = (message.filename, message.lineno)
+    return (str(message.message), category.__module__, category.__qualname__, *where)
+
+
+def send_report(config: pytest.Config, report: pytest.TestReport) -> NoReturn:
+    """Send the call report and the recorded warnings to the parent, then end the child."""
+    assert _state is not None
+    data = config.hook.pytest_report_to_serializable(config=config, report=report)
+    recorded = [_warning_record(message) for message in _state.warnings]
+    _finish({"report": data, "warnings": recorded})
+
+
+def _picklable(message: Dict[str, Any]) -> bytes:
+    try:
+        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        # record_property accepts any object; what cannot cross the process boundary
+        # travels as its repr.
+        report = message.get("report") or {}
+        report["user_properties"] = [(name, repr(value)) for name, value in report.get("user_properties", [])]
+        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _finish(message: Dict[str, Any]) -> NoReturn:
+    assert _state is not None
+    status = 0
+    try:
+        payload = _picklable(message)
+        with open(_state.job.message, "wb") as stream:
+            stream.write(payload)
+    except BaseException:
+        status = 1
+        try:
+            with open(_state.job.message, "wb") as stream:
+                stream.write(pickle.dumps({"error": traceback.format_exc()}))
+        except BaseException:
+            pass
+    for output in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if output is not None:
+                output.flush()
+        except BaseException:
+            pass
+    os._exit(status)
+
+
+def escaped() -> NoReturn:
+    """End a child that got past its call report; the parent reports the test as broken."""
+    os._exit(ESCAPED_EXIT_STATUS)
