@@ -134,6 +134,9 @@ class Manager:
             report = self._config.hook.pytest_report_from_serializable(
                 config=self._config, data=job.child.report
             )
+            # Properties recorded in the child belong to the item here too: the teardown
+            # report (which junitxml reads them from) is made in this process.
+            item.user_properties[:] = report.user_properties
         self._judge(item, job, report)
         return report
 

@@ -1,0 +1,354 @@
+"""End to end: what a user sees with --memray and --memray-isolate, in both modes alike."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import Runner
+
+pytestmark = pytest.mark.usefixtures("mode_flag")
+
+
+def _summary_nodeids(output: str) -> list[str]:
+    return re.findall(r"^Allocation results for (\S+) at the high watermark$", output, re.MULTILINE)
+
+
+def test_report_lists_each_tracked_test_with_its_figures(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """The MEMRAY REPORT has pytest-memray's layout, biggest peak first."""
+    pytester.makepyfile(
+        """
+        def test_big():
+            data = bytearray(8 * 1024 * 1024)
+            assert len(data)
+
+        def test_small():
+            data = bytearray(64 * 1024)
+            assert len(data)
+        """
+    )
+    result = run(mode_flag)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*= MEMRAY REPORT =*",
+            "Allocation results for test_report_lists_each_tracked_test_with_its_figures.py::test_big"
+            " at the high watermark",
+            "",
+            "\t 📦 Total memory allocated: 8.0MiB",
+            "\t 📏 Total allocations: *",
+            "\t 📊 Histogram of allocation sizes: |*|",
+            "\t 🥇 Biggest allocating functions:",
+            "\t\t- test_big:*test_report_lists_each_tracked_test_with_its_figures.py:2 -> 8.0MiB",
+            "",
+            "",
+            "Allocation results for *::test_small at the high watermark",
+            "",
+            "\t 📦 Total memory allocated: 64.0KiB",
+        ]
+    )
+
+
+def test_fixture_setup_and_teardown_are_not_counted(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Only the call phase is measured: a fixture's 32 MiB does not show in the test's peak."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def big():
+            data = bytearray(32 * 1024 * 1024)
+            yield data
+            del data[:]
+            junk = bytearray(32 * 1024 * 1024)
+
+        def test_uses_big(big):
+            assert len(big) == 32 * 1024 * 1024
+        """
+    )
+    result = run(mode_flag)
+    assert result.ret == 0
+    peaks = re.findall(r"Total memory allocated: (\S+)", result.stdout.str())
+    assert len(peaks) == 1
+    assert "MiB" not in peaks[0]
+
+
+def test_outcomes_and_sections_are_reported_as_without_tracking(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Pass, fail with the full assertion diff, skip, xfail, xpass, captured output and logs."""
+    pytester.makepyfile(
+        """
+        import logging
+        import sys
+        import pytest
+
+        def test_passes():
+            assert True
+
+        def test_fails_with_diff():
+            print("printed to stdout before failing")
+            sys.stderr.write("written to stderr\\n")
+            logging.getLogger("demo").warning("logged before failing")
+            assert [1, 2, 3] == [1, 2, 4]
+
+        def test_skips():
+            pytest.skip("not today")
+
+        @pytest.mark.xfail(reason="known bug")
+        def test_xfails():
+            assert False
+
+        @pytest.mark.xfail(reason="fixed already")
+        def test_xpasses():
+            pass
+
+        @pytest.mark.xfail(strict=True, reason="must fail")
+        def test_strict_xpass():
+            pass
+        """
+    )
+    result = run(mode_flag, "-rA")
+    result.assert_outcomes(passed=1, failed=2, skipped=1, xfailed=1, xpassed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*def test_fails_with_diff():*",
+            "E       assert [1, 2, 3] == [1, 2, 4]",
+            "E         At index 2 diff: 3 != 4*",
+            "*- Captured stdout call -*",
+            "printed to stdout before failing",
+            "*- Captured stderr call -*",
+            "written to stderr",
+            "*- Captured log call -*",
+            "WARNING  demo:*logged before failing",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [[]1[]] *:15: not today",
+            "XFAIL *::test_xfails - known bug",
+            "XPASS *::test_xpasses - fixed already",
+            "FAILED *::test_strict_xpass",
+        ],
+        consecutive=False,
+    )
+
+
+def test_warnings_raised_in_the_test_reach_the_warnings_summary(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """A warning from a tracked test is listed under its node id with its message and category."""
+    pytester.makepyfile(
+        """
+        import warnings
+
+        class OwnWarning(UserWarning):
+            pass
+
+        def test_warns():
+            warnings.warn("careful with that", OwnWarning)
+        """
+    )
+    result = run(mode_flag)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*= warnings summary =*",
+            "*::test_warns",
+            "*:7: OwnWarning: careful with that",
+        ]
+    )
+
+
+def test_warnings_made_errors_by_the_user_fail_the_test(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """filterwarnings = error applies inside the tracked call as it does without tracking."""
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(
+        """
+        import warnings
+
+        def test_warns():
+            warnings.warn("now an error", DeprecationWarning)
+        """
+    )
+    result = run(mode_flag)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E       DeprecationWarning: now an error"])
+
+
+def test_record_property_reaches_the_junit_report(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Properties recorded during the tracked call are written to --junitxml."""
+    pytester.makepyfile(
+        """
+        def test_records(record_property):
+            record_property("answer", 42)
+        """
+    )
+    result = run(mode_flag, "--junitxml=out.xml", "-o", "junit_family=xunit1")
+    assert result.ret == 0
+    xml = (pytester.path / "out.xml").read_text()
+    assert '<property name="answer" value="42" />' in xml
+
+
+def test_session_fixture_is_set_up_once_for_the_whole_run(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Fixtures live where pytest runs: a session fixture is built and torn down once."""
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        LOG = os.path.join(os.path.dirname(__file__), "events.log")
+
+        def note(event):
+            with open(LOG, "a") as stream:
+                stream.write(event + "\\n")
+
+        @pytest.fixture(scope="session")
+        def shared():
+            note("setup")
+            yield [1, 2, 3]
+            note("teardown")
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_uses_shared(shared, n):
+            note("call")
+            assert shared == [1, 2, 3]
+        """
+    )
+    result = run(mode_flag)
+    assert result.ret == 0
+    events = (pytester.path / "events.log").read_text().split()
+    assert events == ["setup", "call", "call", "call", "call", "teardown"]
+
+
+def test_failing_tests_get_their_figures_too(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+    """A test that fails after allocating is still measured and listed."""
+    pytester.makepyfile(
+        """
+        def test_fails_after_allocating():
+            size = len(bytearray(4 * 1024 * 1024))
+            assert size == 0
+        """
+    )
+    result = run(mode_flag)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "Allocation results for *::test_fails_after_allocating at the high watermark",
+            "",
+            "\t 📦 Total memory allocated: 4.0MiB",
+        ]
+    )
+
+
+def test_most_allocations_limits_the_report(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+    """--most-allocations N lists the N biggest; 0 lists every tracked test."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("mib", [1, 2, 3, 4, 5, 6, 7])
+        def test_allocates(mib):
+            data = bytearray(mib * 1024 * 1024)
+            assert data is not None
+        """
+    )
+    default = _summary_nodeids(run(mode_flag).stdout.str())
+    assert [nodeid.split("[")[1] for nodeid in default] == ["7]", "6]", "5]", "4]", "3]"]
+    two = _summary_nodeids(run(mode_flag, "--most-allocations=2").stdout.str())
+    assert [nodeid.split("[")[1] for nodeid in two] == ["7]", "6]"]
+    everything = _summary_nodeids(run(mode_flag, "--most-allocations=0").stdout.str())
+    assert len(everything) == 7
+
+
+def test_hide_memray_summary_hides_the_report(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+    """--hide-memray-summary keeps tracking and limits but prints no MEMRAY REPORT."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_over():
+            data = bytearray(2 * 1024 * 1024)
+            assert data is not None
+        """
+    )
+    result = run(mode_flag, "--hide-memray-summary")
+    result.assert_outcomes(failed=1)
+    result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
+
+
+def test_the_plugins_own_frames_never_appear_in_the_report(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Allocations memray attributes to the plugin's wrapper are not listed as the test's hot spots."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("size", [1, 1000, 100000])
+        def test_param(size):
+            assert len(bytes(size)) == size
+
+        def test_plain():
+            assert sum(range(10)) == 45
+        """
+    )
+    result = run(mode_flag, "--most-allocations=0")
+    assert result.ret == 0
+    output = result.stdout.str()
+    assert "Biggest allocating functions" in output
+    assert "pytest_memray_isolate" not in output
+
+
+def test_unittest_testcases_are_tracked(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+    """unittest.TestCase methods are measured too (pytest-memray 1.11 skips them)."""
+    pytester.makepyfile(
+        """
+        import unittest
+
+        class TestBuffers(unittest.TestCase):
+            def test_allocates(self):
+                data = bytearray(3 * 1024 * 1024)
+                self.assertTrue(data is not None)
+
+            def test_fails(self):
+                self.assertEqual(1, 2)
+        """
+    )
+    result = run(mode_flag)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "Allocation results for *::TestBuffers::test_allocates at the high watermark",
+            "",
+            "\t 📦 Total memory allocated: 3.0MiB",
+        ]
+    )
+    result.stdout.fnmatch_lines(["E       AssertionError: 1 != 2"])
+
+
+def test_async_test_functions_keep_pytests_own_verdict(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Tracking does not hide that an async test needs an async plugin: pytest says so as usual."""
+    pytester.makepyfile(
+        """
+        async def test_coroutine():
+            pass
+        """
+    )
+    result = run(mode_flag, "-p", "no:asyncio", "-p", "no:anyio")
+    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
+    result.stdout.no_fnmatch_line("*never awaited*")
