@@ -1,10 +1,11 @@
 """Memray markers: their signatures, and validation at collection into a TrackingPlan."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: the marker signatures below are shown
+# to users (pytest --markers, error messages) and must print as ``limit: str``.
 
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import pytest
 
@@ -37,10 +38,15 @@ MARKER_SIGNATURES: Dict[str, Callable[..., None]] = {
 }
 
 
-def marker_help_lines() -> list[str]:
+def _signature(name: str) -> inspect.Signature:
+    function = MARKER_SIGNATURES[name]
+    return inspect.signature(function).replace(return_annotation=inspect.Signature.empty)
+
+
+def marker_help_lines() -> List[str]:
     """Lines for ``pytest --markers``: each marker with its real signature and purpose."""
     return [
-        f"{name}{inspect.signature(function)}: {inspect.getdoc(function)}"
+        f"{name}{_signature(name)}: {inspect.getdoc(function)}"
         for name, function in MARKER_SIGNATURES.items()
     ]
 
@@ -82,7 +88,7 @@ def _call_text(mark: pytest.Mark) -> str:
 
 
 def _bind(mark: pytest.Mark) -> inspect.BoundArguments:
-    signature = inspect.signature(MARKER_SIGNATURES[mark.name])
+    signature = _signature(mark.name)
     try:
         bound = signature.bind(*mark.args, **mark.kwargs)
     except TypeError as error:

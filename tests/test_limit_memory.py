@@ -1,0 +1,236 @@
+"""End to end: the limit_memory marker, its messages, and its validation at collection."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import MODE_FLAGS, Runner
+
+
+@pytest.fixture(params=[*sorted(MODE_FLAGS), "markers only"])
+def flags(request: pytest.FixtureRequest) -> list[str]:
+    """Limits apply with --memray, with --memray-isolate, and with neither flag."""
+    flag = MODE_FLAGS.get(request.param)
+    return [flag] if flag else []
+
+
+def test_a_test_over_its_limit_fails_with_pytest_memrays_message(
+    pytester: pytest.Pytester, run: Runner, flags: list[str]
+) -> None:
+    """The message, the section and the M status are pytest-memray's."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_over():
+            data = bytearray(3 * 1024 * 1024)
+            assert data is not None
+
+        @pytest.mark.limit_memory("24 MB")
+        def test_under():
+            data = bytearray(3 * 1024 * 1024)
+            assert data is not None
+        """
+    )
+    result = run(*flags)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_over _*",
+            "Test was limited to 1.0MiB but allocated 3.0MiB",
+            "*- memray-max-memory -*",
+            "List of allocations:",
+            "    - 3.0MiB allocated here:",
+            "        test_over:*test_a_test_over_its_limit_fails_with_pytest_memrays_message.py:5",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*.py M.*"])
+    verbose = run(*flags, "-v")
+    verbose.stdout.fnmatch_lines(["*::test_over MEMORY PROBLEMS*"])
+
+
+def test_verbosity_controls_how_many_allocations_are_listed(
+    pytester: pytest.Pytester, run: Runner, flags: list[str]
+) -> None:
+    """-q lists none, the default lists the 10 biggest, -vv lists all of them."""
+    # Twelve allocations from twelve lines: memray merges allocations made at one place.
+    body = "\n".join(f"    chunks.append(bytearray({100_000 + n * 1024}))" for n in range(12))
+    pytester.makepyfile(
+        "import pytest\n\n"
+        '@pytest.mark.limit_memory("1 KB")\n'
+        "def test_many():\n"
+        "    chunks = []\n"
+        f"{body}\n"
+        "    assert chunks\n"
+    )
+    quiet = run(*flags, "-q")
+    quiet.stdout.fnmatch_lines(["Test was limited to 1.0KiB but allocated *"])
+    quiet.stdout.no_fnmatch_line("*memray-max-memory*")
+    default = run(*flags)
+    default.stdout.fnmatch_lines(["List of allocations:", "    ...and * more"], consecutive=False)
+    assert default.stdout.str().count("allocated here:") == 10
+    very_verbose = run(*flags, "-vv")
+    very_verbose.stdout.no_fnmatch_line("*...and * more*")
+    assert very_verbose.stdout.str().count("allocated here:") >= 12
+
+
+def test_the_closest_marker_wins(pytester: pytest.Pytester, run: Runner, flags: list[str]) -> None:
+    """A test's own limit_memory overrides the module's pytestmark default."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.limit_memory("1 MB")
+
+        @pytest.mark.limit_memory("64 MB")
+        def test_loosened():
+            data = bytearray(8 * 1024 * 1024)
+            assert data is not None
+
+        def test_module_default():
+            data = bytearray(8 * 1024 * 1024)
+            assert data is not None
+        """
+    )
+    result = run(*flags, "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["MEMORY PROBLEMS *::test_module_default*"])
+
+
+def test_current_thread_only_ignores_other_threads(
+    pytester: pytest.Pytester, run: Runner, flags: list[str]
+) -> None:
+    """Memory allocated by a helper thread counts unless current_thread_only=True."""
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+
+        KEEP = []
+
+        def allocate_in_thread():
+            thread = threading.Thread(target=lambda: KEEP.append(bytearray(16 * 1024 * 1024)))
+            thread.start()
+            thread.join()
+
+        @pytest.mark.limit_memory("8 MB", current_thread_only=True)
+        def test_only_mine():
+            allocate_in_thread()
+            KEEP.clear()
+
+        @pytest.mark.limit_memory("8 MB")
+        def test_all_threads():
+            allocate_in_thread()
+            KEEP.clear()
+        """
+    )
+    result = run(*flags, "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["MEMORY PROBLEMS *::test_all_threads*"])
+
+
+def test_limit_does_not_change_the_outcome_of_a_failing_test(
+    pytester: pytest.Pytester, run: Runner, flags: list[str]
+) -> None:
+    """A test that fails on its own keeps its own failure, not the memory message."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("1 KB")
+        def test_fails():
+            data = bytearray(1024 * 1024)
+            size = len(data)
+            assert size == 1
+        """
+    )
+    result = run(*flags)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E       assert 1048576 == 1"])
+    result.stdout.no_fnmatch_line("*Test was limited to*")
+
+
+@pytest.mark.parametrize(
+    ("marker", "expected"),
+    [
+        (
+            'limit_memory("ten MB")',
+            "*::test_marked: invalid marker @pytest.mark.limit_memory('ten MB'): 'ten MB' is not a memory"
+            ' size; expected a number and a unit, such as "24 MB" (units B, KB, MB, GB, TB, PB; 1 KB = 1024 B)',
+        ),
+        (
+            'limit_memory("5 XB")',
+            "*::test_marked: invalid marker @pytest.mark.limit_memory('5 XB'): '5 XB' is not a memory size*",
+        ),
+        (
+            'limit_memory("-1 MB")',
+            "*::test_marked: invalid marker @pytest.mark.limit_memory('-1 MB'): '-1 MB' is not a memory size*",
+        ),
+        (
+            "limit_memory()",
+            "*::test_marked: invalid marker @pytest.mark.limit_memory(): missing a required argument: 'limit';"
+            " the signature is limit_memory(limit: str, *, current_thread_only: bool = False)",
+        ),
+        (
+            "limit_memory(24)",
+            "*::test_marked: invalid marker @pytest.mark.limit_memory(24): the limit must be a string,"
+            ' a number and a unit, such as "24 MB" *; got int 24',
+        ),
+        (
+            'limit_memory("1 MB", "2 MB")',
+            "*invalid marker @pytest.mark.limit_memory('1 MB', '2 MB'): too many positional arguments*",
+        ),
+        (
+            'limit_memory("1 MB", threads=True)',
+            "*invalid marker @pytest.mark.limit_memory('1 MB', threads=True):"
+            " got an unexpected keyword argument 'threads'*",
+        ),
+        (
+            'limit_memory("1 MB", current_thread_only="yes")',
+            "*invalid marker @pytest.mark.limit_memory('1 MB', current_thread_only='yes'):"
+            " current_thread_only must be True or False; got 'yes'",
+        ),
+        (
+            'memray_isolate("thread")',
+            "*::test_marked: invalid marker @pytest.mark.memray_isolate('thread'):"
+            " unknown isolation mode 'thread'; expected one of 'fork'",
+        ),
+    ],
+)
+def test_a_malformed_marker_is_an_error_naming_the_test_marker_and_value(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str, marker: str, expected: str
+) -> None:
+    """The marked test errors without running; no INTERNALERROR; the other tests still run."""
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.{marker}
+        def test_marked():
+            raise AssertionError("must not run")
+
+        def test_other():
+            pass
+        """
+    )
+    result = run(mode_flag, "-rE")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*_ ERROR at setup of test_marked _*", expected])
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    result.stdout.no_fnmatch_line("*must not run*")
+
+
+def test_markers_are_documented_with_their_signatures(run: Runner) -> None:
+    """pytest --markers lists each memray marker with its real signature and purpose."""
+    result = run("--markers")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.limit_memory(limit: str, *, current_thread_only: bool = False):"
+            " Fail the test when its call phase allocates ``limit`` or more at its high watermark.",
+            "@pytest.mark.memray_isolate(mode: str = 'fork'):"
+            " Track this test in its own child process, even without --memray-isolate.",
+        ],
+        consecutive=False,
+    )
