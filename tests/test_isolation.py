@@ -1,0 +1,227 @@
+"""End to end: what isolation in a forked child adds, and how a misbehaving child is reported."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import Runner
+
+_FORK = "--memray-isolate=fork"
+
+
+@pytest.fixture
+def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TMPDIR of the test's own, to check that the plugin leaves nothing in it."""
+    tmp = pytester.mkdir("private-tmp")
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    return tmp
+
+
+@pytest.mark.parametrize(
+    ("statement", "cause"),
+    [
+        ("os.abort()", "was killed by signal SIGABRT (6)"),
+        ("os.kill(os.getpid(), signal.SIGKILL)", "was killed by signal SIGKILL (9)"),
+        ("ctypes.string_at(0)", "was killed by signal SIGSEGV (11)"),
+        ("os._exit(3)", "exited with status 3"),
+    ],
+)
+def test_a_crashing_child_fails_its_test_and_the_session_goes_on(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, statement: str, cause: str
+) -> None:
+    """The crash is the test's failure, with the signal or exit status; the next test runs."""
+    pytester.makepyfile(
+        f"""
+        import ctypes
+        import os
+        import signal
+
+        def test_crashes():
+            {statement}
+
+        def test_after():
+            pass
+        """
+    )
+    result = run(_FORK, "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_crashes _*",
+            f"The isolated child process running this test {cause} before reporting a result.",
+        ]
+    )
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_changes_to_module_state_stay_in_the_child(pytester: pytest.Pytester, run: Runner) -> None:
+    """A test's changes to globals and fixture objects do not leak into later tests."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        COUNTER = [0]
+
+        @pytest.fixture(scope="module")
+        def shared():
+            return {}
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_mutates(shared, n):
+            COUNTER[0] += 1
+            shared[n] = True
+            assert COUNTER == [1]
+            assert shared == {n: True}
+        """
+    )
+    run(_FORK).assert_outcomes(passed=3)
+    run("--memray").assert_outcomes(passed=1, failed=2)
+
+
+def test_a_thread_left_running_dies_with_the_child(pytester: pytest.Pytester) -> None:
+    """A test that leaves a non-daemon thread behind cannot keep the session from ending."""
+    pytester.makepyfile(
+        """
+        import threading
+        import time
+
+        def test_leaves_a_thread():
+            threading.Thread(target=time.sleep, args=(3600,)).start()
+
+        def test_after():
+            assert threading.active_count() == 1
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", _FORK, timeout=120)
+    result.assert_outcomes(passed=2)
+
+
+def test_output_printed_without_capture_is_not_lost(pytester: pytest.Pytester, run: Runner) -> None:
+    """With -s the child's prints reach the terminal before the child exits."""
+    pytester.makepyfile(
+        """
+        def test_prints():
+            print("hello from the child", end="")
+        """
+    )
+    result = run(_FORK, "-s")
+    assert result.ret == 0
+    assert "hello from the child" in result.stdout.str()
+
+
+def test_sys_exit_in_a_test_fails_that_test(pytester: pytest.Pytester, run: Runner) -> None:
+    """sys.exit inside a test is a failed test, as without isolation."""
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_exits():
+            sys.exit(3)
+
+        def test_after():
+            pass
+        """
+    )
+    result = run(_FORK)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["E       SystemExit: 3"])
+
+
+def test_pytest_exit_in_a_test_ends_the_session_as_usual(pytester: pytest.Pytester, run: Runner) -> None:
+    """pytest.exit stops the run with its message and return code, as without isolation."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_stops():
+            pytest.exit("enough for today", returncode=7)
+
+        def test_never_runs():
+            raise AssertionError("must not run")
+        """
+    )
+    result = run(_FORK)
+    assert result.ret == 7
+    result.stdout.fnmatch_lines(["*! _pytest.outcomes.Exit: enough for today !*"])
+    result.stdout.no_fnmatch_line("*must not run*")
+
+
+def test_keyboard_interrupt_in_a_test_interrupts_the_session(pytester: pytest.Pytester, run: Runner) -> None:
+    """A KeyboardInterrupt raised by a test stops the session as pytest always does."""
+    pytester.makepyfile(
+        """
+        def test_interrupts():
+            raise KeyboardInterrupt
+
+        def test_never_runs():
+            raise AssertionError("must not run")
+        """
+    )
+    result = run(_FORK)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*! KeyboardInterrupt !*"])
+    result.stdout.no_fnmatch_line("*must not run*")
+
+
+def test_faulthandler_timeout_does_not_hang_a_failing_child(pytester: pytest.Pytester) -> None:
+    """pytest's faulthandler_timeout watchdog is cancelled before forking (pytest-forked #49)."""
+    pytester.makeini("[pytest]\nfaulthandler_timeout = 30\n")
+    pytester.makepyfile(
+        """
+        def test_fails():
+            assert False
+
+        def test_passes():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", _FORK, timeout=60)
+    result.assert_outcomes(passed=1, failed=1)
+
+
+def test_the_capture_directory_is_removed_at_the_end(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path
+) -> None:
+    """Capture files live in a private mkdtemp directory that is gone after the run."""
+    pytester.makepyfile(
+        """
+        import tempfile
+
+        def test_sees_its_capture_directory():
+            names = __import__("os").listdir(tempfile.gettempdir())
+            assert any(name.startswith("pytest-memray-isolate-") for name in names)
+        """
+    )
+    for flags in ([_FORK], ["--memray"]):
+        result = run(*flags)
+        result.assert_outcomes(passed=1)
+        assert list(private_tmp.iterdir()) == []
+
+
+def test_a_forked_test_runs_in_another_process(pytester: pytest.Pytester, run: Runner) -> None:
+    """Each isolated test gets its own process, and pytest's own process is not one of them."""
+    pytester.makepyfile(
+        f"""
+        import os
+
+        PARENT = os.getpid()
+        SEEN = os.path.join({str(pytester.path)!r}, "pids")
+
+        def test_one():
+            assert os.getpid() != PARENT
+            with open(SEEN, "a") as stream:
+                stream.write(f"{{os.getpid()}}\\n")
+
+        def test_two():
+            assert os.getpid() != PARENT
+            with open(SEEN, "a") as stream:
+                stream.write(f"{{os.getpid()}}\\n")
+        """
+    )
+    run(_FORK).assert_outcomes(passed=2)
+    pids = (pytester.path / "pids").read_text().split()
+    assert len(set(pids)) == 2
+    assert str(os.getpid()) not in pids

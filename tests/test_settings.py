@@ -1,0 +1,224 @@
+"""End to end: options and ini keys, their precedence, and the errors for bad values."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import Runner
+
+_TWO_TESTS = """
+import os
+
+def test_pid_a():
+    print("PID", os.getpid())
+    data = bytearray(1024 * 1024)
+    assert data is not None
+
+def test_pid_b():
+    data = bytearray(2 * 1024 * 1024)
+    assert data is not None
+"""
+
+
+def _ran_in_children(result: pytest.RunResult) -> bool:
+    """Whether the tests printed a process id other than pytest's own (captured output, -rP)."""
+    pids = {int(line.split()[1]) for line in result.stdout.lines if line.startswith("PID ")}
+    assert pids, "the test's output was not shown"
+    return pids != {result_pid(result)}
+
+
+def result_pid(result: pytest.RunResult) -> int:
+    return int(next(line.split()[1] for line in result.stdout.lines if line.startswith("PYTEST-PID ")))
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    """Two tests that print their pid, and a conftest that prints pytest's pid."""
+    pytester.makepyfile(_TWO_TESTS)
+    pytester.makeconftest(
+        """
+        import os
+
+        def pytest_report_header():
+            return f"PYTEST-PID {os.getpid()}"
+        """
+    )
+    return pytester
+
+
+def test_memray_ini_key_turns_tracking_on(suite: pytest.Pytester, run: Runner) -> None:
+    """memray = true in the ini file tracks every test, in process, without the flag."""
+    suite.makeini("[pytest]\nmemray = true\n")
+    result = run("-rP")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*= MEMRAY REPORT =*", "Allocation results for *::test_pid_b at *"])
+    assert not _ran_in_children(result)
+
+
+def test_memray_isolate_ini_key_isolates_every_test(suite: pytest.Pytester, run: Runner) -> None:
+    """memray_isolate = fork in the ini file does what --memray-isolate does."""
+    suite.makeini("[pytest]\nmemray_isolate = fork\n")
+    result = run("-rP")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*= MEMRAY REPORT =*", "Allocation results for *::test_pid_b at *"])
+    assert _ran_in_children(result)
+
+
+def test_command_line_beats_ini(suite: pytest.Pytester, run: Runner) -> None:
+    """--memray-isolate=off overrides memray_isolate = fork; --memray still tracks in process."""
+    suite.makeini("[pytest]\nmemray_isolate = fork\nmost_allocations = 1\n")
+    result = run("-rP", "--memray-isolate=off", "--memray", "--most-allocations=2")
+    assert result.ret == 0
+    assert not _ran_in_children(result)
+    assert result.stdout.str().count("Allocation results for") == 2
+
+
+@pytest.mark.parametrize("off", ["off", "none", "no", "false", "0"])
+def test_memray_isolate_off_in_ini_means_no_isolation(suite: pytest.Pytester, run: Runner, off: str) -> None:
+    """The ini key accepts off (and its synonyms) to state the default explicitly."""
+    suite.makeini(f"[pytest]\nmemray_isolate = {off}\n")
+    result = run("-rP")
+    assert result.ret == 0
+    result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
+    assert not _ran_in_children(result)
+
+
+def test_most_allocations_and_hide_summary_ini_keys(suite: pytest.Pytester, run: Runner) -> None:
+    """most_allocations and hide_memray_summary take effect from the ini file alone."""
+    suite.makeini("[pytest]\nmemray = true\nmost_allocations = 1\n")
+    one = run()
+    assert one.stdout.str().count("Allocation results for") == 1
+    suite.makeini("[pytest]\nmemray = true\nhide_memray_summary = yes\n")
+    hidden = run()
+    assert hidden.ret == 0
+    hidden.stdout.no_fnmatch_line("*MEMRAY REPORT*")
+
+
+def test_memray_isolate_does_not_swallow_the_path_after_it(suite: pytest.Pytester, run: Runner) -> None:
+    """pytest --memray-isolate tests/ runs tests/ in fork mode: the path is not read as a mode."""
+    folder = suite.mkpydir("suite_dir")
+    (folder / "test_inner.py").write_text("def test_inner():\n    print('PID', __import__('os').getpid())\n")
+    for path in ("suite_dir", f"suite_dir{os.sep}", "suite_dir/test_inner.py::test_inner"):
+        result = run("-rP", "--memray-isolate", path)
+        assert result.ret == 0, result.stdout.str()
+        result.assert_outcomes(passed=1)
+        assert _ran_in_children(result)
+
+
+def test_memray_isolate_marker_isolates_one_test_without_any_flag(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """@pytest.mark.memray_isolate runs that test in a child even without --memray."""
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        PARENT = os.getpid()
+
+        @pytest.mark.memray_isolate
+        def test_isolated():
+            assert os.getpid() != PARENT
+
+        def test_not_isolated():
+            assert os.getpid() == PARENT
+        """
+    )
+    result = run()
+    result.assert_outcomes(passed=2)
+    result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
+
+
+def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run: Runner) -> None:
+    """A class's pytestmark isolates each of its tests."""
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        PARENT = os.getpid()
+
+        class TestIsolated:
+            pytestmark = pytest.mark.memray_isolate("fork")
+
+            def test_one(self):
+                assert os.getpid() != PARENT
+
+            def test_two(self):
+                assert os.getpid() != PARENT
+        """
+    )
+    result = run()
+    result.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (
+            ["--most-allocations=-1"],
+            "",
+            "ERROR: --most-allocations = '-1' (from the command line): expected a whole number, 0 or more",
+        ),
+        (
+            ["--most-allocations=many"],
+            "",
+            "ERROR: --most-allocations = 'many' (from the command line): expected a whole number, 0 or more",
+        ),
+        (
+            [],
+            "most_allocations = abc",
+            "ERROR: most_allocations = 'abc' (from the ini file *tox.ini): expected a whole number, 0 or more",
+        ),
+        (
+            ["--memray-isolate=frok"],
+            "",
+            "ERROR: --memray-isolate = 'frok' (from the command line): expected one of fork or off",
+        ),
+        (
+            [],
+            "memray_isolate = thread",
+            "ERROR: memray_isolate = 'thread' (from the ini file *tox.ini): expected one of fork or off",
+        ),
+        (
+            [],
+            "memray = maybe",
+            "ERROR: memray = 'maybe' (from the ini file *tox.ini): expected true or false",
+        ),
+        (
+            [],
+            "hide_memray_summary = 2",
+            "ERROR: hide_memray_summary = '2' (from the ini file *tox.ini): expected true or false",
+        ),
+    ],
+)
+def test_bad_values_stop_the_run_naming_option_source_and_value(
+    pytester: pytest.Pytester, run: Runner, args: list[str], ini: str, message: str
+) -> None:
+    """A usage error (exit 4) that says which option, where it was set, and what was expected."""
+    pytester.makefile(".ini", tox=f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = run(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_help_lists_every_option(run: Runner) -> None:
+    """pytest --help shows the memray options with their help text."""
+    result = run("--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "memory tracking with memray (pytest-memray-isolate):",
+            "  --memray * Track the memory of every test's call phase with memray.",
+            "  --memray-isolate=[[]MODE[]]",
+            "*Run each tracked test's call phase in its own child*",
+            "  --most-allocations=N *",
+            "  --hide-memray-summary",
+        ],
+        consecutive=False,
+    )
+    result.stdout.fnmatch_lines(["  memray_isolate (string):*", "  most_allocations (string):*"], consecutive=False)
