@@ -1,0 +1,132 @@
+"""End to end: under --memray-isolate a test's figures do not depend on what ran before it.
+
+The suite below has tests whose in-process figures change with test order, each for a
+different reason: a thread an earlier test left allocating, a cache an earlier test
+warmed, a module an earlier test imported, and fixtures that churn the heap by different
+amounts. Run isolated in two different orders, every test reports the same figures.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, Tuple
+
+import pytest
+
+from conftest import Runner
+
+_SUITE = '''
+import functools
+import sys
+import threading
+import time
+
+import pytest
+
+KEEP_RUNNING = threading.Event()
+
+
+def _allocate_forever():
+    while not KEEP_RUNNING.is_set():
+        chunk = bytearray(2 * 1024 * 1024)
+        time.sleep(0.0005)
+        del chunk
+
+
+def test_leaves_a_thread_allocating():
+    threading.Thread(target=_allocate_forever, daemon=True).start()
+    time.sleep(0.01)
+
+
+@functools.lru_cache(maxsize=None)
+def table():
+    return [bytes(1000) for _ in range(3000)]
+
+
+def test_warms_the_cache():
+    assert len(table()) == 3000
+
+
+def test_uses_the_cache():
+    data = table()
+    assert data[0] == bytes(1000)
+    time.sleep(0.01)
+
+
+def test_imports_a_module():
+    import xml.dom.minidom  # not imported by pytest itself
+    assert xml.dom.minidom.parseString("<a/>").documentElement.tagName == "a"
+
+
+def test_imports_it_again():
+    import xml.dom.minidom
+    assert xml.dom.minidom.parseString("<b/>").documentElement.tagName == "b"
+
+
+@pytest.fixture(params=[0, 40_000, 400_000])
+def churned(request):
+    """Fill then free part of the heap: the free space left behind differs per parameter."""
+    junk = [str(n) * 3 for n in range(request.param)]
+    kept = junk[::7]
+    del junk
+    yield len(kept)
+
+
+def test_small_objects(churned):
+    objects = [str(n) * 3 for n in range(30_000)]
+    assert len(objects) == 30_000
+'''
+
+# Prints each test's exact figures at the end of the run, beside the rounded MEMRAY REPORT.
+_EXACT_FIGURES_CONFTEST = """
+def pytest_terminal_summary(terminalreporter, config):
+    manager = config.pluginmanager.get_plugin("memray_isolate_manager")
+    for result in manager.results.values():
+        terminalreporter.write_line(f"EXACT {result.nodeid} {result.peak_memory} {result.total_allocations}")
+"""
+
+Figures = Dict[str, Tuple[int, int]]
+
+
+def _figures(output: str) -> Figures:
+    """Exact peak (bytes) and allocation count per test."""
+    lines = re.findall(r"^EXACT \S+::(\S+) (\d+) (\d+)$", output, re.MULTILINE)
+    return {name: (int(peak), int(count)) for name, peak, count in lines}
+
+
+_FORWARD = [
+    "test_leaves_a_thread_allocating",
+    "test_warms_the_cache",
+    "test_uses_the_cache",
+    "test_imports_a_module",
+    "test_imports_it_again",
+    "test_small_objects[0]",
+    "test_small_objects[40000]",
+    "test_small_objects[400000]",
+]
+
+
+def _run_in_order(pytester: pytest.Pytester, run: Runner, flag: str, order: list[str]) -> Figures:
+    path = pytester.makepyfile(suite=_SUITE)
+    pytester.makeconftest(_EXACT_FIGURES_CONFTEST)
+    result = run(flag, "--most-allocations=0", "-p", "no:randomly", *[f"{path.name}::{name}" for name in order])
+    assert result.ret == 0, result.stdout.str()
+    return _figures(result.stdout.str())
+
+
+def test_isolated_figures_are_the_same_in_any_order(pytester: pytest.Pytester, run: Runner) -> None:
+    """Forward and backward, every test reports identical peak and allocation count."""
+    forward = _run_in_order(pytester, run, "--memray-isolate", _FORWARD)
+    backward = _run_in_order(pytester, run, "--memray-isolate", _FORWARD[::-1])
+    assert sorted(forward) == sorted(_FORWARD)
+    assert forward == backward
+
+
+def test_the_same_suite_in_process_depends_on_order(pytester: pytest.Pytester, run: Runner) -> None:
+    """The control: in process the figures change with order, so the suite does test something."""
+    forward = _run_in_order(pytester, run, "--memray", _FORWARD)
+    backward = _run_in_order(pytester, run, "--memray", _FORWARD[::-1])
+    differing = {name for name in set(forward) | set(backward) if forward.get(name) != backward.get(name)}
+    assert {"test_uses_the_cache", "test_imports_it_again", "test_small_objects[0]"} <= differing
+
+
