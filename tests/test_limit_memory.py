@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import MODE_FLAGS, Runner
 
 
@@ -157,7 +156,8 @@ def test_limit_does_not_change_the_outcome_of_a_failing_test(
         (
             'limit_memory("ten MB")',
             "*::test_marked: invalid marker @pytest.mark.limit_memory('ten MB'): 'ten MB' is not a memory"
-            ' size; expected a number and a unit, such as "24 MB" (units B, KB, MB, GB, TB, PB; 1 KB = 1024 B)',
+            ' size; expected a number and a unit, such as "24 MB"'
+            " (units B, KB, MB, GB, TB, PB; 1 KB = 1024 B)",
         ),
         (
             'limit_memory("5 XB")',
@@ -165,11 +165,13 @@ def test_limit_does_not_change_the_outcome_of_a_failing_test(
         ),
         (
             'limit_memory("-1 MB")',
-            "*::test_marked: invalid marker @pytest.mark.limit_memory('-1 MB'): '-1 MB' is not a memory size*",
+            "*::test_marked: invalid marker @pytest.mark.limit_memory('-1 MB'):"
+            " '-1 MB' is not a memory size*",
         ),
         (
             "limit_memory()",
-            "*::test_marked: invalid marker @pytest.mark.limit_memory(): missing a required argument: 'limit';"
+            "*::test_marked: invalid marker @pytest.mark.limit_memory():"
+            " missing a required argument: 'limit';"
             " the signature is limit_memory(limit: str, *, current_thread_only: bool = False)",
         ),
         (

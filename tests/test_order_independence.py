@@ -12,7 +12,6 @@ import re
 from typing import Dict, Tuple
 
 import pytest
-
 from conftest import Runner
 
 _SUITE = '''
@@ -109,7 +108,9 @@ _FORWARD = [
 def _run_in_order(pytester: pytest.Pytester, run: Runner, flag: str, order: list[str]) -> Figures:
     path = pytester.makepyfile(suite=_SUITE)
     pytester.makeconftest(_EXACT_FIGURES_CONFTEST)
-    result = run(flag, "--most-allocations=0", "-p", "no:randomly", *[f"{path.name}::{name}" for name in order])
+    result = run(
+        flag, "--most-allocations=0", "-p", "no:randomly", *[f"{path.name}::{name}" for name in order]
+    )
     assert result.ret == 0, result.stdout.str()
     return _figures(result.stdout.str())
 
@@ -128,5 +129,3 @@ def test_the_same_suite_in_process_depends_on_order(pytester: pytest.Pytester, r
     backward = _run_in_order(pytester, run, "--memray", _FORWARD[::-1])
     differing = {name for name in set(forward) | set(backward) if forward.get(name) != backward.get(name)}
     assert {"test_uses_the_cache", "test_imports_it_again", "test_small_objects[0]"} <= differing
-
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import Runner
 
 _TWO_TESTS = """
@@ -170,7 +169,8 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
         (
             [],
             "most_allocations = abc",
-            "ERROR: most_allocations = 'abc' (from the ini file *tox.ini): expected a whole number, 0 or more",
+            "ERROR: most_allocations = 'abc' (from the ini file *tox.ini):"
+            " expected a whole number, 0 or more",
         ),
         (
             ["--memray-isolate=frok"],
@@ -221,4 +221,6 @@ def test_help_lists_every_option(run: Runner) -> None:
         ],
         consecutive=False,
     )
-    result.stdout.fnmatch_lines(["  memray_isolate (string):*", "  most_allocations (string):*"], consecutive=False)
+    result.stdout.fnmatch_lines(
+        ["  memray_isolate (string):*", "  most_allocations (string):*"], consecutive=False
+    )
