@@ -5,12 +5,15 @@ A forked child inherits its parent's pymalloc arenas. Without
 peak moves by whole arenas with the free space the parent happened to leave behind:
 the same test measures 1 MiB more or less depending on what ran before it.
 
-``settle`` fills every free block of every size class and every free pool with small
-objects that the child keeps until it exits. Afterwards a test's first small
-allocation of each size class needs a new pool, and its first new pool needs a new
-arena, whatever the parent did before the fork, so the figure depends on the test
-alone. The cost grows with the parent's free space (about 0.3 ms per round plus
-about 0.1 ms per 1,000 free blocks).
+``settle`` fills that free space with objects the child keeps until it exits, so that
+when the Tracker starts no arena has a free pool and the pools in use have (almost) no
+free block. A test's first new pool then always needs a new arena, whatever the parent
+did before the fork, and its figure depends on the test alone.
+
+Filling must not overshoot: one pool too many maps a new arena whose 63 free pools
+would hide the test's own first megabyte. The objects this code itself allocates while
+it works (parsing the statistics, iterators) therefore live in a reserve of free blocks
+kept in their size classes, and the free pools are filled last, exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ _CLASS_LINE = re.compile(rb"^\s*\d+\s+(\d+)\s+\d+\s+\d+\s+(\d+)\s*$", re.MULTILI
 _FREE_POOLS = re.compile(rb"^(\d+) unused pools \* (\d+) bytes", re.MULTILINE)
 _POOL_HEADER = 48  # bytes of each pool spent on its header on 64-bit builds
 _BYTES_HEADER = sys.getsizeof(b"")
-_MAX_ROUNDS = 6
+#: Block sizes of the objects this module allocates while it works (ints and floats,
+#: iterators, small tuples and lists, regex matches), and how many free blocks each keeps.
+_RESERVED_BLOCK_SIZES = (32, 48, 64, 128)
+_RESERVE = 256
+_FILL_ROUNDS = 2
 
 FreeSpace = Tuple[Dict[int, int], int, int]
 
@@ -64,13 +71,29 @@ def free_space() -> FreeSpace:
     return free_blocks, free_pools, pool_size
 
 
-def _objects_of_block_size(block_size: int, count: int) -> List[object]:
-    """``count`` new objects whose pymalloc request falls in the class of ``block_size``."""
+def _new_objects(block_size: int, count: int, into: List[object]) -> None:
+    """Append ``count`` new objects whose pymalloc request falls in the class of ``block_size``."""
+    if count <= 0:
+        return
     if block_size <= 16:  # a one-item list's item array is 8 bytes
-        return list(map(list, repeat((None,), count)))
-    if block_size <= 32:  # a float is 24 bytes
-        return list(map(float, repeat("0.5", count)))
-    return list(map(bytes, repeat(block_size - _BYTES_HEADER, count)))
+        into.extend(map(list, repeat((None,), count)))
+    elif block_size <= 32:  # a float is 24 bytes
+        into.extend(map(float, repeat("0.5", count)))
+    else:
+        into.extend(map(bytes, repeat(block_size - _BYTES_HEADER, count)))
+
+
+def _holder() -> List[object]:
+    """An empty list whose item array is already larger than pymalloc serves, so growing it
+    never takes a small block."""
+    holder: List[object] = [None] * 80
+    holder.clear()
+    holder.extend(repeat(None, 80))
+    return holder
+
+
+def _pymalloc_in_use() -> bool:
+    return hasattr(sys, "_debugmallocstats") and os.environ.get("PYTHONMALLOC", "") in ("", "pymalloc")
 
 
 def settle() -> List[object]:
@@ -79,27 +102,33 @@ def settle() -> List[object]:
     Does nothing where pymalloc is not in use (``PYTHONMALLOC=malloc``, debug builds).
     """
     keep: List[object] = []
-    if not hasattr(sys, "_debugmallocstats") or os.environ.get("PYTHONMALLOC", "pymalloc") not in (
-        "pymalloc",
-        "",
-    ):
+    if not _pymalloc_in_use():
         return keep
     # Objects the parent left for the cyclic collector must not be freed during the test,
     # and the collector's counters must start from zero: freeze what exists, then collect
     # the (now empty) young generations.
     gc.freeze()
     gc.collect()
-    residue: Dict[int, int] = {}
-    for _ in range(_MAX_ROUNDS):
-        free_blocks, free_pools, pool_size = free_space()
-        to_fill = {size: count for size, count in free_blocks.items() if count and count != residue.get(size)}
-        if not to_fill and not free_pools:
-            break
-        for size in sorted(to_fill):
-            keep.append(_objects_of_block_size(size, to_fill[size]))
-        if free_pools:
-            largest = max(free_blocks) if free_blocks else 512
-            per_pool = (pool_size - _POOL_HEADER) // largest
-            keep.append(_objects_of_block_size(largest, free_pools * per_pool))
-        residue = free_blocks
+    for _ in range(_FILL_ROUNDS):
+        free_blocks, _, _ = free_space()
+        holder = _holder()
+        for size in sorted(free_blocks):
+            spare = _RESERVE if size in _RESERVED_BLOCK_SIZES else 0
+            count = free_blocks[size] - spare
+            if count < 0:  # make the reserve: take a pool, then free all but one block
+                extra: List[object] = _holder()
+                _new_objects(size, spare + 1, extra)
+                holder.append(extra.pop())
+                del extra
+            else:
+                _new_objects(size, count, holder)
+        keep.append(holder)
+    # Last, and exactly: every free pool, with blocks of the largest size.
+    holder = _holder()
+    free_blocks, free_pools, pool_size = free_space()
+    largest = max(free_blocks, default=512)
+    _new_objects(
+        largest, free_blocks.get(largest, 0) + free_pools * ((pool_size - _POOL_HEADER) // largest), holder
+    )
+    keep.append(holder)
     return keep

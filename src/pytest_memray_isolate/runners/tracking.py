@@ -14,6 +14,15 @@ from .heap import settle
 __all__ = ["tracked"]
 
 
+def _started_tracker(job: Job, settle_heap: bool, keep_alive: List[object]) -> Tracker:
+    """A Tracker for ``job``, constructed before the allocator is settled: constructing it
+    runs Python code whose allocations would otherwise undo part of the settling."""
+    tracker = Tracker(job.capture, **tracker_options())
+    if settle_heap:
+        keep_alive.append(settle())
+    return tracker
+
+
 def tracked(function: Callable[..., Any], job: Job, *, settle_heap: bool = False) -> Callable[..., Any]:
     """Wrap ``function`` so each call runs under a Tracker writing ``job.capture``.
 
@@ -26,18 +35,14 @@ def tracked(function: Callable[..., Any], job: Job, *, settle_heap: bool = False
 
         @functools.wraps(function)
         async def run_tracked_async(*args: Any, **kwargs: Any) -> Any:
-            if settle_heap:
-                keep_alive.append(settle())
-            with Tracker(job.capture, **tracker_options()):
+            with _started_tracker(job, settle_heap, keep_alive):
                 return await function(*args, **kwargs)
 
         return run_tracked_async
 
     @functools.wraps(function)
     def run_tracked(*args: Any, **kwargs: Any) -> Any:
-        if settle_heap:
-            keep_alive.append(settle())
-        with Tracker(job.capture, **tracker_options()):
+        with _started_tracker(job, settle_heap, keep_alive):
             return function(*args, **kwargs)
 
     return run_tracked

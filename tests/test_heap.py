@@ -1,0 +1,59 @@
+"""Unit tests for settling the allocator of an isolated child (runs in this process)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List
+
+import pytest
+from memray import FileFormat, FileReader, Tracker
+
+from pytest_memray_isolate.runners import heap
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("PYTHONMALLOC", "") not in ("", "pymalloc"), reason="needs CPython's pymalloc"
+)
+
+
+def _churn(objects: int) -> List[str]:
+    """Allocate small strings and free most of them, leaving free space behind."""
+    junk = [str(n) * 3 for n in range(objects)]
+    return junk[::7]
+
+
+def test_settle_leaves_no_free_pool_and_only_the_reserve() -> None:
+    """After settle, every arena is full and only the reserved size classes keep free blocks."""
+    leftovers = _churn(200_000)
+    keep = heap.settle()
+    free_blocks, free_pools, _ = heap.free_space()
+    assert free_pools == 0
+    for size, count in free_blocks.items():
+        if size in heap._RESERVED_BLOCK_SIZES:  # the reserve, plus what settle's own work freed
+            assert count <= 3 * heap._RESERVE, (size, count)
+        else:
+            assert count < 64, (size, count)
+    assert keep
+    assert leftovers
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_settled_child_measures_the_same_peak_whatever_the_parent_freed(tmp_path: Path) -> None:
+    """The 1 MiB arena steps of a small-object test no longer depend on the parent's free space."""
+    peaks = []
+    for objects in (0, 40_000, 400_000, 3_000):
+        leftovers = _churn(objects)
+        capture = tmp_path / f"{objects}.bin"
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            keep = heap.settle()
+            with Tracker(capture, file_format=FileFormat.AGGREGATED_ALLOCATIONS):
+                strings = [str(n) * 3 for n in range(30_000)]
+                del strings
+            os._exit(0 if keep else 1)
+        os.waitpid(pid, 0)
+        peaks.append(FileReader(capture).metadata.peak_memory)
+        del leftovers
+    arenas = [peak // (1024 * 1024) for peak in peaks]
+    assert len(set(arenas)) == 1, peaks
+    assert max(peaks) - min(peaks) <= 4096, peaks
