@@ -16,13 +16,22 @@ def _rows() -> List[str]:
     lines = [".. list-table::", "   :header-rows: 1", "   :widths: 25 20 15 40", ""]
     lines += ["   * - Command line", "     - ini key", "     - Default", "     - Meaning"]
     for spec in OPTIONS:
-        flag = spec.flag if spec.metavar is None else f"{spec.flag}={spec.metavar}"
+        if spec.flag is None:
+            flag = "(ini only)"
+        elif spec.bare is not None:
+            flag = f"``{spec.flag}[={spec.metavar}]``"
+        elif spec.takes_value:
+            flag = f"``{spec.flag}={spec.metavar}``"
+        else:
+            flag = f"``{spec.flag}``"
+        keys = ", ".join(f"``{key}``" for key in (spec.ini, *spec.ini_aliases))
         default = "off" if spec.default in (None, False) else str(spec.default)
+        meaning = spec.help.replace("%%", "%")
         lines += [
-            f"   * - ``{flag}``",
-            f"     - ``{spec.ini}``",
+            f"   * - {flag}",
+            f"     - {keys}",
             f"     - {default}",
-            f"     - {spec.help}",
+            f"     - {meaning}",
         ]
     return lines
 

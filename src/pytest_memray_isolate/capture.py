@@ -14,6 +14,7 @@ __all__ = [
     "Location",
     "MemoryResult",
     "high_watermark_records",
+    "leaked_records",
     "read_capture",
     "top_frame",
 ]
@@ -60,13 +61,25 @@ def top_frame(frames: Iterable[Frame]) -> Optional[Frame]:
     return None
 
 
-def high_watermark_records(reader: FileReader, *, current_thread_only: bool) -> List[AllocationRecord]:
-    """The allocations alive at the high watermark, optionally of the test's thread only."""
-    records = reader.get_high_watermark_allocation_records(merge_threads=not current_thread_only)
+def _of_thread(
+    reader: FileReader, records: Iterable[AllocationRecord], current_thread_only: bool
+) -> List[AllocationRecord]:
     if not current_thread_only:
         return list(records)
     main_thread = reader.metadata.main_thread_id
     return [record for record in records if record.tid == main_thread]
+
+
+def high_watermark_records(reader: FileReader, *, current_thread_only: bool) -> List[AllocationRecord]:
+    """The allocations alive at the high watermark, optionally of the test's thread only."""
+    records = reader.get_high_watermark_allocation_records(merge_threads=not current_thread_only)
+    return _of_thread(reader, records, current_thread_only)
+
+
+def leaked_records(reader: FileReader, *, current_thread_only: bool) -> List[AllocationRecord]:
+    """The allocations still alive when tracking stopped, optionally of the test's thread only."""
+    records = reader.get_leaked_allocation_records(merge_threads=not current_thread_only)
+    return _of_thread(reader, records, current_thread_only)
 
 
 def histogram(sizes: Sequence[int], bins: int = _HISTOGRAM_BINS) -> str:

@@ -1,26 +1,44 @@
-"""Applying limit markers to a test's capture: a verdict with the message and report section."""
+"""Applying limits to a test's capture: a verdict with the failure message and report section.
+
+Messages and section names are pytest-memray's, so reports read the same.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from memray import AllocationRecord
 
 from .capture import Frame, top_frame
-from .markers import MemoryLimit
+from .markers import LeakedObjectsCheck, LeakLimit, MemoryLimit
+from .settings import Tolerance
 from .sizes import format_size
+from .stacks import Stack, StackFrame
 
-__all__ = ["Verdict", "allocation_lines", "check_memory_limit"]
+__all__ = [
+    "Verdict",
+    "allocation_lines",
+    "check_increase",
+    "check_leaked_objects",
+    "check_leaks",
+    "check_memory_limit",
+]
 
 _INDENT = " " * 4
 #: At verbosity 0 and 1 the failure section lists this many of the biggest allocations.
 _LISTED_AT_DEFAULT_VERBOSITY = 10
+#: Leak reports show at least this many frames, to tell one leak's origin from another's.
+_LEAK_STACKS = 5
+_OBJECT_TYPES_SHOWN = 10
+_OBJECTS_SHOWN = 10
+_REPR_LENGTH = 100
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Why a test failed its memory limit: the failure message and a report section."""
+    """Why a test failed a memory check: the failure message and a report section."""
 
     message: str
     section: Optional[Tuple[str, str]]
@@ -70,3 +88,66 @@ def check_memory_limit(
     if len(records) > len(listed):
         body += f"\n    ...and {len(records) - len(listed)} more"
     return Verdict(message, ("memray-max-memory", "List of allocations:\n" + body))
+
+
+def check_increase(allocated: int, previous: Optional[int], tolerance: Tolerance) -> Optional[Verdict]:
+    """Fail when a test uses more than its last passing run, beyond the tolerance."""
+    if previous is None or allocated <= tolerance.allowance(previous):
+        return None
+    message = (
+        f"Test previously used {format_size(previous)} but now uses {format_size(allocated)}"
+        f" (tolerance {tolerance.text})"
+    )
+    return Verdict(message, ("memray-max-memory", "Test uses more memory than previous run"))
+
+
+def _stack(frames: Iterable[Frame]) -> Stack:
+    return Stack(tuple(StackFrame(function, filename, lineno) for function, filename, lineno in frames))
+
+
+def check_leaks(records: Sequence[AllocationRecord], limit: LeakLimit, *, stacks: int) -> Optional[Verdict]:
+    """Fail when memory allocated at one place and alive at the end reaches the per-location limit.
+
+    ``filter_fn`` sees each leak's hybrid (Python and native) stack and returns whether it counts.
+    """
+    leaked = [
+        record
+        for record in records
+        if record.size >= limit.limit
+        and (limit.filter_fn is None or limit.filter_fn(_stack(record.hybrid_stack_trace())))
+    ]
+    if not leaked:
+        return None
+    message = f"Test was allowed to leak {format_size(limit.limit)} per location but at least one location leaked more"
+    body = "\n".join(allocation_lines(leaked, stacks=max(stacks, _LEAK_STACKS), native=True))
+    return Verdict(message, ("memray-leaked-memory", "List of leaked allocations:\n" + body))
+
+
+def _short_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = "<repr failed>"
+    return text if len(text) <= _REPR_LENGTH else text[: _REPR_LENGTH - 3] + "..."
+
+
+def check_leaked_objects(survivors: Sequence[object], check: LeakedObjectsCheck) -> Optional[Verdict]:
+    """Fail when objects created during the test are still alive after it (and pass the filter)."""
+    leaked = [obj for obj in survivors if check.filter_fn is None or check.filter_fn(obj)]
+    if not leaked:
+        return None
+    types = Counter(type(obj).__name__ for obj in leaked)
+    common = types.most_common(_OBJECT_TYPES_SHOWN)
+    width = max(len(str(count)) for _, count in common)
+    lines = [f"{_INDENT}Object types that leaked (total: {len(leaked)} objects):"]
+    lines += [f"{_INDENT * 2}- {count:>{width}} {name} instance(s)" for name, count in common]
+    if len(types) > _OBJECT_TYPES_SHOWN:
+        lines.append(f"{_INDENT * 2}... and {len(types) - _OBJECT_TYPES_SHOWN} more types")
+    lines.append(f"\n{_INDENT}Sample of leaked objects:")
+    lines += [f"{_INDENT * 2}- {type(obj).__name__}: {_short_repr(obj)}" for obj in leaked[:_OBJECTS_SHOWN]]
+    if len(leaked) > _OBJECTS_SHOWN:
+        lines.append(f"{_INDENT * 2}... and {len(leaked) - _OBJECTS_SHOWN} more")
+    return Verdict(
+        f"Test leaked {len(leaked)} objects",
+        ("memray-tracked-objects", "List of leaked objects:\n" + "\n".join(lines)),
+    )

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
-import shutil
-import tempfile
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Dict, Generator, Iterator, List, Optional, cast
 
 import pytest
 from memray import FileReader
 
-from .capture import MemoryResult, high_watermark_records, read_capture
-from .limits import check_memory_limit
+from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture
+from .capture_files import CaptureFiles
+from .limits import Verdict, check_increase, check_leaks, check_memory_limit
 from .markers import TrackingPlan, plan_for
 from .report import ranked, summary_block
 from .runners import Job, child
@@ -25,6 +22,8 @@ __all__ = ["PLAN_KEY", "Manager"]
 
 PLAN_KEY = pytest.StashKey[TrackingPlan]()
 _MEMORY_SECTION_PREFIX = "memray"
+#: pytest-memray's cache key, so a switch from it keeps the recorded history.
+_CACHE_KEY = "memray/{nodeid}"
 
 
 def _calls_its_function_object(item: pytest.Item) -> bool:
@@ -63,13 +62,12 @@ def _patched_call(item: pytest.Item, job: Job, fork_runner: Optional[ForkRunner]
 
 
 class Manager:
-    """Owns the session's capture directory, the runners and the results."""
+    """Owns the session's capture files, the runners and the results."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self._config = config
         self._settings = settings
-        self._directory = Path(tempfile.mkdtemp(prefix="pytest-memray-isolate-"))
-        self._numbers = itertools.count()
+        self._files = CaptureFiles(settings.bin_path, settings.bin_prefix)
         self._fork_runner: Optional[ForkRunner] = None
         self._jobs: Dict[str, Job] = {}
         self.results: Dict[str, MemoryResult] = {}
@@ -86,8 +84,12 @@ class Manager:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         plan = item.stash.get(PLAN_KEY, None)
-        if plan is not None and plan.error is not None:
+        if plan is None:
+            return
+        if plan.error is not None:
             pytest.fail(plan.error, pytrace=False)
+        if plan.skip is not None:
+            pytest.skip(plan.skip)
 
     # -- call -----------------------------------------------------------------------
 
@@ -96,18 +98,11 @@ class Manager:
         plan = item.stash.get(PLAN_KEY, None)
         if plan is None or plan.error is not None or child.current_job() is not None:
             return (yield)
-        job = self._new_job(item.nodeid)
+        capture, message = self._files.paths_for(item.nodeid)
+        job = Job(item.nodeid, capture, message, tracker=plan.tracker, objects=plan.objects)
         self._jobs[item.nodeid] = job
         with _patched_call(item, job, self._fork_runner_for(plan)):
             return (yield)
-
-    def _new_job(self, nodeid: str) -> Job:
-        number = next(self._numbers)
-        return Job(
-            nodeid=nodeid,
-            capture=self._directory / f"{number}.bin",
-            message=self._directory / f"{number}.report",
-        )
 
     def _fork_runner_for(self, plan: TrackingPlan) -> Optional[ForkRunner]:
         if not plan.isolated:
@@ -137,32 +132,69 @@ class Manager:
             # Properties recorded in the child belong to the item here too: the teardown
             # report (which junitxml reads them from) is made in this process.
             item.user_properties[:] = report.user_properties
-        self._judge(item, job, report)
+        try:
+            self._judge(item.stash[PLAN_KEY], job, report)
+        finally:
+            self._files.done_with(job.capture)
         return report
 
-    def _judge(self, item: pytest.Item, job: Job, report: pytest.TestReport) -> None:
-        if not job.capture.exists():
-            return
+    def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> None:
         try:
-            self.results[item.nodeid] = read_capture(job.capture, item.nodeid)
-            plan = item.stash[PLAN_KEY]
-            if plan.limit is not None and report.passed:
-                with FileReader(job.capture) as reader:
-                    records = high_watermark_records(
-                        reader, current_thread_only=plan.limit.current_thread_only
-                    )
-                    verdict = check_memory_limit(records, plan.limit, verbosity=self._config.get_verbosity())
-                if verdict is not None:
-                    report.outcome = "failed"
-                    report.longrepr = verdict.message
-                    if verdict.section is not None:
-                        report.sections.append(verdict.section)
+            self.results[job.nodeid] = read_capture(job.capture, job.nodeid)
         except OSError:
-            # An unreadable capture: a child that died mid-write. The test's own
-            # outcome already says why; there is no figure to report.
-            pass
-        finally:
-            job.capture.unlink(missing_ok=True)
+            # No readable capture: a child that died before its Tracker finished. The
+            # test's own outcome already says why; there is no figure to report.
+            return
+        if not report.passed:
+            return
+        verdict = self._verdict(plan, job)
+        if verdict is not None:
+            report.outcome = "failed"
+            report.longrepr = verdict.message
+            if verdict.section is not None:
+                report.sections.append(verdict.section)
+
+    def _verdict(self, plan: TrackingPlan, job: Job) -> Optional[Verdict]:
+        settings = self._settings
+        if plan.memory is not None:
+            with FileReader(job.capture) as reader:
+                records = high_watermark_records(reader, current_thread_only=plan.memory.current_thread_only)
+                verdict = check_memory_limit(
+                    records,
+                    plan.memory,
+                    verbosity=self._verbosity(),
+                    stacks=settings.stacks,
+                    native=plan.tracker.native_traces,
+                )
+                allocated = sum(record.size for record in records)
+            return verdict or self._check_increase(job.nodeid, allocated)
+        if plan.leaks is not None:
+            with FileReader(job.capture) as reader:
+                leaks = leaked_records(reader, current_thread_only=plan.leaks.current_thread_only)
+                return check_leaks(leaks, plan.leaks, stacks=settings.stacks)
+        if plan.objects is not None:
+            return job.objects_verdict
+        return None
+
+    def _check_increase(self, nodeid: str, allocated: int) -> Optional[Verdict]:
+        """Compare with the last passing run (pytest's cache), then record this one if it passes."""
+        tolerance = self._settings.fail_on_increase
+        cache = getattr(self._config, "cache", None)
+        if cache is None:
+            return None
+        key = _CACHE_KEY.format(nodeid=nodeid)
+        entry = cache.get(key, {})
+        previous = entry.get("total_allocated_memory") if isinstance(entry, dict) else None
+        if tolerance is not None:
+            verdict = check_increase(allocated, previous if isinstance(previous, int) else None, tolerance)
+            if verdict is not None:
+                return verdict
+        cache.set(key, {"total_allocated_memory": allocated})
+        return None
+
+    def _verbosity(self) -> int:
+        configured = self._settings.verbosity
+        return self._config.get_verbosity() if configured is None else configured
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_report_teststatus(self, report: pytest.TestReport) -> Generator[None, object, object]:
@@ -191,7 +223,10 @@ class Manager:
                 continue
             for line in summary_block(result):
                 terminalreporter.write_line(line)
+        kept = self._files.summary_line()
+        if kept is not None:
+            terminalreporter.write_line(kept)
 
     def pytest_unconfigure(self) -> None:
         if child.current_job() is None:
-            shutil.rmtree(self._directory, ignore_errors=True)
+            self._files.remove_scratch()

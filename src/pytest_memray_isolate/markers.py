@@ -4,17 +4,22 @@
 # to users (pytest --markers, error messages) and must print as ``limit: str``.
 
 import inspect
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
 from .settings import ISOLATION_MODES, Settings
 from .sizes import SIZE_HINT, parse_size
+from .stacks import LeakedObjectsFilterFunction, LeaksFilterFunction
 
 __all__ = [
     "IN_PROCESS",
+    "LIMIT_MARKERS",
     "MARKER_SIGNATURES",
+    "LeakLimit",
+    "LeakedObjectsCheck",
     "MemoryLimit",
     "TrackingPlan",
     "marker_help_lines",
@@ -22,10 +27,25 @@ __all__ = [
 ]
 
 IN_PROCESS = "in-process"
+#: Python versions whose memray can follow object lifetimes (limit_leaked_objects).
+OBJECT_TRACKING_SINCE = (3, 13, 3)
 
 
 def limit_memory(limit: str, *, current_thread_only: bool = False) -> None:
     """Fail the test when its call phase allocates ``limit`` or more at its high watermark."""
+
+
+def limit_leaks(
+    location_limit: str,
+    *,
+    filter_fn: Optional[LeaksFilterFunction] = None,
+    current_thread_only: bool = False,
+) -> None:
+    """Fail the test when memory allocated at one place, and still alive at its end, reaches ``location_limit``."""
+
+
+def limit_leaked_objects(*, filter_fn: Optional[LeakedObjectsFilterFunction] = None) -> None:
+    """Fail the test when objects it created outlive it (Python 3.13.3 or newer)."""
 
 
 def memray_isolate(mode: str = "fork") -> None:
@@ -34,8 +54,12 @@ def memray_isolate(mode: str = "fork") -> None:
 
 MARKER_SIGNATURES: Dict[str, Callable[..., None]] = {
     "limit_memory": limit_memory,
+    "limit_leaks": limit_leaks,
+    "limit_leaked_objects": limit_leaked_objects,
     "memray_isolate": memray_isolate,
 }
+#: The markers that set a limit; a test may have one kind only.
+LIMIT_MARKERS = ("limit_memory", "limit_leaks", "limit_leaked_objects")
 
 
 def _signature(name: str) -> inspect.Signature:
@@ -53,24 +77,55 @@ def marker_help_lines() -> List[str]:
 
 @dataclass(frozen=True)
 class MemoryLimit:
-    """A validated ``limit_memory`` marker."""
+    """A validated ``limit_memory`` (from a marker, or the default limit option)."""
 
     limit: int
     text: str
-    current_thread_only: bool
+    current_thread_only: bool = False
+
+
+@dataclass(frozen=True)
+class LeakLimit:
+    """A validated ``limit_leaks`` marker."""
+
+    limit: int
+    text: str
+    filter_fn: Optional[LeaksFilterFunction] = None
+    current_thread_only: bool = False
+
+
+@dataclass(frozen=True)
+class LeakedObjectsCheck:
+    """A validated ``limit_leaked_objects`` marker."""
+
+    filter_fn: Optional[LeakedObjectsFilterFunction] = None
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """What memray records for one test."""
+
+    native_traces: bool = False
+    trace_python_allocators: bool = False
+    track_object_lifetimes: bool = False
+    all_allocations: bool = False
 
 
 @dataclass(frozen=True)
 class TrackingPlan:
     """How one test is tracked, decided once at collection.
 
-    ``error`` holds the message for a marker the user got wrong; the test then fails
-    at setup with it instead of running.
+    ``error`` holds the message for a marker the user got wrong, and ``skip`` the reason
+    a marked test cannot run here; the test then errors or is skipped at setup.
     """
 
     mode: str
-    limit: Optional[MemoryLimit] = None
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    memory: Optional[MemoryLimit] = None
+    leaks: Optional[LeakLimit] = None
+    objects: Optional[LeakedObjectsCheck] = None
     error: Optional[str] = None
+    skip: Optional[str] = None
 
     @property
     def isolated(self) -> bool:
@@ -87,32 +142,61 @@ def _call_text(mark: pytest.Mark) -> str:
     return f"@pytest.mark.{mark.name}({', '.join(parts)})"
 
 
-def _bind(mark: pytest.Mark) -> inspect.BoundArguments:
+def _bind(mark: pytest.Mark) -> Dict[str, object]:
     signature = _signature(mark.name)
     try:
         bound = signature.bind(*mark.args, **mark.kwargs)
     except TypeError as error:
         raise MarkerError(f"{error}; the signature is {mark.name}{signature}") from None
     bound.apply_defaults()
-    return bound
+    return dict(bound.arguments)
+
+
+def _size_argument(name: str, value: object) -> int:
+    if not isinstance(value, str):
+        raise MarkerError(f"{name} must be a string, {SIZE_HINT}; got {type(value).__name__} {value!r}")
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        raise MarkerError(str(error)) from None
+
+
+def _bool_argument(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise MarkerError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+def _filter_argument(value: object) -> object:
+    if value is not None and not callable(value):
+        raise MarkerError(f"filter_fn must be a function or None; got {type(value).__name__} {value!r}")
+    return value
 
 
 def _parse_limit_memory(mark: pytest.Mark) -> MemoryLimit:
-    arguments = _bind(mark).arguments
-    limit, current_thread_only = arguments["limit"], arguments["current_thread_only"]
-    if not isinstance(limit, str):
-        raise MarkerError(f"the limit must be a string, {SIZE_HINT}; got {type(limit).__name__} {limit!r}")
-    try:
-        size = parse_size(limit)
-    except ValueError as error:
-        raise MarkerError(str(error)) from None
-    if not isinstance(current_thread_only, bool):
-        raise MarkerError(f"current_thread_only must be True or False; got {current_thread_only!r}")
-    return MemoryLimit(limit=size, text=limit, current_thread_only=current_thread_only)
+    arguments = _bind(mark)
+    text = arguments["limit"]
+    limit = _size_argument("the limit", text)
+    current = _bool_argument("current_thread_only", arguments["current_thread_only"])
+    return MemoryLimit(limit=limit, text=str(text), current_thread_only=current)
+
+
+def _parse_limit_leaks(mark: pytest.Mark) -> LeakLimit:
+    arguments = _bind(mark)
+    text = arguments["location_limit"]
+    limit = _size_argument("location_limit", text)
+    filter_fn = _filter_argument(arguments["filter_fn"])
+    current = _bool_argument("current_thread_only", arguments["current_thread_only"])
+    return LeakLimit(limit=limit, text=str(text), filter_fn=filter_fn, current_thread_only=current)  # type: ignore[arg-type]
+
+
+def _parse_limit_leaked_objects(mark: pytest.Mark) -> LeakedObjectsCheck:
+    filter_fn = _filter_argument(_bind(mark)["filter_fn"])
+    return LeakedObjectsCheck(filter_fn=filter_fn)  # type: ignore[arg-type]
 
 
 def _parse_isolate(mark: pytest.Mark) -> str:
-    mode = _bind(mark).arguments["mode"]
+    mode = _bind(mark)["mode"]
     if mode not in ISOLATION_MODES:
         raise MarkerError(
             f"unknown isolation mode {mode!r}; expected one of {', '.join(map(repr, ISOLATION_MODES))}"
@@ -120,27 +204,84 @@ def _parse_isolate(mark: pytest.Mark) -> str:
     return str(mode)
 
 
+def _where(node: object, item: pytest.Item) -> str:
+    if node is item:
+        return "on the test"
+    return f"on {type(node).__name__.lower()} {getattr(node, 'name', node)}"
+
+
+def _closest_limit_marks(item: pytest.Item) -> List[Tuple[str, pytest.Mark, str]]:
+    found = []
+    for name in LIMIT_MARKERS:
+        for node, mark in item.iter_markers_with_node(name=name):
+            found.append((name, mark, _where(node, item)))
+            break
+    return found
+
+
 def plan_for(item: pytest.Item, settings: Settings) -> Optional[TrackingPlan]:
     """Decide whether and how ``item`` is tracked; ``None`` means not at all.
 
     The closest marker wins, so a test's own marker overrides a module's ``pytestmark``.
     """
-    limit_mark = item.get_closest_marker("limit_memory")
+    limits = _closest_limit_marks(item)
     isolate_mark = item.get_closest_marker("memray_isolate")
-    if limit_mark is None and isolate_mark is None and not settings.tracking_all:
+    if not limits and isolate_mark is None and not settings.tracking_all:
         return None
     mode = settings.isolate or IN_PROCESS
-    limit = None
-    current: Optional[pytest.Mark] = None
-    try:
-        if isolate_mark is not None:
-            current = isolate_mark
-            mode = _parse_isolate(isolate_mark)
-        if limit_mark is not None:
-            current = limit_mark
-            limit = _parse_limit_memory(limit_mark)
-    except MarkerError as error:
-        assert current is not None
-        message = f"{item.nodeid}: invalid marker {_call_text(current)}: {error}"
-        return TrackingPlan(mode=mode, error=message)
-    return TrackingPlan(mode=mode, limit=limit)
+    if len(limits) > 1:
+        described = " and ".join(f"{_call_text(mark)} ({where})" for _, mark, where in limits)
+        return TrackingPlan(
+            mode=mode,
+            error=f"{item.nodeid}: {described} cannot be combined; a test takes one kind of memray limit",
+        )
+    checked = [isolate_mark] if isolate_mark is not None else []
+    checked += [mark for _, mark, _ in limits]
+    for mark in checked:
+        try:
+            if mark is isolate_mark:
+                mode = _parse_isolate(mark)
+            else:
+                return _plan_with_limit(mode, mark, settings)
+        except MarkerError as error:
+            return TrackingPlan(mode=mode, error=f"{item.nodeid}: invalid marker {_call_text(mark)}: {error}")
+    return _plan_with_limit(mode, None, settings)
+
+
+def _plan_with_limit(mode: str, mark: Optional[pytest.Mark], settings: Settings) -> TrackingPlan:
+    """The plan for a test with at most one limit marker (``mark``) and the run's settings."""
+    capture_all = settings.capture_format == "all"
+    tracker = TrackerOptions(
+        native_traces=settings.native,
+        trace_python_allocators=settings.trace_python_allocators,
+        all_allocations=capture_all,
+    )
+    if mark is None:
+        default = settings.limit_memory
+        memory = (
+            None if default is None else MemoryLimit(limit=default, text=settings.source_of("limit_memory"))
+        )
+        return TrackingPlan(mode=mode, tracker=tracker, memory=memory)
+    if mark.name == "limit_memory":
+        return TrackingPlan(mode=mode, tracker=tracker, memory=_parse_limit_memory(mark))
+    if mark.name == "limit_leaks":
+        # Leaks are told apart by their stacks: native frames and every Python allocation.
+        leak_tracker = TrackerOptions(
+            native_traces=True, trace_python_allocators=True, all_allocations=capture_all
+        )
+        return TrackingPlan(mode=mode, tracker=leak_tracker, leaks=_parse_limit_leaks(mark))
+    check = _parse_limit_leaked_objects(mark)
+    if sys.version_info < OBJECT_TRACKING_SINCE:
+        running = ".".join(map(str, sys.version_info[:3]))
+        return TrackingPlan(
+            mode=mode,
+            tracker=tracker,
+            skip=f"limit_leaked_objects needs Python 3.13.3 or newer (this is Python {running})",
+        )
+    object_tracker = TrackerOptions(
+        native_traces=settings.native,
+        trace_python_allocators=settings.trace_python_allocators,
+        track_object_lifetimes=True,
+        all_allocations=capture_all,
+    )
+    return TrackingPlan(mode=mode, tracker=object_tracker, objects=check)

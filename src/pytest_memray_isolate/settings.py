@@ -6,24 +6,31 @@ Precedence is command line > ini file > default. Each bad value is reported as a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import pytest
 
+from .sizes import SIZE_HINT, parse_size
+
 __all__ = [
+    "CAPTURE_FORMATS",
     "ISOLATION_MODES",
     "OPTIONS",
     "OptionSpec",
     "Settings",
+    "Tolerance",
     "default_isolation_mode",
     "parse_isolation_mode",
+    "parse_tolerance",
     "resolve_settings",
 ]
 
 #: The isolation modes this version can run.
 ISOLATION_MODES: Tuple[str, ...] = ("fork",)
-#: Values that switch isolation off (useful to override an ini file from the command line).
+CAPTURE_FORMATS: Tuple[str, ...] = ("aggregated", "all")
 _OFF_WORDS = ("off", "none", "no", "false", "0")
 _TRUE_WORDS = ("1", "true", "yes", "on")
 _FALSE_WORDS = ("0", "false", "no", "off", "")
@@ -44,6 +51,38 @@ def parse_isolation_mode(text: str) -> Optional[str]:
     raise ValueError(f"expected one of {', '.join(ISOLATION_MODES)} or off")
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """How much more memory than its last passing run a test may use (``--fail-on-increase``)."""
+
+    text: str
+    percent: float = 0.0
+    bytes: int = 0
+
+    def allowance(self, previous: int) -> int:
+        """The most a test that used ``previous`` bytes last time may use now."""
+        return previous + self.bytes + int(previous * self.percent / 100)
+
+
+def parse_tolerance(text: str) -> Tolerance:
+    """``""`` (no tolerance), ``"10%"`` or a size such as ``"64 KB"``."""
+    stripped = text.strip()
+    if stripped in ("", "0"):
+        return Tolerance(text="none")
+    if stripped.endswith("%"):
+        try:
+            percent = float(stripped[:-1])
+        except ValueError:
+            percent = -1.0
+        if percent < 0:
+            raise ValueError(f"expected a percentage such as 10% or {SIZE_HINT}")
+        return Tolerance(text=stripped, percent=percent)
+    try:
+        return Tolerance(text=stripped, bytes=parse_size(stripped))
+    except ValueError:
+        raise ValueError(f"expected a percentage such as 10% or {SIZE_HINT}") from None
+
+
 def _parse_bool(text: str) -> bool:
     word = text.strip().lower()
     if word in _TRUE_WORDS:
@@ -57,27 +96,91 @@ def _parse_count(text: str) -> int:
     try:
         number = int(text.strip())
     except ValueError:
-        raise ValueError("expected a whole number, 0 or more") from None
+        number = -1
     if number < 0:
         raise ValueError("expected a whole number, 0 or more")
     return number
 
 
+def _parse_positive(text: str) -> int:
+    try:
+        number = int(text.strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError("expected a whole number, 1 or more")
+    return number
+
+
+def _parse_size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise ValueError(f"expected {SIZE_HINT}") from None
+
+
+def _parse_capture_format(text: str) -> str:
+    word = text.strip().lower()
+    if word not in CAPTURE_FORMATS:
+        raise ValueError(f"expected one of {', '.join(CAPTURE_FORMATS)}")
+    return word
+
+
+def _parse_verbosity(text: str) -> Optional[int]:
+    word = text.strip().lower()
+    if word in ("", "auto"):
+        return None
+    try:
+        return int(word)
+    except ValueError:
+        raise ValueError("expected a whole number (negative for less, positive for more) or auto") from None
+
+
+def _parse_prefix(text: str) -> str:
+    if not text or os.sep in text or "\0" in text:
+        raise ValueError("expected a non-empty file name prefix without path separators")
+    return text
+
+
+def _parse_directory(text: str) -> Path:
+    """A directory to keep capture files in: created if missing, and writable."""
+    folder = Path(text).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is not a directory")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create the directory {folder}: {error.strerror or error}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"the directory {folder} is not writable")
+    return folder
+
+
 @dataclass(frozen=True)
 class OptionSpec:
-    """One user-facing setting: its command-line flag, ini key, parser and default."""
+    """One user-facing setting: its command-line flag, ini keys, parser and default.
+
+    ``metavar`` is ``None`` for a flag without a value; ``bare`` is the value a flag that
+    takes an optional value means when given alone.
+    """
 
     name: str
-    flag: str
+    flag: Optional[str]
     ini: str
     help: str
-    parse: Callable[[str], object]
-    default: object
-    metavar: Optional[str] = None  # None: a flag that takes no value
+    parse: Callable[[str], Any]
+    default: Any
+    metavar: Optional[str] = None
+    bare: Optional[str] = None
+    ini_aliases: Tuple[str, ...] = ()
 
     @property
     def dest(self) -> str:
         return "memray_isolate_opt_" + self.name
+
+    @property
+    def takes_value(self) -> bool:
+        return self.metavar is not None
 
 
 OPTIONS: Tuple[OptionSpec, ...] = (
@@ -100,6 +203,37 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         parse=parse_isolation_mode,
         default=None,
         metavar="MODE",
+        bare=default_isolation_mode(),
+    ),
+    OptionSpec(
+        name="bin_path",
+        flag="--memray-bin-path",
+        ini="memray_bin_path",
+        help="Keep each test's memray capture file in DIR (created if missing); by default they are deleted.",
+        parse=_parse_directory,
+        default=None,
+        metavar="DIR",
+    ),
+    OptionSpec(
+        name="bin_prefix",
+        flag="--memray-bin-prefix",
+        ini="memray_bin_prefix",
+        help="Start kept capture file names with PREFIX (default: a random hex string).",
+        parse=_parse_prefix,
+        default=None,
+        metavar="PREFIX",
+    ),
+    OptionSpec(
+        name="capture_format",
+        flag="--memray-capture-format",
+        ini="memray_capture_format",
+        help=(
+            "memray file format of the captures: aggregated (small and fast; default) or all "
+            "(every allocation, needed by 'memray stats')."
+        ),
+        parse=_parse_capture_format,
+        default="aggregated",
+        metavar="FORMAT",
     ),
     OptionSpec(
         name="most_allocations",
@@ -118,6 +252,65 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         parse=_parse_bool,
         default=False,
     ),
+    OptionSpec(
+        name="stacks",
+        flag="--stacks",
+        ini="stacks",
+        help="Show N frames of each allocation's stack in failure reports (default 1).",
+        parse=_parse_positive,
+        default=1,
+        metavar="N",
+    ),
+    OptionSpec(
+        name="native",
+        flag="--native",
+        ini="native",
+        help="Record native (C/C++) frames too and show them in failure reports (slower).",
+        parse=_parse_bool,
+        default=False,
+    ),
+    OptionSpec(
+        name="trace_python_allocators",
+        flag="--trace-python-allocators",
+        ini="trace_python_allocators",
+        help="Record each allocation of Python's small-object allocator, not its arenas (slower).",
+        parse=_parse_bool,
+        default=False,
+    ),
+    OptionSpec(
+        name="limit_memory",
+        flag="--memray-limit-memory",
+        ini="memray_limit_memory",
+        help="A limit_memory for every tracked test without a memray limit marker of its own, e.g. '64 MB'.",
+        parse=_parse_size,
+        default=None,
+        metavar="SIZE",
+    ),
+    OptionSpec(
+        name="fail_on_increase",
+        flag="--fail-on-increase",
+        ini="fail_on_increase",
+        help=(
+            "Fail a test with a memory limit that uses more memory than its last passing run "
+            "(kept in pytest's cache), beyond TOLERANCE (e.g. 10%% or 64 KB; none by default)."
+        ),
+        parse=parse_tolerance,
+        default=None,
+        metavar="TOLERANCE",
+        bare="",
+        ini_aliases=("fail-on-increase",),
+    ),
+    OptionSpec(
+        name="verbosity",
+        flag=None,
+        ini="verbosity_memray",
+        help=(
+            "How much memory failure reports list: negative for the message only, 0 or 1 for the "
+            "10 biggest allocations, 2 or more for all; auto (default) follows -q/-v."
+        ),
+        parse=_parse_verbosity,
+        default=None,
+    ),
 )
 
 
@@ -125,40 +318,69 @@ OPTIONS: Tuple[OptionSpec, ...] = (
 class Settings:
     """What the user asked for, after resolving command line, ini file and defaults."""
 
-    memray: bool
-    isolate: Optional[str]
-    most_allocations: int
-    hide_summary: bool
+    memray: bool = False
+    isolate: Optional[str] = None
+    bin_path: Optional[Path] = None
+    bin_prefix: Optional[str] = None
+    capture_format: str = "aggregated"
+    most_allocations: int = 5
+    hide_summary: bool = False
+    stacks: int = 1
+    native: bool = False
+    trace_python_allocators: bool = False
+    limit_memory: Optional[int] = None
+    fail_on_increase: Optional[Tolerance] = None
+    verbosity: Optional[int] = None
+    #: Where each setting's value came from, for messages: "--flag" or "ini key in FILE".
+    sources: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def tracking_all(self) -> bool:
         """Whether every test is tracked (not only those with a memray marker)."""
         return self.memray or self.isolate is not None
 
+    def source_of(self, name: str) -> str:
+        """Where the value of setting ``name`` came from (``"default"`` if nowhere)."""
+        return dict(self.sources).get(name, "default")
 
-def _source_of_ini(config: pytest.Config) -> str:
+
+def _ini_source(config: pytest.Config, key: str) -> str:
     inipath = config.inipath
-    return f"ini file {inipath}" if inipath is not None else "ini file"
+    return f"{key} in the ini file {inipath}" if inipath is not None else f"{key} in the ini file"
+
+
+def _raw_ini(config: pytest.Config, spec: OptionSpec) -> Tuple[Optional[str], str]:
+    for key in (spec.ini, *spec.ini_aliases):
+        value = config.getini(key)
+        if value not in ("", None):
+            return str(value), key
+    return None, spec.ini
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
     """Resolve every option once: command line, then ini file, then default."""
-    values: dict[str, object] = {}
+    values: Dict[str, Any] = {}
+    sources = []
     for spec in OPTIONS:
-        raw = config.getoption(spec.dest)
-        if raw is not None:
-            if spec.metavar is None:  # a flag given on the command line
+        raw = config.getoption(spec.dest) if spec.flag is not None else None
+        if raw is not None and spec.flag is not None:
+            if not spec.takes_value:  # a flag given on the command line
                 values[spec.name] = True
+                sources.append((spec.name, spec.flag))
                 continue
-            text, source, key = str(raw), "command line", spec.flag
+            text, key, where = str(raw), spec.flag, "the command line"
+            source = spec.flag
         else:
-            ini_value = config.getini(spec.ini)
-            if ini_value in ("", None):
+            ini_text, key = _raw_ini(config, spec)
+            if ini_text is None:
                 values[spec.name] = spec.default
                 continue
-            text, source, key = str(ini_value), _source_of_ini(config), spec.ini
+            text = ini_text
+            source = _ini_source(config, key)
+            where = f"the ini file {config.inipath}" if config.inipath is not None else "the ini file"
         try:
             values[spec.name] = spec.parse(text)
         except ValueError as error:
-            raise pytest.UsageError(f"{key} = {text!r} (from the {source}): {error}") from None
-    return Settings(**values)  # type: ignore[arg-type]
+            raise pytest.UsageError(f"{key} = {text!r} (from {where}): {error}") from None
+        sources.append((spec.name, source))
+    return Settings(**values, sources=tuple(sources))

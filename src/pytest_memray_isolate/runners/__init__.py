@@ -8,7 +8,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from memray import FileFormat
 
-__all__ = ["ChildReport", "Job", "tracker_options"]
+from ..limits import Verdict
+from ..markers import LeakedObjectsCheck, TrackerOptions
+
+__all__ = ["ChildReport", "Job", "tracker_arguments"]
+
+WarningRecord = Tuple[str, str, str, str, int]
 
 
 @dataclass
@@ -16,19 +21,35 @@ class ChildReport:
     """What an isolated child sent back: its call report and the warnings it raised."""
 
     report: Dict[str, Any]
-    warnings: List[Tuple[str, str, str, str, int]] = field(default_factory=list)
+    warnings: List[WarningRecord] = field(default_factory=list)
 
 
 @dataclass
 class Job:
-    """One tracked call: where its capture goes and, when isolated, what the child reported."""
+    """One tracked call: where its capture goes, what to record, and what came back.
+
+    ``objects_verdict`` is set where the test ran, right after its Tracker stopped: the
+    objects that outlived the test exist only in that process.
+    """
 
     nodeid: str
     capture: Path
     message: Path
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    objects: Optional[LeakedObjectsCheck] = None
+    objects_verdict: Optional[Verdict] = None
     child: Optional[ChildReport] = None
 
 
-def tracker_options() -> Dict[str, Any]:
-    """Keyword arguments for ``memray.Tracker``, the same in every mode."""
-    return {"file_format": FileFormat.AGGREGATED_ALLOCATIONS}
+def tracker_arguments(options: TrackerOptions) -> Dict[str, Any]:
+    """Keyword arguments for ``memray.Tracker``."""
+    arguments: Dict[str, Any] = {
+        "file_format": FileFormat.ALL_ALLOCATIONS
+        if options.all_allocations
+        else FileFormat.AGGREGATED_ALLOCATIONS,
+        "native_traces": options.native_traces,
+        "trace_python_allocators": options.trace_python_allocators,
+    }
+    if options.track_object_lifetimes:
+        arguments["track_object_lifetimes"] = True
+    return arguments

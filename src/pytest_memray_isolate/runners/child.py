@@ -70,7 +70,7 @@ def send_report(config: pytest.Config, report: pytest.TestReport) -> NoReturn:
     assert _state is not None
     data = config.hook.pytest_report_to_serializable(config=config, report=report)
     recorded = [_warning_record(message) for message in _state.warnings]
-    _finish({"report": data, "warnings": recorded})
+    _finish({"report": data, "warnings": recorded, "objects_verdict": _state.job.objects_verdict})
 
 
 def _picklable(message: Dict[str, Any]) -> bytes:

@@ -95,6 +95,7 @@ class ForkRunner:
         message = _read_message(job)
         if "report" in message:
             job.child = ChildReport(message["report"], message["warnings"])
+            job.objects_verdict = message["objects_verdict"]
             _reissue(job.child.warnings)
             return
         if "stop" in message:
