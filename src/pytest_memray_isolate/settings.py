@@ -83,6 +83,16 @@ def parse_tolerance(text: str) -> Tolerance:
         raise ValueError(f"expected a percentage such as 10% or {SIZE_HINT}") from None
 
 
+def _parse_increase(text: str) -> Optional[Tolerance]:
+    """``--fail-on-increase[=TOLERANCE]``; the ini key also takes pytest-memray's true/false."""
+    word = text.strip().lower()
+    if word in _TRUE_WORDS and word not in ("0", "1"):
+        return Tolerance(text="none")
+    if word in _FALSE_WORDS and word not in ("", "0"):
+        return None
+    return parse_tolerance(text)
+
+
 def _parse_bool(text: str) -> bool:
     word = text.strip().lower()
     if word in _TRUE_WORDS:
@@ -294,7 +304,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
             "Fail a test with a memory limit that uses more memory than its last passing run "
             "(kept in pytest's cache), beyond TOLERANCE (e.g. 10%% or 64 KB; none by default)."
         ),
-        parse=parse_tolerance,
+        parse=_parse_increase,
         default=None,
         metavar="TOLERANCE",
         bare="",

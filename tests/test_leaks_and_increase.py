@@ -1,0 +1,324 @@
+"""End to end: limit_leaks, limit_leaked_objects, combined markers and --fail-on-increase."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import Runner
+
+_LEAKY = """
+import pytest
+
+LEAKED = []
+
+def leak(size):
+    LEAKED.append(bytearray(size))
+
+@pytest.mark.limit_leaks("1 MB")
+def test_leaks():
+    leak(2 * 1024 * 1024)
+
+@pytest.mark.limit_leaks("1 MB")
+def test_cleans_up():
+    data = bytearray(2 * 1024 * 1024)
+    del data
+
+def ignore_leak_helper(stack):
+    return not any(frame.function == "leak" for frame in stack.frames)
+
+@pytest.mark.limit_leaks("1 MB", filter_fn=ignore_leak_helper)
+def test_leak_filtered_out():
+    leak(2 * 1024 * 1024)
+"""
+
+
+def test_limit_leaks_fails_only_the_leaking_test(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Memory still alive after the test, per location, over the limit: pytest-memray's message and section."""
+    pytester.makepyfile(_LEAKY)
+    result = run(mode_flag, "-rf")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_leaks _*",
+            "Test was allowed to leak 1.0MiB per location but at least one location leaked more",
+            "*- memray-leaked-memory -*",
+            "List of leaked allocations:",
+            "    - 2.0MiB allocated here:",
+        ]
+    )
+    result.stdout.fnmatch_lines(["\t\t- leak:*test_limit_leaks_fails_only_the_leaking_test.py:6 -> 2.0MiB"])
+    result.stdout.fnmatch_lines(["MEMORY PROBLEMS *::test_leaks*"])
+
+
+def test_leaks_filter_receives_stack_objects(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+    """filter_fn is called with a Stack of StackFrames, the public types, in either mode."""
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_memray_isolate import Stack, StackFrame
+
+        LEAKED = []
+        SEEN = []
+
+        def check(stack):
+            assert isinstance(stack, Stack)
+            assert all(isinstance(frame, StackFrame) for frame in stack.frames)
+            assert any(frame.function == "test_leaks" for frame in stack.frames)
+            return True
+
+        @pytest.mark.limit_leaks("1 MB", filter_fn=check)
+        def test_leaks():
+            LEAKED.append(bytearray(2 * 1024 * 1024))
+        """
+    )
+    result = run(mode_flag)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["Test was allowed to leak 1.0MiB per location but at least one location leaked more"]
+    )
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13, 3), reason="object tracking is available here")
+def test_limit_leaked_objects_is_skipped_on_older_pythons(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Before Python 3.13.3 a marked test is skipped with the reason; the session goes on."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.limit_leaked_objects()
+        def test_objects():
+            pass
+
+        def test_other():
+            pass
+        """
+    )
+    result = run(mode_flag, "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["SKIPPED [[]1[]] *: limit_leaked_objects needs Python 3.13.3 or newer (this is Python *)"]
+    )
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13, 3), reason="needs memray's object tracking (Python 3.13.3+)")
+def test_limit_leaked_objects_reports_survivors(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Objects created by the test and still alive after it fail the test, unless filtered out."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        class Kept:
+            pass
+
+        KEPT = []
+
+        @pytest.mark.limit_leaked_objects()
+        def test_keeps_objects():
+            KEPT.extend(Kept() for _ in range(3))
+
+        @pytest.mark.limit_leaked_objects(filter_fn=lambda obj: not isinstance(obj, Kept))
+        def test_keeps_filtered_objects():
+            KEPT.extend(Kept() for _ in range(3))
+        """
+    )
+    result = run(mode_flag)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["Test leaked * objects", "*- memray-tracked-objects -*", "List of leaked objects:"]
+    )
+
+
+def test_two_kinds_of_limit_are_an_error_naming_both(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """A test with limit_memory and limit_leaks errors, saying which markers and where each came from."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.limit_memory("10 MB")
+
+        @pytest.mark.limit_leaks("1 MB")
+        def test_both():
+            pass
+
+        def test_module_limit_only():
+            pass
+        """
+    )
+    result = run(mode_flag)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_both: @pytest.mark.limit_memory('10 MB') (on module test_two_kinds_of_limit_are_an_error_naming_both.py)"
+            " and @pytest.mark.limit_leaks('1 MB') (on the test) cannot be combined;"
+            " a test takes one kind of memray limit"
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("marker", "expected"),
+    [
+        (
+            'limit_leaks("1 MB", filter_fn="not callable")',
+            "*invalid marker @pytest.mark.limit_leaks('1 MB', filter_fn='not callable'):"
+            " filter_fn must be a function or None; got str 'not callable'",
+        ),
+        (
+            "limit_leaks()",
+            "*invalid marker @pytest.mark.limit_leaks(): missing a required argument: 'location_limit';*",
+        ),
+        (
+            'limit_leaks("lots")',
+            "*invalid marker @pytest.mark.limit_leaks('lots'): 'lots' is not a memory size*",
+        ),
+        (
+            "limit_leaks(1024)",
+            "*invalid marker @pytest.mark.limit_leaks(1024): location_limit must be a string,*; got int 1024",
+        ),
+        (
+            "limit_leaked_objects(filter_fn=3)",
+            "*invalid marker @pytest.mark.limit_leaked_objects(filter_fn=3): filter_fn must be a function or None;"
+            " got int 3",
+        ),
+        (
+            'limit_leaked_objects("x")',
+            "*invalid marker @pytest.mark.limit_leaked_objects('x'): too many positional arguments*",
+        ),
+    ],
+)
+def test_malformed_leak_markers_are_errors(
+    pytester: pytest.Pytester, run: Runner, marker: str, expected: str
+) -> None:
+    """Every marker argument is validated at collection; the message names test, marker and value."""
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.{marker}
+        def test_marked():
+            raise AssertionError("must not run")
+        """
+    )
+    result = run("--memray")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([expected])
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+_GROWING = """
+import os
+import pytest
+
+@pytest.mark.limit_memory("100 MB")
+def test_grows():
+    data = bytearray(int(os.environ["MIB"]) * 1024 * 1024)
+    assert data is not None
+"""
+
+
+def _run_with_cache(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mib: int, *args: str
+) -> pytest.RunResult:
+    monkeypatch.setenv("MIB", str(mib))
+    return pytester.runpytest_subprocess(*args)
+
+
+@pytest.mark.parametrize("where", ["command line", "ini", "pytest-memray's ini spelling"])
+def test_fail_on_increase_compares_with_the_last_passing_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode_flag: str, where: str
+) -> None:
+    """A limited test that grows past its last passing run fails; only passing runs are recorded."""
+    pytester.makepyfile(_GROWING)
+    flags = [mode_flag]
+    if where == "command line":
+        flags.append("--fail-on-increase")
+    else:
+        key = "fail_on_increase" if where == "ini" else "fail-on-increase"
+        pytester.makeini(f"[pytest]\n{key} = true\n")
+    _run_with_cache(pytester, monkeypatch, 2, *flags).assert_outcomes(passed=1)
+    grown = _run_with_cache(pytester, monkeypatch, 3, *flags)
+    grown.assert_outcomes(failed=1)
+    grown.stdout.fnmatch_lines(["Test previously used 2.0MiB but now uses 3.0MiB (tolerance none)"])
+    again = _run_with_cache(pytester, monkeypatch, 3, *flags)
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(["Test previously used 2.0MiB but now uses 3.0MiB (tolerance none)"])
+    _run_with_cache(pytester, monkeypatch, 1, *flags).assert_outcomes(passed=1)
+    smaller_then_bigger = _run_with_cache(pytester, monkeypatch, 2, *flags)
+    smaller_then_bigger.stdout.fnmatch_lines(
+        ["Test previously used 1.0MiB but now uses 2.0MiB (tolerance none)"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "outcome"), [("60%", "passed"), ("40%", "failed"), ("2 MB", "passed"), ("512 KB", "failed")]
+)
+def test_fail_on_increase_tolerance(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tolerance: str, outcome: str
+) -> None:
+    """A percentage or a size of growth is allowed; more than that fails with the tolerance named."""
+    pytester.makepyfile(_GROWING)
+    _run_with_cache(pytester, monkeypatch, 2, "--memray-isolate").assert_outcomes(passed=1)
+    result = _run_with_cache(pytester, monkeypatch, 3, "--memray-isolate", f"--fail-on-increase={tolerance}")
+    result.assert_outcomes(**{outcome: 1})
+    if outcome == "failed":
+        result.stdout.fnmatch_lines(
+            [f"Test previously used 2.0MiB but now uses 3.0MiB (tolerance {tolerance})"]
+        )
+
+
+def test_fail_on_increase_does_not_swallow_the_path_after_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest --fail-on-increase tests/ reads tests/ as the path to run."""
+    folder = pytester.mkpydir("suite_dir")
+    (folder / "test_inner.py").write_text(_GROWING)
+    _run_with_cache(pytester, monkeypatch, 2, "--fail-on-increase", "suite_dir").assert_outcomes(passed=1)
+    grown = _run_with_cache(pytester, monkeypatch, 3, "--fail-on-increase", "suite_dir")
+    grown.assert_outcomes(failed=1)
+
+
+def test_fail_on_increase_works_under_xdist(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers share pytest's cache, so the comparison holds with -n 2."""
+    pytester.makepyfile(
+        _GROWING
+        + """
+
+@pytest.mark.limit_memory("100 MB")
+@pytest.mark.parametrize("n", range(3))
+def test_steady(n):
+    data = bytearray(1024 * 1024)
+    assert data is not None
+"""
+    )
+    flags = ["-n", "2", "--memray-isolate", "--fail-on-increase"]
+    _run_with_cache(pytester, monkeypatch, 2, *flags).assert_outcomes(passed=4)
+    grown = _run_with_cache(pytester, monkeypatch, 3, *flags)
+    grown.assert_outcomes(passed=3, failed=1)
+    grown.stdout.fnmatch_lines(["*Test previously used 2.0MiB but now uses 3.0MiB (tolerance none)*"])
+
+
+def test_public_names() -> None:
+    """The names users import from the package are there, and nothing else is advertised."""
+    import pytest_memray_isolate
+
+    assert sorted(pytest_memray_isolate.__all__) == [
+        "LeakedObjectsFilterFunction",
+        "LeaksFilterFunction",
+        "Stack",
+        "StackFrame",
+        "__version__",
+    ]
+    frame = pytest_memray_isolate.StackFrame("f", "file.py", 3)
+    assert pytest_memray_isolate.Stack((frame,)).frames[0].lineno == 3

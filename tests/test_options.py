@@ -1,0 +1,334 @@
+"""End to end: pytest-memray's options and ini keys, each proven from the command line and from the ini alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Runner
+
+_OVER_LIMIT = """
+import pytest
+
+def helper():
+    return bytearray(3 * 1024 * 1024)
+
+@pytest.mark.limit_memory("1 MB")
+def test_over():
+    data = helper()
+    assert data is not None
+"""
+
+_ALLOCATES = """
+def test_allocates():
+    data = bytearray(2 * 1024 * 1024)
+    assert data is not None
+
+def test_allocates_more():
+    data = bytearray(4 * 1024 * 1024)
+    assert data is not None
+"""
+
+
+def _kept(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.bin"))
+
+
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_bin_path_keeps_one_capture_per_test(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
+) -> None:
+    """--memray-bin-path (or memray_bin_path) keeps each test's capture and says where, with the real prefix."""
+    pytester.makepyfile(_ALLOCATES)
+    folder = pytester.path / "captures"
+    if where == "ini":
+        pytester.makeini(f"[pytest]\nmemray_bin_path = {folder}\nmemray_bin_prefix = nightly\n")
+        result = run(mode_flag)
+    else:
+        result = run(mode_flag, f"--memray-bin-path={folder}", "--memray-bin-prefix=nightly")
+    assert result.ret == 0
+    names = [path.name for path in _kept(folder)]
+    assert names == [
+        "nightly-test_bin_path_keeps_one_capture_per_test.py-test_allocates.bin",
+        "nightly-test_bin_path_keeps_one_capture_per_test.py-test_allocates_more.bin",
+    ]
+    result.stdout.fnmatch_lines([f"Created 2 binary dumps at {folder} with prefix nightly"])
+
+
+def test_the_printed_default_prefix_is_the_one_the_files_carry(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Without --memray-bin-prefix a random prefix is chosen, and the summary names that one."""
+    pytester.makepyfile(_ALLOCATES)
+    folder = pytester.path / "captures"
+    result = run(mode_flag, f"--memray-bin-path={folder}")
+    line = next(line for line in result.stdout.lines if line.startswith("Created "))
+    prefix = line.rsplit(" ", 1)[1]
+    assert len(_kept(folder)) == 2
+    assert all(path.name.startswith(prefix + "-") for path in _kept(folder))
+
+
+def test_kept_files_have_portable_names_and_memray_reads_them(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Long and odd parameter ids give names of at most 255 bytes that memray's own commands open."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("text", ["x" * 400, "a/b:c*d?e<f>|g h", "ünïcödé"])
+        def test_named(text):
+            data = bytearray(1024 * 1024)
+            assert data is not None
+        """
+    )
+    folder = pytester.path / "captures"
+    result = run(mode_flag, f"--memray-bin-path={folder}", "--memray-capture-format=all")
+    assert result.ret == 0
+    kept = _kept(folder)
+    assert len(kept) == 3
+    for path in kept:
+        assert len(path.name.encode()) <= 255
+        assert not set(path.name) & set('/:*?<>|" ')
+    memray = [sys.executable, "-m", "memray"]
+    for command in (["summary"], ["table", "-o", str(folder / "table.html")], ["stats"]):
+        done = subprocess.run([*memray, *command, str(kept[0])], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    flamegraph = folder / "flame.html"
+    done = subprocess.run(
+        [*memray, "flamegraph", "-o", str(flamegraph), str(kept[1])], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "<html" in flamegraph.read_text().lower()
+
+
+def test_a_rerun_replaces_the_kept_file_of_an_earlier_run(pytester: pytest.Pytester, run: Runner) -> None:
+    """Reusing --memray-bin-path with the same prefix overwrites each test's file instead of failing."""
+    pytester.makepyfile(_ALLOCATES)
+    folder = pytester.path / "captures"
+    for _ in range(2):
+        result = run("--memray-isolate", f"--memray-bin-path={folder}", "--memray-bin-prefix=same")
+        assert result.ret == 0
+        result.stdout.fnmatch_lines(["Created 2 binary dumps at * with prefix same"])
+    assert len(_kept(folder)) == 2
+
+
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_stacks_shows_more_frames(pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str) -> None:
+    """--stacks N (or stacks = N) lists N frames per allocation in the failure section."""
+    pytester.makepyfile(_OVER_LIMIT)
+    if where == "ini":
+        pytester.makeini("[pytest]\nstacks = 2\n")
+        result = run(mode_flag)
+    else:
+        result = run(mode_flag, "--stacks=2")
+    result.stdout.fnmatch_lines(
+        [
+            "    - 3.0MiB allocated here:",
+            "        helper:*test_stacks_shows_more_frames.py:4",
+            "        test_over:*test_stacks_shows_more_frames.py:8",
+        ]
+    )
+
+
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_native_shows_native_frames(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
+) -> None:
+    """--native (or native = true) records C frames and shows them in the failure section."""
+    pytester.makepyfile(_OVER_LIMIT)
+    if where == "ini":
+        pytester.makeini("[pytest]\nnative = true\n")
+        result = run(mode_flag)
+    else:
+        result = run(mode_flag, "--native")
+    result.stdout.fnmatch_lines(["    - 3.0MiB allocated here:", "        *:*.c:*"])
+
+
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_trace_python_allocators_counts_small_objects(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
+) -> None:
+    """--trace-python-allocators records each small object, so the allocation count grows.
+
+    The count is read from captures in the "all" format: the aggregated format merges
+    allocations made at one place into one record.
+    """
+    pytester.makepyfile(
+        """
+        def test_small_objects():
+            words = [str(n) for n in range(20_000)]
+            assert words
+        """
+    )
+    plain = run(mode_flag, "--memray-capture-format=all")
+    if where == "ini":
+        pytester.makeini("[pytest]\ntrace_python_allocators = true\nmemray_capture_format = all\n")
+        traced = run(mode_flag)
+    else:
+        traced = run(mode_flag, "--trace-python-allocators", "--memray-capture-format=all")
+
+    def count(result: pytest.RunResult) -> int:
+        line = next(line for line in result.stdout.lines if "Total allocations:" in line)
+        return int(line.rsplit(" ", 1)[1])
+
+    assert count(plain) < 100
+    assert count(traced) > 10_000
+
+
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_default_limit_applies_to_unmarked_tests(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
+) -> None:
+    """--memray-limit-memory (or memray_limit_memory) limits every tracked test without its own marker."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_unmarked():
+            data = bytearray(3 * 1024 * 1024)
+            assert data is not None
+
+        @pytest.mark.limit_memory("8 MB")
+        def test_own_marker_wins():
+            data = bytearray(3 * 1024 * 1024)
+            assert data is not None
+
+        @pytest.mark.parametrize(
+            "mib",
+            [1, pytest.param(3, marks=pytest.mark.limit_memory("4 MB"), id="three-with-its-own-limit"), 3],
+        )
+        def test_per_parameter(mib):
+            data = bytearray(mib * 1024 * 1024)
+            assert data is not None
+        """
+    )
+    if where == "ini":
+        pytester.makeini("[pytest]\nmemray_limit_memory = 2 MB\n")
+        result = run(mode_flag, "-rf")
+    else:
+        result = run(mode_flag, "--memray-limit-memory=2 MB", "-rf")
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines(
+        ["MEMORY PROBLEMS *::test_unmarked*", "MEMORY PROBLEMS *::test_per_parameter?3?*"]
+    )
+
+
+@pytest.mark.parametrize(("setting", "listed"), [("-1", 0), ("0", 10), ("2", 12)])
+def test_verbosity_memray_ini_key(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str, setting: str, listed: int
+) -> None:
+    """verbosity_memray overrides -v/-q for the allocation list of a memory failure."""
+    body = "\n".join(f"    chunks.append(bytearray({100_000 + n * 1024}))" for n in range(12))
+    pytester.makepyfile(
+        f'import pytest\n\n@pytest.mark.limit_memory("1 KB")\ndef test_many():\n    chunks = []\n{body}\n'
+    )
+    pytester.makeini(f"[pytest]\nverbosity_memray = {setting}\n")
+    result = run(mode_flag, "-q")
+    result.assert_outcomes(failed=1)
+    assert result.stdout.str().count("allocated here:") == listed
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (
+            ["--stacks=0"],
+            "",
+            "ERROR: --stacks = '0' (from the command line): expected a whole number, 1 or more",
+        ),
+        (
+            ["--stacks=-3"],
+            "",
+            "ERROR: --stacks = '-3' (from the command line): expected a whole number, 1 or more",
+        ),
+        (
+            [],
+            "stacks = many",
+            "ERROR: stacks = 'many' (from the ini file *tox.ini): expected a whole number, 1 or more",
+        ),
+        (
+            ["--memray-bin-path=afile.txt"],
+            "",
+            "ERROR: --memray-bin-path = 'afile.txt' (from the command line): */afile.txt is not a directory",
+        ),
+        (
+            ["--memray-bin-path=afile.txt/inner"],
+            "",
+            "ERROR: --memray-bin-path = 'afile.txt/inner' (from the command line): cannot create the directory"
+            " */afile.txt/inner: *",
+        ),
+        (
+            [],
+            "memray_bin_path = afile.txt",
+            "ERROR: memray_bin_path = 'afile.txt' (from the ini file *tox.ini): */afile.txt is not a directory",
+        ),
+        (
+            ["--memray-bin-prefix=a/b"],
+            "",
+            "ERROR: --memray-bin-prefix = 'a/b' (from the command line):"
+            " expected a non-empty file name prefix without path separators",
+        ),
+        (
+            ["--memray-capture-format=zip"],
+            "",
+            "ERROR: --memray-capture-format = 'zip' (from the command line): expected one of aggregated, all",
+        ),
+        (
+            ["--memray-limit-memory=lots"],
+            "",
+            "ERROR: --memray-limit-memory = 'lots' (from the command line): expected a number and a unit*",
+        ),
+        (
+            [],
+            "memray_limit_memory = 5 XB",
+            "ERROR: memray_limit_memory = '5 XB' (from the ini file *tox.ini): expected a number and a unit*",
+        ),
+        (
+            ["--fail-on-increase=lots"],
+            "",
+            "ERROR: --fail-on-increase = 'lots' (from the command line): expected a percentage such as 10% or*",
+        ),
+        (
+            [],
+            "fail-on-increase = -5%",
+            "ERROR: fail-on-increase = '-5%' (from the ini file *tox.ini): expected a percentage such as 10% or*",
+        ),
+        (
+            [],
+            "verbosity_memray = loud",
+            "ERROR: verbosity_memray = 'loud' (from the ini file *tox.ini): expected a whole number*or auto",
+        ),
+        (
+            [],
+            "native = maybe",
+            "ERROR: native = 'maybe' (from the ini file *tox.ini): expected true or false",
+        ),
+    ],
+)
+def test_bad_values_are_usage_errors(
+    pytester: pytest.Pytester, run: Runner, args: list[str], ini: str, message: str
+) -> None:
+    """Each bad value stops the run (exit 4) naming the option, its source and what was expected."""
+    pytester.makefile(".ini", tox=f"[pytest]\n{ini}\n")
+    (pytester.path / "afile.txt").write_text("not a directory\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = run(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to any directory")
+def test_a_read_only_bin_path_is_a_usage_error(pytester: pytest.Pytester, run: Runner) -> None:
+    """A directory the user cannot write to is refused before any test runs."""
+    folder = pytester.mkdir("read-only")
+    folder.chmod(0o500)
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = run(f"--memray-bin-path={folder}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --memray-bin-path = * the directory {folder} is not writable"])
