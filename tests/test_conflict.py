@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from conftest import Runner
 
 # What the real pytest-memray registers: a pytest11 plugin named "memray" with --memray.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from conftest import MODE_FLAGS, Runner
 
 
@@ -231,6 +232,10 @@ def test_markers_are_documented_with_their_signatures(run: Runner) -> None:
         [
             "@pytest.mark.limit_memory(limit: str, *, current_thread_only: bool = False):"
             " Fail the test when its call phase allocates ``limit`` or more at its high watermark.",
+            "@pytest.mark.limit_leaks(location_limit: str, *, filter_fn: Optional[[]LeaksFilterFunction[]] = None,"
+            " current_thread_only: bool = False): Fail the test when memory allocated at one place*",
+            "@pytest.mark.limit_leaked_objects(*, filter_fn: Optional[[]LeakedObjectsFilterFunction[]] = None):"
+            " Fail the test when objects it created outlive it (Python 3.13.3 or newer).",
             "@pytest.mark.memray_isolate(mode: str = 'fork'):"
             " Track this test in its own child process, even without --memray-isolate.",
         ],

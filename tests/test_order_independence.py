@@ -12,6 +12,7 @@ import re
 from typing import Dict, Tuple
 
 import pytest
+
 from conftest import Runner
 
 _SUITE = '''

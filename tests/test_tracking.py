@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from conftest import Runner
 
 pytestmark = pytest.mark.usefixtures("mode_flag")

@@ -67,10 +67,15 @@ def _signature(name: str) -> inspect.Signature:
     return inspect.signature(function).replace(return_annotation=inspect.Signature.empty)
 
 
+def _signature_text(name: str) -> str:
+    """The signature as users write it: ``filter_fn: Optional[LeaksFilterFunction]``."""
+    return str(_signature(name)).replace(f"{LeaksFilterFunction.__module__}.", "")
+
+
 def marker_help_lines() -> List[str]:
     """Lines for ``pytest --markers``: each marker with its real signature and purpose."""
     return [
-        f"{name}{_signature(name)}: {inspect.getdoc(function)}"
+        f"{name}{_signature_text(name)}: {inspect.getdoc(function)}"
         for name, function in MARKER_SIGNATURES.items()
     ]
 
@@ -147,7 +152,7 @@ def _bind(mark: pytest.Mark) -> Dict[str, object]:
     try:
         bound = signature.bind(*mark.args, **mark.kwargs)
     except TypeError as error:
-        raise MarkerError(f"{error}; the signature is {mark.name}{signature}") from None
+        raise MarkerError(f"{error}; the signature is {mark.name}{_signature_text(mark.name)}") from None
     bound.apply_defaults()
     return dict(bound.arguments)
 
