@@ -29,3 +29,18 @@ def run(pytester: pytest.Pytester) -> Runner:
         return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
     return run_pytest
+
+
+#: CPython keeps one 48-byte record per pymalloc arena in a table that doubles when full.
+_ARENA_RECORD_BYTES = 48
+
+
+def arena_table_growth(difference: int) -> bool:
+    """Whether ``difference`` bytes is one doubling of pymalloc's arena table (48 bytes x 2**k).
+
+    The table's capacity follows the most arenas the process ever had, which depends on
+    history; a test that needs more arenas than it holds pays for one reallocation of it.
+    That one allocation is the only figure settling cannot make order-independent.
+    """
+    records, remainder = divmod(difference, _ARENA_RECORD_BYTES)
+    return remainder == 0 and records >= 16 and records & (records - 1) == 0

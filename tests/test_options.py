@@ -176,7 +176,7 @@ def test_trace_python_allocators_counts_small_objects(
         line = next(line for line in result.stdout.lines if "Total allocations:" in line)
         return int(line.rsplit(" ", 1)[1])
 
-    assert count(plain) < 100
+    assert count(plain) < 1000
     assert count(traced) > 10_000
 
 

@@ -13,7 +13,7 @@ from typing import Dict, Tuple
 
 import pytest
 
-from conftest import Runner
+from conftest import Runner, arena_table_growth
 
 _SUITE = '''
 import functools
@@ -116,21 +116,6 @@ def _run_in_order(pytester: pytest.Pytester, run: Runner, flag: str, order: list
     return _figures(result.stdout.str())
 
 
-#: CPython keeps one 48-byte record per pymalloc arena in a table that doubles when full.
-_ARENA_RECORD_BYTES = 48
-
-
-def _arena_table_growth(difference: int) -> bool:
-    """Whether ``difference`` bytes is one doubling of pymalloc's arena table (48 bytes x 2**k).
-
-    The table's capacity follows the most arenas the process ever had, which depends on
-    history; a test that needs more arenas than it holds pays for one reallocation of it.
-    That one allocation is the only figure settling cannot make order-independent.
-    """
-    records, remainder = divmod(difference, _ARENA_RECORD_BYTES)
-    return remainder == 0 and records >= 16 and records & (records - 1) == 0
-
-
 def test_isolated_figures_are_the_same_in_any_order(pytester: pytest.Pytester, run: Runner) -> None:
     """Forward and backward, every test reports the same peak and allocation count.
 
@@ -143,7 +128,7 @@ def test_isolated_figures_are_the_same_in_any_order(pytester: pytest.Pytester, r
     for name in _FORWARD:
         (peak_a, count_a), (peak_b, count_b) = sorted([forward[name], backward[name]])
         if (peak_a, count_a) != (peak_b, count_b):
-            assert _arena_table_growth(peak_b - peak_a), (name, forward[name], backward[name])
+            assert arena_table_growth(peak_b - peak_a), (name, forward[name], backward[name])
             assert count_b - count_a == 1, (name, forward[name], backward[name])
 
 

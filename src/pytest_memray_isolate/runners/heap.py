@@ -5,10 +5,10 @@ A forked child inherits its parent's pymalloc arenas. Without
 peak moves by whole arenas with the free space the parent happened to leave behind:
 the same test measures 1 MiB more or less depending on what ran before it.
 
-``settle`` fills that free space with objects the child keeps until it exits, so that
-when the Tracker starts no arena has a free pool and the pools in use have (almost) no
-free block. A test's first new pool then always needs a new arena, whatever the parent
-did before the fork, and its figure depends on the test alone.
+``settle`` fills that free space with objects the child keeps until it exits, then opens
+one fresh arena on purpose. When the Tracker starts, the only free pools are that
+arena's and the pools in use have (almost) no free block, whatever the parent did before
+the fork, so a test's figure depends on the test alone.
 
 Filling must not overshoot: one pool too many maps a new arena whose 63 free pools
 would hide the test's own first megabyte. The objects this code itself allocates while
@@ -123,12 +123,19 @@ def settle() -> List[object]:
             else:
                 _new_objects(size, count, holder)
         keep.append(holder)
-    # Last, and exactly: every free pool, with blocks of the largest size.
+    # Last, and exactly, from one reading: the free blocks of every size class outside the
+    # reserve (so that what runs next finds the same classes full every time), then every
+    # free pool. One-item lists, the only 16-byte objects at hand, would eat the reserve.
     holder = _holder()
     free_blocks, free_pools, pool_size = free_space()
+    for size, count in sorted(free_blocks.items()):
+        if size > 16 and size not in _RESERVED_BLOCK_SIZES:
+            _new_objects(size, count, holder)
     largest = max(free_blocks, default=512)
-    _new_objects(
-        largest, free_blocks.get(largest, 0) + free_pools * ((pool_size - _POOL_HEADER) // largest), holder
-    )
+    _new_objects(largest, free_pools * ((pool_size - _POOL_HEADER) // largest), holder)
+    # Then open one fresh arena on purpose. Whatever runs before the test (the Tracker
+    # starting) takes its pools from that arena, instead of mapping a new arena or not
+    # depending on a stray free block, so every test starts with the same free pools.
+    _new_objects(largest, 1, holder)
     keep.append(holder)
     return keep
