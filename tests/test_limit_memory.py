@@ -236,8 +236,9 @@ def test_markers_are_documented_with_their_signatures(run: Runner) -> None:
             " current_thread_only: bool = False): Fail the test when memory allocated at one place*",
             "@pytest.mark.limit_leaked_objects(*, filter_fn: Optional[[]LeakedObjectsFilterFunction[]] = None):"
             " Fail the test when objects it created outlive it (Python 3.13.3 or newer).",
-            "@pytest.mark.memray_isolate(mode: str = 'fork'):"
-            " Track this test in its own child process, even without --memray-isolate.",
+            "@pytest.mark.memray_isolate(mode: str = 'fork', *, timeout: Optional[[]float[]] = None):"
+            " Track this test in its own child process, even without --memray-isolate;"
+            " kill it after ``timeout`` seconds.",
         ],
         consecutive=False,
     )

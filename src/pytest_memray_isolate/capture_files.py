@@ -44,17 +44,18 @@ class CaptureFiles:
         self._numbers = itertools.count()
 
     def paths_for(self, nodeid: str) -> Tuple[Path, Path]:
-        """The capture path and the child's message path for one run of a test."""
-        number = next(self._numbers)
-        message = self.scratch / f"{number}.report"
+        """The capture path, and a stem for the job's other scratch files, for one run of a test."""
+        stem = self.scratch / str(next(self._numbers))
         if self.keep_in is None:
-            return self.scratch / f"{number}.bin", message
+            return stem.with_suffix(".bin"), stem
         capture = self.keep_in / kept_file_name(self.prefix, nodeid)
         capture.unlink(missing_ok=True)  # a file from an earlier run of the same test
-        return capture, message
+        return capture, stem
 
-    def done_with(self, capture: Path) -> None:
-        """Delete a capture once read, unless the user keeps them."""
+    def done_with(self, capture: Path, stem: Path) -> None:
+        """Delete a job's scratch files, and its capture unless the user keeps them."""
+        for leftover in (".report", ".faults"):
+            stem.with_suffix(leftover).unlink(missing_ok=True)
         if self.keep_in is None:
             capture.unlink(missing_ok=True)
         elif capture.exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Dict, Generator, Iterator, List, Optional, cast
 
@@ -21,6 +22,8 @@ from .settings import Settings
 __all__ = ["PLAN_KEY", "Manager"]
 
 PLAN_KEY = pytest.StashKey[TrackingPlan]()
+#: The timeout pytest-timeout resolved for an item (see timeouts.py).
+PYTEST_TIMEOUT_KEY = pytest.StashKey[float]()
 _MEMORY_SECTION_PREFIX = "memray"
 #: pytest-memray's cache key, so a switch from it keeps the recorded history.
 _CACHE_KEY = "memray/{nodeid}"
@@ -98,17 +101,32 @@ class Manager:
         plan = item.stash.get(PLAN_KEY, None)
         if plan is None or plan.error is not None or child.current_job() is not None:
             return (yield)
-        capture, message = self._files.paths_for(item.nodeid)
-        job = Job(item.nodeid, capture, message, tracker=plan.tracker, objects=plan.objects)
+        capture, scratch = self._files.paths_for(item.nodeid)
+        job = Job(item.nodeid, capture, scratch, tracker=plan.tracker, objects=plan.objects)
+        if plan.isolated:
+            job.timeout = self._timeout_for(item, plan)
+            job.max_rss = self._settings.max_rss
         self._jobs[item.nodeid] = job
         with _patched_call(item, job, self._fork_runner_for(plan)):
             return (yield)
+
+    def _timeout_for(self, item: pytest.Item, plan: TrackingPlan) -> Optional[float]:
+        """The child's time limit: memray_isolate(timeout=...), then pytest-timeout's, then ours."""
+        if plan.timeout is not None:
+            return plan.timeout
+        from_pytest_timeout = item.stash.get(PYTEST_TIMEOUT_KEY, None)
+        if from_pytest_timeout is not None and item.get_closest_marker("timeout") is not None:
+            return from_pytest_timeout
+        return self._settings.timeout or from_pytest_timeout
 
     def _fork_runner_for(self, plan: TrackingPlan) -> Optional[ForkRunner]:
         if not plan.isolated:
             return None
         if self._fork_runner is None:
-            self._fork_runner = ForkRunner()
+            # A child in its own process group cannot read the terminal; keep it in
+            # pytest's group when the tests may (-s with a terminal on stdin, for pdb).
+            reads_terminal = self._config.getoption("capture") == "no" and os.isatty(0)
+            self._fork_runner = ForkRunner(own_group=not reads_terminal)
         return self._fork_runner
 
     # -- judgement ------------------------------------------------------------------
@@ -135,7 +153,7 @@ class Manager:
         try:
             self._judge(item.stash[PLAN_KEY], job, report)
         finally:
-            self._files.done_with(job.capture)
+            self._files.done_with(job.capture, job.scratch)
         return report
 
     def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> None:

@@ -5,7 +5,7 @@
 
 import inspect
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
@@ -48,8 +48,8 @@ def limit_leaked_objects(*, filter_fn: Optional[LeakedObjectsFilterFunction] = N
     """Fail the test when objects it created outlive it (Python 3.13.3 or newer)."""
 
 
-def memray_isolate(mode: str = "fork") -> None:
-    """Track this test in its own child process, even without --memray-isolate."""
+def memray_isolate(mode: str = "fork", *, timeout: Optional[float] = None) -> None:
+    """Track this test in its own child process, even without --memray-isolate; kill it after ``timeout`` seconds."""
 
 
 MARKER_SIGNATURES: Dict[str, Callable[..., None]] = {
@@ -131,6 +131,8 @@ class TrackingPlan:
     objects: Optional[LeakedObjectsCheck] = None
     error: Optional[str] = None
     skip: Optional[str] = None
+    #: Seconds an isolated child may run, from ``memray_isolate(timeout=...)``.
+    timeout: Optional[float] = None
 
     @property
     def isolated(self) -> bool:
@@ -200,13 +202,18 @@ def _parse_limit_leaked_objects(mark: pytest.Mark) -> LeakedObjectsCheck:
     return LeakedObjectsCheck(filter_fn=filter_fn)  # type: ignore[arg-type]
 
 
-def _parse_isolate(mark: pytest.Mark) -> str:
-    mode = _bind(mark)["mode"]
+def _parse_isolate(mark: pytest.Mark) -> Tuple[str, Optional[float]]:
+    arguments = _bind(mark)
+    mode, timeout = arguments["mode"], arguments["timeout"]
     if mode not in ISOLATION_MODES:
         raise MarkerError(
             f"unknown isolation mode {mode!r}; expected one of {', '.join(map(repr, ISOLATION_MODES))}"
         )
-    return str(mode)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise MarkerError(f"timeout must be a number of seconds above 0, or None; got {timeout!r}")
+    return str(mode), None if timeout is None else float(timeout)
 
 
 def _where(node: object, item: pytest.Item) -> str:
@@ -242,15 +249,16 @@ def plan_for(item: pytest.Item, settings: Settings) -> Optional[TrackingPlan]:
         )
     checked = [isolate_mark] if isolate_mark is not None else []
     checked += [mark for _, mark, _ in limits]
+    timeout = None
     for mark in checked:
         try:
             if mark is isolate_mark:
-                mode = _parse_isolate(mark)
+                mode, timeout = _parse_isolate(mark)
             else:
-                return _plan_with_limit(mode, mark, settings)
+                return replace(_plan_with_limit(mode, mark, settings), timeout=timeout)
         except MarkerError as error:
             return TrackingPlan(mode=mode, error=f"{item.nodeid}: invalid marker {_call_text(mark)}: {error}")
-    return _plan_with_limit(mode, None, settings)
+    return replace(_plan_with_limit(mode, None, settings), timeout=timeout)
 
 
 def _plan_with_limit(mode: str, mark: Optional[pytest.Mark], settings: Settings) -> TrackingPlan:

@@ -8,6 +8,7 @@ from .cli import register_options
 from .manager import Manager
 from .markers import marker_help_lines
 from .settings import resolve_settings
+from .timeouts import PytestTimeoutBridge
 
 _MANAGER_NAME = "memray_isolate_manager"
 
@@ -21,3 +22,5 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     settings = resolve_settings(config)
     config.pluginmanager.register(Manager(config, settings), _MANAGER_NAME)
+    if config.pluginmanager.hasplugin("timeout"):
+        config.pluginmanager.register(PytestTimeoutBridge(), "memray_isolate_timeout")

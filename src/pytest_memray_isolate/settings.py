@@ -129,6 +129,17 @@ def _parse_size(text: str) -> int:
         raise ValueError(f"expected {SIZE_HINT}") from None
 
 
+def _parse_seconds(text: str) -> Optional[float]:
+    """A time limit in seconds; 0 means none."""
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError("expected a number of seconds, 0 (no limit) or more")
+    return seconds or None
+
+
 def _parse_capture_format(text: str) -> str:
     word = text.strip().lower()
     if word not in CAPTURE_FORMATS:
@@ -311,6 +322,27 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         ini_aliases=("fail-on-increase",),
     ),
     OptionSpec(
+        name="timeout",
+        flag="--memray-timeout",
+        ini="memray_timeout",
+        help=(
+            "Kill an isolated test's child after SECONDS and fail the test with its stack "
+            "(0: no limit, the default). A timeout marker of pytest-timeout wins over it."
+        ),
+        parse=_parse_seconds,
+        default=None,
+        metavar="SECONDS",
+    ),
+    OptionSpec(
+        name="max_rss",
+        flag="--memray-max-rss",
+        ini="memray_max_rss",
+        help="Kill an isolated test's child whose resident memory reaches SIZE (e.g. '2 GB'), failing the test.",
+        parse=_parse_size,
+        default=None,
+        metavar="SIZE",
+    ),
+    OptionSpec(
         name="verbosity",
         flag=None,
         ini="verbosity_memray",
@@ -340,6 +372,8 @@ class Settings:
     trace_python_allocators: bool = False
     limit_memory: Optional[int] = None
     fail_on_increase: Optional[Tolerance] = None
+    timeout: Optional[float] = None
+    max_rss: Optional[int] = None
     verbosity: Optional[int] = None
     #: Where each setting's value came from, for messages: "--flag" or "ini key in FILE".
     sources: Tuple[Tuple[str, str], ...] = ()

@@ -34,11 +34,25 @@ class Job:
 
     nodeid: str
     capture: Path
-    message: Path
+    #: Path stem in the session's scratch directory for this job's other files.
+    scratch: Path
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
     objects: Optional[LeakedObjectsCheck] = None
     objects_verdict: Optional[Verdict] = None
     child: Optional[ChildReport] = None
+    #: Seconds the child may run, and the resident memory it may reach (isolated only).
+    timeout: Optional[float] = None
+    max_rss: Optional[int] = None
+
+    @property
+    def message(self) -> Path:
+        """Where the child writes its report for the parent."""
+        return self.scratch.with_suffix(".report")
+
+    @property
+    def faults(self) -> Path:
+        """Where the child's faulthandler writes its stacks (crash or timeout)."""
+        return self.scratch.with_suffix(".faults")
 
 
 def tracker_arguments(options: TrackerOptions) -> Dict[str, Any]:

@@ -9,8 +9,11 @@ teardown, other tests, or the session's end.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import os
 import pickle
+import signal
 import sys
 import traceback
 import warnings
@@ -31,6 +34,8 @@ ESCAPED_EXIT_STATUS = 70
 class _ChildState:
     job: Job
     warnings: List[warnings.WarningMessage]
+    pid: int
+    faults: Any
 
 
 _state: Optional[_ChildState] = None
@@ -41,12 +46,23 @@ def current_job() -> Optional[Job]:
     return _state.job if _state is not None else None
 
 
-def become_child(job: Job) -> None:
-    """Prepare a freshly forked child: from now on its warnings are recorded for the parent."""
+def become_child(job: Job, *, own_group: bool) -> None:
+    """Prepare a freshly forked child.
+
+    It gets a process group of its own (so the parent can kill whatever it starts), its
+    warnings are recorded for the parent, and faulthandler writes its stacks to the
+    job's file on a fatal signal or when the parent asks with SIGUSR1 (timeout).
+    """
     global _state
+    if own_group:
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
+    faults = open(job.faults, "w")  # noqa: SIM115 - open until the process ends
+    faulthandler.enable(file=faults, all_threads=True)
+    faulthandler.register(signal.SIGUSR1, file=faults, all_threads=True)
     recorder = warnings.catch_warnings(record=True)
     recorded = recorder.__enter__()  # left open: the process ends inside it
-    _state = _ChildState(job, recorded)
+    _state = _ChildState(job, recorded, os.getpid(), faults)
 
 
 def run_call(runtest: Callable[[], object]) -> None:
@@ -86,6 +102,8 @@ def _picklable(message: Dict[str, Any]) -> bytes:
 
 def _finish(message: Dict[str, Any]) -> NoReturn:
     assert _state is not None
+    if os.getpid() != _state.pid:  # a process the test forked, back in pytest's code
+        os._exit(0)
     status = 0
     try:
         payload = _picklable(message)
