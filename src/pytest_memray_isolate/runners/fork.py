@@ -78,6 +78,7 @@ class ForkRunner:
         """A replacement for ``item.runtest`` that runs the original in a child."""
 
         def run_isolated() -> None:
+            __tracebackhide__ = True  # pytest shows the test's frames, not these
             started_rss = psutil.Process().memory_info().rss
             pid = self._fork()
             if pid == 0:
@@ -105,6 +106,7 @@ class ForkRunner:
             return os.fork()
 
     def _collect(self, pid: int, job: Job, started_rss: int) -> None:
+        __tracebackhide__ = True  # pytest shows the test's frames, not these
         deadline = None if job.timeout is None else time.monotonic() + job.timeout
         try:
             end = wait_for_child(pid, Limits(deadline, job.max_rss), job.faults)

@@ -50,6 +50,7 @@ def _max_rss_bytes(ru_maxrss: int) -> int:
 
 
 def _reap(pid: int, flags: int) -> Optional[Tuple[int, int]]:
+    __tracebackhide__ = True  # pytest shows the test's frames, not these
     reaped, status, usage = os.wait4(pid, flags)
     return None if reaped == 0 else (status, _max_rss_bytes(usage.ru_maxrss))
 
@@ -111,6 +112,7 @@ def _dump_then_kill(pid: int, dump: Path) -> None:
 
 def wait_for_child(pid: int, limits: Limits, dump: Path) -> ChildEnd:
     """Wait for ``pid`` to end, enforcing ``limits``; the child is always reaped."""
+    __tracebackhide__ = True  # pytest shows the test's frames, not these
     if limits.deadline is None and limits.max_rss is None:
         reaped = _reap(pid, 0)
         assert reaped is not None
