@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from memray import AllocationRecord, FileReader
 
@@ -47,6 +47,19 @@ class MemoryResult:
     total_allocations: int
     histogram: str
     top_locations: Tuple[Location, ...]
+    #: The capture file, when the user keeps them (--memray-bin-path).
+    kept_file: Optional[str] = None
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Plain data that survives pytest's report serialization (and so pytest-xdist)."""
+        data = asdict(self)
+        data["top_locations"] = [list(astuple(location)) for location in self.top_locations]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> MemoryResult:
+        locations = tuple(Location(*location) for location in data["top_locations"])
+        return cls(**{**data, "top_locations": locations})
 
 
 def _is_own(filename: str) -> bool:
@@ -120,7 +133,7 @@ def _top_locations(records: Sequence[AllocationRecord]) -> Tuple[Location, ...]:
     return tuple(found)
 
 
-def read_capture(path: Path, nodeid: str) -> MemoryResult:
+def read_capture(path: Path, nodeid: str, *, kept: bool = False) -> MemoryResult:
     """Summarise a capture file: peak, allocation count, size histogram and top locations."""
     with FileReader(path) as reader:
         metadata = reader.metadata
@@ -133,4 +146,5 @@ def read_capture(path: Path, nodeid: str) -> MemoryResult:
         total_allocations=metadata.total_allocations,
         histogram=histogram([record.size for record in records]),
         top_locations=top_locations,
+        kept_file=str(path) if kept else None,
     )

@@ -58,8 +58,10 @@ class CaptureFiles:
             stem.with_suffix(leftover).unlink(missing_ok=True)
         if self.keep_in is None:
             capture.unlink(missing_ok=True)
-        elif capture.exists():
-            self._kept.add(capture)
+
+    def record_kept(self, capture: str) -> None:
+        """Count a kept capture file (reported by this process or by a pytest-xdist worker)."""
+        self._kept.add(Path(capture))
 
     def summary_line(self) -> Optional[str]:
         """What the report says about kept files, as pytest-memray words it."""

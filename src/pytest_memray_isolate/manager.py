@@ -19,12 +19,16 @@ from .runners.fork import ForkRunner
 from .runners.tracking import tracked
 from .settings import Settings
 
-__all__ = ["PLAN_KEY", "Manager"]
+__all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "RESULT_ATTRIBUTE", "Manager"]
 
 PLAN_KEY = pytest.StashKey[TrackingPlan]()
 #: The timeout pytest-timeout resolved for an item (see timeouts.py).
 PYTEST_TIMEOUT_KEY = pytest.StashKey[float]()
 _MEMORY_SECTION_PREFIX = "memray"
+#: The call report's attribute carrying the test's MemoryResult as plain data.
+RESULT_ATTRIBUTE = "memray_result"
+#: The key of pytest-xdist's workerinput carrying the controller's file prefix.
+PREFIX_KEY = "memray_isolate_bin_prefix"
 #: pytest-memray's cache key, so a switch from it keeps the recorded history.
 _CACHE_KEY = "memray/{nodeid}"
 
@@ -70,7 +74,9 @@ class Manager:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self._config = config
         self._settings = settings
-        self._files = CaptureFiles(settings.bin_path, settings.bin_prefix)
+        worker_input = getattr(config, "workerinput", {})
+        prefix = settings.bin_prefix or worker_input.get(PREFIX_KEY)
+        self._files = CaptureFiles(settings.bin_path, prefix)
         self._fork_runner: Optional[ForkRunner] = None
         self._jobs: Dict[str, Job] = {}
         self.results: Dict[str, MemoryResult] = {}
@@ -157,12 +163,15 @@ class Manager:
         return report
 
     def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> None:
+        """Read the capture, attach its figures to the report, apply the limits."""
         try:
-            self.results[job.nodeid] = read_capture(job.capture, job.nodeid)
+            result = read_capture(job.capture, job.nodeid, kept=self._files.keep_in is not None)
         except OSError:
             # No readable capture: a child that died before its Tracker finished. The
             # test's own outcome already says why; there is no figure to report.
             return
+        # The figures travel with the report, so pytest-xdist brings them to the controller.
+        setattr(report, RESULT_ATTRIBUTE, result.as_dict())
         if not report.passed:
             return
         verdict = self._verdict(plan, job)
@@ -225,9 +234,15 @@ class Manager:
     # -- guards for the child ---------------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self) -> None:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if child.current_job() is not None:
             child.escaped()
+        data = getattr(report, RESULT_ATTRIBUTE, None)
+        if report.when == "call" and isinstance(data, dict):
+            result = MemoryResult.from_dict(data)
+            self.results[result.nodeid] = result
+            if result.kept_file is not None:
+                self._files.record_kept(result.kept_file)
 
     # -- end of the run ---------------------------------------------------------------
 
@@ -244,6 +259,11 @@ class Manager:
         kept = self._files.summary_line()
         if kept is not None:
             terminalreporter.write_line(kept)
+
+    @property
+    def file_prefix(self) -> str:
+        """The prefix of kept capture files, chosen once for the run (and its workers)."""
+        return self._files.prefix
 
     def pytest_unconfigure(self) -> None:
         if child.current_job() is None:

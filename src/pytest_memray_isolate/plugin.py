@@ -9,6 +9,7 @@ from .manager import Manager
 from .markers import marker_help_lines
 from .settings import resolve_settings
 from .timeouts import PytestTimeoutBridge
+from .xdist import XdistController
 
 _MANAGER_NAME = "memray_isolate_manager"
 
@@ -21,6 +22,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in marker_help_lines():
         config.addinivalue_line("markers", line)
     settings = resolve_settings(config)
-    config.pluginmanager.register(Manager(config, settings), _MANAGER_NAME)
+    manager = Manager(config, settings)
+    config.pluginmanager.register(manager, _MANAGER_NAME)
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(XdistController(manager.file_prefix), "memray_isolate_xdist")
     if config.pluginmanager.hasplugin("timeout"):
         config.pluginmanager.register(PytestTimeoutBridge(), "memray_isolate_timeout")
