@@ -306,7 +306,9 @@ def test_a_test_that_forks_closes_stdout_or_changes_directory(pytester: pytest.P
     result.stdout.fnmatch_lines(["Allocation results for *::test_changes_directory at the high watermark"])
 
 
-def test_ctrl_c_in_pytest_stops_the_session_and_its_children(pytester: pytest.Pytester) -> None:
+def test_ctrl_c_in_pytest_stops_the_session_and_its_children(
+    pytester: pytest.Pytester, private_tmp: Path
+) -> None:
     """SIGINT to pytest while a child runs: the child and its processes die, pytest reports as usual."""
     _suite(
         pytester,
@@ -340,3 +342,4 @@ def test_runs_long():
     assert "KeyboardInterrupt" in output
     assert "no tests ran" in output or "in " in output.splitlines()[-1]
     assert _gone(pids)
+    assert list(private_tmp.iterdir()) == []
