@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Dict, Generator, Iterator, List, Optional, cast
+from typing import Any, Dict, Generator, Iterator, List, Optional, cast
 
 import pytest
 from memray import FileReader
 
 from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture
 from .capture_files import CaptureFiles
+from .jsonreport import build_document, write_atomically
 from .limits import Verdict, check_increase, check_leaks, check_memory_limit
 from .markers import TrackingPlan, plan_for
-from .report import ranked, summary_block
+from .report import closing_lines, ranked, summary_block
 from .runners import Job, child
 from .runners.fork import ForkRunner
 from .runners.tracking import tracked
@@ -80,6 +81,8 @@ class Manager:
         self._fork_runner: Optional[ForkRunner] = None
         self._jobs: Dict[str, Job] = {}
         self.results: Dict[str, MemoryResult] = {}
+        #: Everything known about each tracked test, for --memray-json (see jsonreport.py).
+        self.records: Dict[str, Dict[str, Any]] = {}
 
     # -- collection -------------------------------------------------------------------
 
@@ -156,30 +159,41 @@ class Manager:
             # Properties recorded in the child belong to the item here too: the teardown
             # report (which junitxml reads them from) is made in this process.
             item.user_properties[:] = report.user_properties
+        plan = item.stash[PLAN_KEY]
         try:
-            self._judge(item.stash[PLAN_KEY], job, report)
+            result = self._judge(plan, job, report)
         finally:
             self._files.done_with(job.capture, job.scratch)
+        # The figures travel with the report, so pytest-xdist brings them to the controller.
+        record = {
+            "result": None if result is None else result.as_dict(),
+            "mode": plan.mode,
+            "limit": plan.limit_description(),
+            "child": job.child_end,
+        }
+        setattr(report, RESULT_ATTRIBUTE, record)
+        if result is not None:
+            item.user_properties.append(("memray_peak_memory", result.peak_memory))
+            item.user_properties.append(("memray_total_allocations", result.total_allocations))
         return report
 
-    def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> None:
-        """Read the capture, attach its figures to the report, apply the limits."""
+    def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> Optional[MemoryResult]:
+        """Read the capture and apply the limits; the figures, or ``None`` without a capture."""
         try:
             result = read_capture(job.capture, job.nodeid, kept=self._files.keep_in is not None)
         except OSError:
             # No readable capture: a child that died before its Tracker finished. The
             # test's own outcome already says why; there is no figure to report.
-            return
-        # The figures travel with the report, so pytest-xdist brings them to the controller.
-        setattr(report, RESULT_ATTRIBUTE, result.as_dict())
+            return None
         if not report.passed:
-            return
+            return result
         verdict = self._verdict(plan, job)
         if verdict is not None:
             report.outcome = "failed"
             report.longrepr = verdict.message
             if verdict.section is not None:
                 report.sections.append(verdict.section)
+        return result
 
     def _verdict(self, plan: TrackingPlan, job: Job) -> Optional[Verdict]:
         settings = self._settings
@@ -237,9 +251,12 @@ class Manager:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if child.current_job() is not None:
             child.escaped()
-        data = getattr(report, RESULT_ATTRIBUTE, None)
-        if report.when == "call" and isinstance(data, dict):
-            result = MemoryResult.from_dict(data)
+        record = getattr(report, RESULT_ATTRIBUTE, None)
+        if report.when != "call" or not isinstance(record, dict):
+            return
+        self.records[report.nodeid] = {**record, "nodeid": report.nodeid, "outcome": report.outcome}
+        if record["result"] is not None:
+            result = MemoryResult.from_dict(record["result"])
             self.results[result.nodeid] = result
             if result.kept_file is not None:
                 self._files.record_kept(result.kept_file)
@@ -256,6 +273,8 @@ class Manager:
                 continue
             for line in summary_block(result):
                 terminalreporter.write_line(line)
+        for line in closing_lines(self.results.values(), self._settings.isolate):
+            terminalreporter.write_line(line)
         kept = self._files.summary_line()
         if kept is not None:
             terminalreporter.write_line(kept)
@@ -264,6 +283,14 @@ class Manager:
     def file_prefix(self) -> str:
         """The prefix of kept capture files, chosen once for the run (and its workers)."""
         return self._files.prefix
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        path = self._settings.json_path
+        if path is None or hasattr(self._config, "workerinput") or child.current_job() is not None:
+            return
+        document = build_document(self.records.values(), self._settings, exitstatus=int(session.exitstatus))
+        write_atomically(path, document)
 
     def pytest_unconfigure(self) -> None:
         if child.current_job() is None:

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import pytest
 
 from .settings import ISOLATION_MODES, Settings
-from .sizes import SIZE_HINT, parse_size
+from .sizes import SIZE_HINT, format_size, parse_size
 from .stacks import LeakedObjectsFilterFunction, LeaksFilterFunction
 
 __all__ = [
@@ -87,6 +87,8 @@ class MemoryLimit:
     limit: int
     text: str
     current_thread_only: bool = False
+    #: Where the limit came from: "marker", or the option or ini key of the default limit.
+    source: str = "marker"
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,26 @@ class TrackingPlan:
     @property
     def isolated(self) -> bool:
         return self.mode != IN_PROCESS
+
+    def limit_description(self) -> Optional[Dict[str, object]]:
+        """The limit that applies, as plain data for reports."""
+        if self.memory is not None:
+            return {
+                "kind": "limit_memory",
+                "bytes": self.memory.limit,
+                "text": self.memory.text,
+                "source": self.memory.source,
+            }
+        if self.leaks is not None:
+            return {
+                "kind": "limit_leaks",
+                "bytes": self.leaks.limit,
+                "text": self.leaks.text,
+                "source": "marker",
+            }
+        if self.objects is not None:
+            return {"kind": "limit_leaked_objects", "source": "marker"}
+        return None
 
 
 class MarkerError(Exception):
@@ -271,9 +293,11 @@ def _plan_with_limit(mode: str, mark: Optional[pytest.Mark], settings: Settings)
     )
     if mark is None:
         default = settings.limit_memory
-        memory = (
-            None if default is None else MemoryLimit(limit=default, text=settings.source_of("limit_memory"))
-        )
+        memory = None
+        if default is not None:
+            memory = MemoryLimit(
+                limit=default, text=format_size(default), source=settings.source_of("limit_memory")
+            )
         return TrackingPlan(mode=mode, tracker=tracker, memory=memory)
     if mark.name == "limit_memory":
         return TrackingPlan(mode=mode, tracker=tracker, memory=_parse_limit_memory(mark))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 from .capture import MemoryResult
 from .sizes import format_size
 
-__all__ = ["ranked", "summary_block"]
+__all__ = ["closing_lines", "ranked", "summary_block"]
 
 
 def ranked(results: Iterable[MemoryResult], most: int) -> List[MemoryResult]:
@@ -31,4 +31,15 @@ def summary_block(result: MemoryResult) -> List[str]:
         for where in result.top_locations
     ]
     lines.append("\n")
+    return lines
+
+
+def closing_lines(results: Iterable[MemoryResult], isolation: Optional[str]) -> List[str]:
+    """What the report adds after pytest-memray's blocks: the run's highest peak, the mode."""
+    lines = []
+    highest = max(results, key=lambda result: result.peak_memory, default=None)
+    if highest is not None:
+        lines.append(f"Highest peak: {format_size(highest.peak_memory)} in {highest.nodeid}")
+    if isolation is not None:
+        lines.append(f"Isolation: {isolation} (each tracked test ran in a child process of its own)")
     return lines

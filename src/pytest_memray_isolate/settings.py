@@ -163,6 +163,14 @@ def _parse_prefix(text: str) -> str:
     return text
 
 
+def _parse_output_file(text: str) -> Path:
+    """A file to write a report to: not a directory."""
+    path = Path(text).expanduser().absolute()
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; expected a file name")
+    return path
+
+
 def _parse_directory(text: str) -> Path:
     """A directory to keep capture files in: created if missing, and writable."""
     folder = Path(text).expanduser().absolute()
@@ -343,6 +351,15 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         metavar="SIZE",
     ),
     OptionSpec(
+        name="json_path",
+        flag="--memray-json",
+        ini="memray_json",
+        help="Write every tracked test's memory figures to PATH as JSON (schema: docs/reports.rst).",
+        parse=_parse_output_file,
+        default=None,
+        metavar="PATH",
+    ),
+    OptionSpec(
         name="verbosity",
         flag=None,
         ini="verbosity_memray",
@@ -374,6 +391,7 @@ class Settings:
     fail_on_increase: Optional[Tolerance] = None
     timeout: Optional[float] = None
     max_rss: Optional[int] = None
+    json_path: Optional[Path] = None
     verbosity: Optional[int] = None
     #: Where each setting's value came from, for messages: "--flag" or "ini key in FILE".
     sources: Tuple[Tuple[str, str], ...] = ()

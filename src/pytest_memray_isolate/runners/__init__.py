@@ -43,6 +43,8 @@ class Job:
     #: Seconds the child may run, and the resident memory it may reach (isolated only).
     timeout: Optional[float] = None
     max_rss: Optional[int] = None
+    #: How the child ended when it did not report (crash, timeout, memory), for reports.
+    child_end: Optional[Dict[str, Any]] = None
 
     @property
     def message(self) -> Path:

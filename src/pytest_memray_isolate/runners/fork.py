@@ -25,7 +25,22 @@ from ..sizes import format_size
 from . import ChildReport, Job, WarningRecord, child
 from .watch import ChildEnd, Limits, kill_group, wait_for_child
 
-__all__ = ["ForkRunner", "describe_exit"]
+__all__ = ["ForkRunner", "describe_exit", "exit_facts"]
+
+
+def exit_facts(end: ChildEnd) -> Dict[str, Any]:
+    """How a child ended, as plain data: exit code or signal, and why it was killed."""
+    code = os.waitstatus_to_exitcode(end.status)
+    signal_name = None
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            signal_name = signal.Signals(-code).name
+    return {
+        "exit_code": code if code >= 0 else None,
+        "signal": signal_name,
+        "killed_for": end.killed_for,
+        "max_rss": end.max_rss,
+    }
 
 
 def describe_exit(status: int) -> str:
@@ -117,6 +132,8 @@ class ForkRunner:
         if self._own_group:
             kill_group(pid)  # whatever the test started and left running
         message = _read_message(job)
+        if "report" not in message:
+            job.child_end = exit_facts(end)
         if end.killed_for is not None:
             pytest.fail(self._killed_text(job, end), pytrace=False)
         if "report" in message:

@@ -1,0 +1,112 @@
+"""The machine-readable report (--memray-json): one JSON document per run.
+
+Schema, version 1 (documented in docs/reports.rst)::
+
+    {
+      "schema": "pytest-memray-isolate/report", "version": 1,
+      "exit_status": 0,
+      "settings": {"isolate": "fork", "capture_format": "aggregated", ...},
+      "summary": {"tracked": 12, "outcomes": {"passed": 11, "failed": 1},
+                  "highest_peak": {"nodeid": "...", "peak_memory": 40509536} | null},
+      "tests": [
+        {"nodeid": "...", "outcome": "passed", "mode": "fork" | "in-process",
+         "peak_memory": 40509536 | null, "total_allocations": 4 | null,
+         "limit": {"kind": "limit_memory", "bytes": ..., "text": "24 MB", "source": "marker"} | null,
+         "top_locations": [{"function": ..., "filename": ..., "lineno": ..., "size": ...}],
+         "capture_file": "/path/prefix-test.bin" | null,
+         "child": {"exit_code": 3 | null, "signal": "SIGSEGV" | null,
+                   "killed_for": "timeout" | "memory" | null, "max_rss": ...} | null}
+      ]
+    }
+
+Sizes are integers in bytes. ``child`` is set when an isolated child ended without
+reporting (a crash, or killed at its deadline or memory ceiling).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, Iterable, List
+
+from .settings import Settings
+
+__all__ = ["SCHEMA", "VERSION", "build_document", "write_atomically"]
+
+SCHEMA = "pytest-memray-isolate/report"
+VERSION = 1
+
+
+def _test_entry(record: Dict[str, Any]) -> Dict[str, Any]:
+    result = record.get("result") or {}
+    return {
+        "nodeid": record["nodeid"],
+        "outcome": record["outcome"],
+        "mode": record["mode"],
+        "peak_memory": result.get("peak_memory"),
+        "total_allocations": result.get("total_allocations"),
+        "limit": record["limit"],
+        "top_locations": [
+            {"function": function, "filename": filename, "lineno": lineno, "size": size}
+            for function, filename, lineno, size in result.get("top_locations", [])
+        ],
+        "capture_file": result.get("kept_file"),
+        "child": record["child"],
+    }
+
+
+def _settings(settings: Settings) -> Dict[str, Any]:
+    tolerance = settings.fail_on_increase
+    return {
+        "memray": settings.memray,
+        "isolate": settings.isolate,
+        "capture_format": settings.capture_format,
+        "native": settings.native,
+        "trace_python_allocators": settings.trace_python_allocators,
+        "stacks": settings.stacks,
+        "limit_memory": settings.limit_memory,
+        "fail_on_increase": None if tolerance is None else tolerance.text,
+        "timeout": settings.timeout,
+        "max_rss": settings.max_rss,
+        "bin_path": None if settings.bin_path is None else str(settings.bin_path),
+    }
+
+
+def build_document(
+    records: Iterable[Dict[str, Any]], settings: Settings, *, exitstatus: int
+) -> Dict[str, Any]:
+    """The whole report: every tracked test, the run's figures and its settings."""
+    tests: List[Dict[str, Any]] = [_test_entry(record) for record in records]
+    measured = [test for test in tests if test["peak_memory"] is not None]
+    highest = max(measured, key=lambda test: test["peak_memory"], default=None)
+    return {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "exit_status": exitstatus,
+        "settings": _settings(settings),
+        "summary": {
+            "tracked": len(tests),
+            "outcomes": dict(Counter(test["outcome"] for test in tests)),
+            "highest_peak": None
+            if highest is None
+            else {"nodeid": highest["nodeid"], "peak_memory": highest["peak_memory"]},
+        },
+        "tests": tests,
+    }
+
+
+def write_atomically(path: Path, document: Dict[str, Any]) -> None:
+    """Write ``document`` to ``path`` so that readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=2)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

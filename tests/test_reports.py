@@ -1,0 +1,168 @@
+"""End to end: the JSON report, JUnit properties and the summary's closing lines."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+from conftest import Runner
+
+_SUITE = """
+import os
+import pytest
+
+@pytest.mark.limit_memory("1 MB")
+def test_over_its_limit():
+    data = bytearray(3 * 1024 * 1024)
+    assert data is not None
+
+def test_big():
+    data = bytearray(5 * 1024 * 1024)
+    assert data is not None
+
+def test_fails():
+    size = len(bytearray(1024 * 1024))
+    assert size == 0
+"""
+
+
+def _load(path: Path) -> Dict[str, Any]:
+    data: Dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _by_name(document: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    return {test["nodeid"].split("::")[-1]: test for test in document["tests"]}
+
+
+def test_json_report_has_every_tracked_test(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+    """--memray-json: schema and version, each test's figures, limit and outcome, the run's peak."""
+    pytester.makepyfile(_SUITE)
+    result = run(mode_flag, "--memray-json=reports/memory.json")
+    result.assert_outcomes(passed=1, failed=2)
+    document = _load(pytester.path / "reports" / "memory.json")
+    assert document["schema"] == "pytest-memray-isolate/report"
+    assert document["version"] == 1
+    assert document["exit_status"] == 1
+    tests = _by_name(document)
+    assert sorted(tests) == ["test_big", "test_fails", "test_over_its_limit"]
+    mode = "fork" if "isolate" in mode_flag else "in-process"
+    assert {test["mode"] for test in tests.values()} == {mode}
+    over = tests["test_over_its_limit"]
+    assert over["outcome"] == "failed"
+    assert over["peak_memory"] >= 3 * 1024 * 1024
+    assert isinstance(over["peak_memory"], int)
+    assert over["limit"] == {"kind": "limit_memory", "bytes": 1024 * 1024, "text": "1 MB", "source": "marker"}
+    assert over["top_locations"][0]["function"] == "test_over_its_limit"
+    assert over["top_locations"][0]["size"] >= 3 * 1024 * 1024
+    assert tests["test_fails"]["outcome"] == "failed"
+    assert tests["test_fails"]["peak_memory"] >= 1024 * 1024
+    assert tests["test_big"]["limit"] is None
+    assert document["summary"]["tracked"] == 3
+    assert document["summary"]["outcomes"] == {"passed": 1, "failed": 2}
+    assert document["summary"]["highest_peak"]["nodeid"].endswith("::test_big")
+    assert document["settings"]["isolate"] == ("fork" if mode == "fork" else None)
+    assert [path.name for path in (pytester.path / "reports").iterdir()] == ["memory.json"]
+
+
+def test_json_report_names_a_default_limit_kept_files_and_crashes(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """The limit's source, the kept capture file, and how a crashed child ended."""
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_under_default_limit():
+            data = bytearray(1024 * 1024)
+            assert data is not None
+
+        def test_crashes():
+            os._exit(3)
+        """
+    )
+    result = run(
+        "--memray-isolate",
+        "--memray-limit-memory=64 MB",
+        "--memray-bin-path=captures",
+        "--memray-json=out.json",
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    tests = _by_name(_load(pytester.path / "out.json"))
+    under = tests["test_under_default_limit"]
+    assert under["limit"] == {
+        "kind": "limit_memory",
+        "bytes": 64 * 1024**2,
+        "text": "64.0MiB",
+        "source": "--memray-limit-memory",
+    }
+    assert Path(under["capture_file"]).exists()
+    crashed = tests["test_crashes"]
+    assert crashed["peak_memory"] is None
+    assert crashed["child"]["exit_code"] == 3
+    assert crashed["child"]["signal"] is None
+    assert crashed["child"]["max_rss"] > 0
+
+
+def test_json_report_from_the_ini_under_xdist(pytester: pytest.Pytester, run: Runner) -> None:
+    """memray_json in the ini file; with -n 2 the controller writes every worker's tests."""
+    pytester.makepyfile(_SUITE)
+    pytester.makeini("[pytest]\nmemray_json = out.json\n")
+    result = run("--memray-isolate", "-n", "2")
+    result.assert_outcomes(passed=1, failed=2)
+    assert sorted(_by_name(_load(pytester.path / "out.json"))) == [
+        "test_big",
+        "test_fails",
+        "test_over_its_limit",
+    ]
+
+
+def test_json_path_that_is_a_directory_is_a_usage_error(pytester: pytest.Pytester, run: Runner) -> None:
+    """The report path must be a file name."""
+    pytester.mkdir("reports")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = run("--memray", "--memray-json=reports")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --memray-json = 'reports' (from the command line): */reports is a directory; expected a file name"
+        ]
+    )
+
+
+def test_junit_report_carries_memory_properties(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Each tracked test has its peak and allocation count as properties; a limit failure's message is the limit's."""
+    pytester.makepyfile(_SUITE)
+    run(mode_flag, "--junitxml=junit.xml")
+    cases = {
+        case.get("name"): case for case in ElementTree.parse(pytester.path / "junit.xml").iter("testcase")
+    }
+    for name in ("test_over_its_limit", "test_big", "test_fails"):
+        properties = {prop.get("name"): prop.get("value") for prop in cases[name].iter("property")}
+        assert int(properties["memray_peak_memory"]) >= 1024 * 1024
+        assert int(properties["memray_total_allocations"]) >= 1
+    failure = cases["test_over_its_limit"].find("failure")
+    assert failure is not None
+    assert failure.get("message") == "Test was limited to 1.0MiB but allocated 3.0MiB"
+
+
+def test_summary_ends_with_the_highest_peak_and_the_mode(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """After pytest-memray's blocks: the run's highest peak, and under isolation the mode."""
+    pytester.makepyfile(_SUITE)
+    result = run(mode_flag)
+    result.stdout.fnmatch_lines(
+        ["Highest peak: 5.0MiB in test_summary_ends_with_the_highest_peak_and_the_mode.py::test_big"]
+    )
+    isolation = "Isolation: fork (each tracked test ran in a child process of its own)"
+    if "isolate" in mode_flag:
+        result.stdout.fnmatch_lines([isolation])
+    else:
+        result.stdout.no_fnmatch_line(isolation)
