@@ -144,7 +144,7 @@ def test_junit_report_carries_memory_properties(
         case.get("name"): case for case in ElementTree.parse(pytester.path / "junit.xml").iter("testcase")
     }
     for name in ("test_over_its_limit", "test_big", "test_fails"):
-        properties = {prop.get("name"): prop.get("value") for prop in cases[name].iter("property")}
+        properties = {prop.get("name"): prop.get("value", "") for prop in cases[name].iter("property")}
         assert int(properties["memray_peak_memory"]) >= 1024 * 1024
         assert int(properties["memray_total_allocations"]) >= 1
     failure = cases["test_over_its_limit"].find("failure")
