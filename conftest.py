@@ -20,13 +20,17 @@ def mode_flag(request: pytest.FixtureRequest) -> str:
 
 Runner = Callable[..., pytest.RunResult]
 
+#: Plugins the test extra installs for the tests that are about them; elsewhere they would
+#: shuffle the order (randomly) or warn about their own settings (asyncio).
+QUIET_PLUGINS = ("-p", "no:randomly", "-p", "no:asyncio")
+
 
 @pytest.fixture
 def run(pytester: pytest.Pytester) -> Runner:
     """Run pytest in a fresh interpreter, as users do; -p no:cacheprovider keeps the tree clean."""
 
     def run_pytest(*args: str) -> pytest.RunResult:
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *QUIET_PLUGINS, *args)
 
     return run_pytest
 

@@ -16,7 +16,7 @@ from typing import List
 import psutil
 import pytest
 
-from conftest import Runner
+from conftest import QUIET_PLUGINS, Runner
 
 _AFTER = """
 
@@ -300,7 +300,7 @@ def test_a_test_that_forks_closes_stdout_or_changes_directory(pytester: pytest.P
         """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--memray-isolate", "-p", "no:randomly", timeout=120
+        "-p", "no:cacheprovider", *QUIET_PLUGINS, "--memray-isolate", "-p", "no:randomly", timeout=120
     )
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(["Allocation results for *::test_changes_directory at the high watermark"])
@@ -323,7 +323,7 @@ def test_runs_long():
     output_path = pytester.path / "out.txt"
     with output_path.open("w") as output_file:
         process = pytester.popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--memray-isolate"],
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *QUIET_PLUGINS, "--memray-isolate"],
             stdout=output_file,
             stderr=subprocess.STDOUT,
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Runner
+from conftest import QUIET_PLUGINS, Runner
 
 _FORK = "--memray-isolate=fork"
 
@@ -95,7 +95,7 @@ def test_a_thread_left_running_dies_with_the_child(pytester: pytest.Pytester) ->
             assert threading.active_count() == 1
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", _FORK, timeout=120)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *QUIET_PLUGINS, _FORK, timeout=120)
     result.assert_outcomes(passed=2)
 
 
@@ -178,7 +178,7 @@ def test_faulthandler_timeout_does_not_hang_a_failing_child(pytester: pytest.Pyt
             pass
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", _FORK, timeout=60)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *QUIET_PLUGINS, _FORK, timeout=60)
     result.assert_outcomes(passed=1, failed=1)
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import Runner
+from conftest import QUIET_PLUGINS, Runner
 
 _LEAKY = """
 import pytest
@@ -230,7 +230,7 @@ def _run_with_cache(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mib: int, *args: str
 ) -> pytest.RunResult:
     monkeypatch.setenv("MIB", str(mib))
-    return pytester.runpytest_subprocess(*args)
+    return pytester.runpytest_subprocess(*QUIET_PLUGINS, *args)
 
 
 @pytest.mark.parametrize("where", ["command line", "ini", "pytest-memray's ini spelling"])

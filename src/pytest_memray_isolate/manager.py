@@ -49,11 +49,13 @@ def _patched_call(item: pytest.Item, job: Job, fork_runner: Optional[ForkRunner]
     around their whole ``runtest``.
     """
     isolated = fork_runner is not None
-    saved = {name: vars(item)[name] for name in ("obj", "runtest") if name in vars(item)}
-    runtest = item.runtest
-    if _calls_its_function_object(item):
-        function_item = cast(pytest.Function, item)
-        function_item.obj = tracked(function_item.obj, job, settle_heap=isolated)
+    had_own_runtest = "runtest" in vars(item)
+    original_runtest = item.runtest
+    function_item = cast(pytest.Function, item) if _calls_its_function_object(item) else None
+    original_function = function_item.obj if function_item is not None else None
+    runtest = original_runtest
+    if function_item is not None and original_function is not None:
+        function_item.obj = tracked(original_function, job, settle_heap=isolated)
     else:
         runtest = tracked(runtest, job, settle_heap=isolated)
     if fork_runner is not None:
@@ -62,11 +64,13 @@ def _patched_call(item: pytest.Item, job: Job, fork_runner: Optional[ForkRunner]
     try:
         yield
     finally:
-        for name in ("obj", "runtest"):
-            if name in saved:
-                setattr(item, name, saved[name])
-            else:
-                vars(item).pop(name, None)
+        # Put back exactly what was there: a rerun (pytest-rerunfailures) wraps afresh.
+        if function_item is not None:
+            function_item.obj = original_function
+        if had_own_runtest:
+            item.runtest = original_runtest  # type: ignore[method-assign]
+        else:
+            del item.runtest
 
 
 class Manager:

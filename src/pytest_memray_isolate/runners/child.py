@@ -100,10 +100,26 @@ def _picklable(message: Dict[str, Any]) -> bytes:
         return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _save_coverage() -> None:
+    """Save coverage.py's data (pytest-cov), which ``os._exit`` would otherwise lose.
+
+    coverage.py notices the fork and writes the child's data to a file of its own, which
+    pytest-cov combines with the others at the end of the run.
+    """
+    coverage = sys.modules.get("coverage")
+    current = getattr(getattr(coverage, "Coverage", None), "current", None)
+    measuring = current() if callable(current) else None
+    if measuring is not None:
+        with contextlib.suppress(Exception):
+            measuring.stop()
+            measuring.save()
+
+
 def _finish(message: Dict[str, Any]) -> NoReturn:
     assert _state is not None
     if os.getpid() != _state.pid:  # a process the test forked, back in pytest's code
         os._exit(0)
+    _save_coverage()
     status = 0
     try:
         payload = _picklable(message)

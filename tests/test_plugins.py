@@ -1,0 +1,172 @@
+"""End to end: the plugin alongside the pytest plugins users already run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+from conftest import Runner, arena_table_growth
+
+
+def _figures(report: Path) -> Dict[str, Tuple[int, int]]:
+    document = json.loads(report.read_text())
+    return {test["nodeid"]: (test["peak_memory"], test["total_allocations"]) for test in document["tests"]}
+
+
+def _order(report: Path) -> List[str]:
+    return [test["nodeid"] for test in json.loads(report.read_text())["tests"]]
+
+
+def test_figures_do_not_depend_on_pytest_randomlys_order(pytester: pytest.Pytester) -> None:
+    """Under isolation, two random orders (pytest-randomly) give the same figures test by test."""
+    pytester.makepyfile(
+        """
+        import functools
+        import pytest
+
+        @functools.lru_cache(maxsize=None)
+        def table():
+            return [bytes(1000) for _ in range(2000)]
+
+        @pytest.fixture(params=[0, 50_000, 300_000])
+        def churn(request):
+            junk = [str(n) * 3 for n in range(request.param)]
+            yield junk[::9]
+
+        def test_cache():
+            assert len(table()) == 2000
+
+        def test_small_objects(churn):
+            words = [str(n) * 3 for n in range(20_000)]
+            assert words
+
+        @pytest.mark.parametrize("mib", [1, 2, 4])
+        def test_buffers(mib):
+            data = bytearray(mib * 1024 * 1024)
+            assert data is not None
+        """
+    )
+    runs = []
+    for seed in ("1", "2"):
+        report = pytester.path / f"seed-{seed}.json"
+        result = pytester.runpytest_subprocess(
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:asyncio",
+            "--memray-isolate",
+            "-p",
+            "randomly",
+            f"--randomly-seed={seed}",
+            f"--memray-json={report}",
+        )
+        result.assert_outcomes(passed=7)
+        runs.append(report)
+    assert _order(runs[0]) != _order(runs[1]), "pytest-randomly did not shuffle"
+    first, second = _figures(runs[0]), _figures(runs[1])
+    assert sorted(first) == sorted(second)
+    for nodeid in first:
+        (peak_a, count_a), (peak_b, count_b) = sorted([first[nodeid], second[nodeid]])
+        assert (peak_a, count_a) == (peak_b, count_b) or arena_table_growth(peak_b - peak_a), nodeid
+
+
+def test_reruns_of_isolated_tests(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+    """pytest-rerunfailures reruns a failed tracked test; the rerun is tracked and reported."""
+    pytester.makepyfile(
+        f"""
+        import os
+
+        COUNTER = os.path.join({str(pytester.path)!r}, "attempts")
+
+        def test_flaky():
+            with open(COUNTER, "a") as stream:
+                stream.write("x")
+            data = bytearray(2 * 1024 * 1024)
+            assert os.path.getsize(COUNTER) >= 2
+        """
+    )
+    result = run(mode_flag, "--reruns=2")
+    outcomes = result.parseoutcomes()
+    assert (outcomes.get("passed"), outcomes.get("rerun"), outcomes.get("failed")) == (1, 1, None)
+    result.stdout.fnmatch_lines(
+        [
+            "Allocation results for *::test_flaky at the high watermark",
+            "",
+            "\t 📦 Total memory allocated: 2.0MiB",
+        ]
+    )
+
+
+@pytest.mark.parametrize("marker", ["asyncio", "anyio"])
+def test_async_tests_are_tracked(pytester: pytest.Pytester, mode_flag: str, marker: str) -> None:
+    """Coroutine tests run by pytest-asyncio or anyio's plugin are tracked like plain ones."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    backend = '@pytest.fixture\ndef anyio_backend():\n    return "asyncio"\n\n' if marker == "anyio" else ""
+    pytester.makepyfile(
+        "import asyncio\nimport pytest\n\n"
+        + backend
+        + f"@pytest.mark.{marker}\n"
+        + "async def test_awaits():\n"
+        + "    await asyncio.sleep(0)\n"
+        + "    data = bytearray(3 * 1024 * 1024)\n"
+        + "    await asyncio.sleep(0)\n"
+        + "    assert data is not None\n"
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", mode_flag)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "Allocation results for *::test_awaits at the high watermark",
+            "",
+            "\t 📦 Total memory allocated: 3.0MiB",
+        ]
+    )
+
+
+def test_doctests_are_tracked(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+    """Doctests collected with --doctest-modules are tracked around their whole run."""
+    pytester.makepyfile(
+        textmod='''
+        def buffer(mib):
+            """
+            >>> len(buffer(2))
+            2097152
+            """
+            return bytearray(mib * 1024 * 1024)
+        '''
+    )
+    result = run(mode_flag, "--doctest-modules", "textmod.py")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["Allocation results for textmod.py::textmod.buffer at the high watermark"])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_coverage_of_code_run_in_children_is_kept(
+    pytester: pytest.Pytester, run: Runner, workers: List[str]
+) -> None:
+    """pytest-cov sees the lines an isolated test ran: the child saves coverage.py's data first."""
+    pytester.makepyfile(
+        covered="""
+        def sign(number):
+            if number > 0:
+                return "positive"
+            if number < 0:
+                return "negative"
+            return "zero"
+        """,
+        test_covered="""
+        from covered import sign
+
+        def test_positive():
+            assert sign(3) == "positive"
+
+        def test_negative():
+            assert sign(-3) == "negative"
+        """,
+    )
+    result = run("--memray-isolate", "--cov=covered", "--cov-report=term-missing", *workers)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["covered.py * 6 * 1 * 83% * 6"])
