@@ -49,6 +49,8 @@ class MemoryResult:
     top_locations: Tuple[Location, ...]
     #: The capture file, when the user keeps them (--memray-bin-path).
     kept_file: Optional[str] = None
+    #: The HTML flame graph made for this test (--memray-flamegraph).
+    flamegraph: Optional[str] = None
 
     def as_dict(self) -> Dict[str, Any]:
         """Plain data that survives pytest's report serialization (and so pytest-xdist)."""

@@ -14,6 +14,7 @@ Schema, version 1 (documented in docs/reports.rst)::
          "limit": {"kind": "limit_memory", "bytes": ..., "text": "24 MB", "source": "marker"} | null,
          "top_locations": [{"function": ..., "filename": ..., "lineno": ..., "size": ...}],
          "capture_file": "/path/prefix-test.bin" | null,
+         "flamegraph": "/path/flamegraph-test.html" | null,
          "child": {"exit_code": 3 | null, "signal": "SIGSEGV" | null,
                    "killed_for": "timeout" | "memory" | null, "max_rss": ...} | null}
       ]
@@ -54,6 +55,7 @@ def _test_entry(record: Dict[str, Any]) -> Dict[str, Any]:
             for function, filename, lineno, size in result.get("top_locations", [])
         ],
         "capture_file": result.get("kept_file"),
+        "flamegraph": result.get("flamegraph"),
         "child": record["child"],
     }
 

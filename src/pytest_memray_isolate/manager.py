@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Dict, Generator, Iterator, List, Optional, cast
 
 import pytest
@@ -11,6 +13,7 @@ from memray import FileReader
 
 from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture
 from .capture_files import CaptureFiles
+from .flamegraph import write_flamegraph
 from .jsonreport import build_document, write_atomically
 from .limits import Verdict, check_increase, check_leaks, check_memory_limit
 from .markers import TrackingPlan, plan_for
@@ -192,12 +195,25 @@ class Manager:
         if not report.passed:
             return result
         verdict = self._verdict(plan, job)
+        graph = self._flamegraph(plan, job, failed=verdict is not None)
+        if graph is not None:
+            result = replace(result, flamegraph=str(graph))
         if verdict is not None:
             report.outcome = "failed"
             report.longrepr = verdict.message
+            link = "" if graph is None else f"Flame graph: {graph}"
             if verdict.section is not None:
-                report.sections.append(verdict.section)
+                name, text = verdict.section
+                report.sections.append((name, f"{text}\n{link}" if link else text))
+            elif link:
+                report.sections.append(("memray-flamegraph", link))
         return result
+
+    def _flamegraph(self, plan: TrackingPlan, job: Job, *, failed: bool) -> Optional[Path]:
+        directory = self._settings.flamegraph_dir
+        if directory is None or not (failed or self._settings.flamegraph_all):
+            return None
+        return write_flamegraph(job.capture, directory, job.nodeid, leaks=plan.leaks is not None)
 
     def _verdict(self, plan: TrackingPlan, job: Job) -> Optional[Verdict]:
         settings = self._settings

@@ -360,6 +360,23 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         metavar="PATH",
     ),
     OptionSpec(
+        name="flamegraph_dir",
+        flag="--memray-flamegraph",
+        ini="memray_flamegraph",
+        help="Write an HTML flame graph (memray's) to DIR for every test that fails a memory limit.",
+        parse=_parse_directory,
+        default=None,
+        metavar="DIR",
+    ),
+    OptionSpec(
+        name="flamegraph_all",
+        flag="--memray-flamegraph-all",
+        ini="memray_flamegraph_all",
+        help="With --memray-flamegraph, write a flame graph for every tracked test, not only failures.",
+        parse=_parse_bool,
+        default=False,
+    ),
+    OptionSpec(
         name="verbosity",
         flag=None,
         ini="verbosity_memray",
@@ -392,6 +409,8 @@ class Settings:
     timeout: Optional[float] = None
     max_rss: Optional[int] = None
     json_path: Optional[Path] = None
+    flamegraph_dir: Optional[Path] = None
+    flamegraph_all: bool = False
     verbosity: Optional[int] = None
     #: Where each setting's value came from, for messages: "--flag" or "ini key in FILE".
     sources: Tuple[Tuple[str, str], ...] = ()
