@@ -17,4 +17,5 @@ release = version = __version__
 extensions = ["settings_table"]
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+html_static_path = ["_static"]
 nitpicky = True

@@ -166,3 +166,39 @@ def test_summary_ends_with_the_highest_peak_and_the_mode(
         result.stdout.fnmatch_lines([isolation])
     else:
         result.stdout.no_fnmatch_line(isolation)
+
+
+def test_json_report_lists_the_leaks_that_counted(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """For limit_leaks tests, the leaks over the limit, with size and place; null elsewhere."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        LEAKED = []
+
+        def leak():
+            LEAKED.append(bytearray(2 * 1024 * 1024))
+
+        @pytest.mark.limit_leaks("1 MB")
+        def test_leaks():
+            leak()
+
+        @pytest.mark.limit_leaks("1 MB")
+        def test_clean():
+            data = bytearray(2 * 1024 * 1024)
+            del data
+
+        def test_unchecked():
+            pass
+        """
+    )
+    run(mode_flag, "--memray-json=out.json").assert_outcomes(passed=2, failed=1)
+    tests = _by_name(_load(pytester.path / "out.json"))
+    leaks = tests["test_leaks"]["leaks"]
+    assert len(leaks) == 1
+    assert leaks[0]["size"] >= 2 * 1024 * 1024
+    assert leaks[0]["filename"].endswith("test_json_report_lists_the_leaks_that_counted.py")
+    assert tests["test_clean"]["leaks"] == []
+    assert tests["test_unchecked"]["leaks"] is None

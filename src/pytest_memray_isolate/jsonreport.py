@@ -16,12 +16,14 @@ Schema, version 1 (documented in docs/reports.rst)::
          "capture_file": "/path/prefix-test.bin" | null,
          "flamegraph": "/path/flamegraph-test.html" | null,
          "child": {"exit_code": 3 | null, "signal": "SIGSEGV" | null,
-                   "killed_for": "timeout" | "memory" | null, "max_rss": ...} | null}
+                   "killed_for": "timeout" | "memory" | null, "max_rss": ...} | null,
+         "leaks": [{"size": ..., "function": ..., "filename": ..., "lineno": ...}] | null}
       ]
     }
 
-Sizes are integers in bytes. ``child`` is set when an isolated child ended without
-reporting (a crash, or killed at its deadline or memory ceiling).
+Sizes are integers in bytes. ``leaks`` lists, for a ``limit_leaks`` test that passed its
+own checks, the leaks that counted against the limit. ``child`` is set when an isolated
+child ended without reporting (a crash, or killed at its deadline or memory ceiling).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def _test_entry(record: Dict[str, Any]) -> Dict[str, Any]:
         "capture_file": result.get("kept_file"),
         "flamegraph": result.get("flamegraph"),
         "child": record["child"],
+        "leaks": record.get("leaks"),
     }
 
 

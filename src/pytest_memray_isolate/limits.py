@@ -24,6 +24,7 @@ __all__ = [
     "check_leaked_objects",
     "check_leaks",
     "check_memory_limit",
+    "counted_leaks",
 ]
 
 _INDENT = " " * 4
@@ -105,17 +106,21 @@ def _stack(frames: Iterable[Frame]) -> Stack:
     return Stack(tuple(StackFrame(function, filename, lineno) for function, filename, lineno in frames))
 
 
-def check_leaks(records: Sequence[AllocationRecord], limit: LeakLimit, *, stacks: int) -> Optional[Verdict]:
-    """Fail when memory allocated at one place and alive at the end reaches the per-location limit.
+def counted_leaks(records: Sequence[AllocationRecord], limit: LeakLimit) -> List[AllocationRecord]:
+    """The leaks that count: at or over the per-location limit, and kept by ``filter_fn``.
 
     ``filter_fn`` sees each leak's hybrid (Python and native) stack and returns whether it counts.
     """
-    leaked = [
+    return [
         record
         for record in records
         if record.size >= limit.limit
         and (limit.filter_fn is None or limit.filter_fn(_stack(record.hybrid_stack_trace())))
     ]
+
+
+def check_leaks(leaked: Sequence[AllocationRecord], limit: LeakLimit, *, stacks: int) -> Optional[Verdict]:
+    """Fail when any leak counts (see ``counted_leaks``)."""
     if not leaked:
         return None
     message = f"Test was allowed to leak {format_size(limit.limit)} per location but at least one location leaked more"

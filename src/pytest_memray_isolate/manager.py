@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any, Dict, Generator, Iterator, List, Optional, cast
 
 import pytest
-from memray import FileReader
+from memray import AllocationRecord, FileReader
 
-from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture
+from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture, top_frame
 from .capture_files import CaptureFiles
 from .flamegraph import write_flamegraph
 from .jsonreport import build_document, write_atomically
-from .limits import Verdict, check_increase, check_leaks, check_memory_limit
+from .limits import Verdict, check_increase, check_leaks, check_memory_limit, counted_leaks
 from .markers import TrackingPlan, plan_for
 from .report import closing_lines, ranked, summary_block
 from .runners import Job, child
@@ -74,6 +74,13 @@ def _patched_call(item: pytest.Item, job: Job, fork_runner: Optional[ForkRunner]
             item.runtest = original_runtest  # type: ignore[method-assign]
         else:
             del item.runtest
+
+
+def _leak_facts(record: AllocationRecord) -> Dict[str, Any]:
+    """One counted leak as plain data: its size and innermost Python frame outside the plugin."""
+    frame = top_frame(record.stack_trace()) or ("???", "???", 0)
+    function, filename, lineno = frame
+    return {"size": record.size, "function": function, "filename": filename, "lineno": lineno}
 
 
 class Manager:
@@ -177,6 +184,7 @@ class Manager:
             "mode": plan.mode,
             "limit": plan.limit_description(),
             "child": job.child_end,
+            "leaks": job.leaks,
         }
         setattr(report, RESULT_ATTRIBUTE, record)
         if result is not None:
@@ -232,7 +240,9 @@ class Manager:
         if plan.leaks is not None:
             with FileReader(job.capture) as reader:
                 leaks = leaked_records(reader, current_thread_only=plan.leaks.current_thread_only)
-                return check_leaks(leaks, plan.leaks, stacks=settings.stacks)
+                counted = counted_leaks(leaks, plan.leaks)
+                job.leaks = [_leak_facts(record) for record in counted]
+                return check_leaks(counted, plan.leaks, stacks=settings.stacks)
         if plan.objects is not None:
             return job.objects_verdict
         return None

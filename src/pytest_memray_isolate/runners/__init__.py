@@ -45,6 +45,8 @@ class Job:
     max_rss: Optional[int] = None
     #: How the child ended when it did not report (crash, timeout, memory), for reports.
     child_end: Optional[Dict[str, Any]] = None
+    #: The leaks that counted against a limit_leaks marker, for reports.
+    leaks: Optional[List[Dict[str, Any]]] = None
 
     @property
     def message(self) -> Path:
