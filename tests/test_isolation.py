@@ -225,3 +225,40 @@ def test_a_forked_test_runs_in_another_process(pytester: pytest.Pytester, run: R
     pids = (pytester.path / "pids").read_text().split()
     assert len(set(pids)) == 2
     assert str(os.getpid()) not in pids
+
+
+def test_subtests_are_reported_as_without_isolation(pytester: pytest.Pytester, run: Runner) -> None:
+    """unittest's subTest and pytest's subtests fixture: the same outcomes, subtest by subtest.
+
+    Subtests are logged while the test runs, in the child; it sends them with the call
+    report and the parent logs them. A failed subtest must never turn into a pass.
+    """
+    fixture_test = """
+def test_fixture_subtests(subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            assert i != 2
+"""
+    pytester.makepyfile(
+        """
+import unittest
+
+class TestCase(unittest.TestCase):
+    def test_subs(self):
+        for i in range(3):
+            with self.subTest(i=i):
+                self.assertNotEqual(i, 1)
+"""
+        + (fixture_test if int(pytest.__version__.split(".")[0]) >= 9 else "")
+    )
+    plain = run("--memray", "-rA")
+    isolated = run(_FORK, "-rA")
+    assert isolated.parseoutcomes() == plain.parseoutcomes()
+    assert plain.parseoutcomes().get("failed", 0) >= 1
+
+    def failures(result: pytest.RunResult) -> list[str]:
+        return sorted(
+            line.replace("'", "") for line in result.stdout.lines if line.startswith(("SUBFAILED", "FAILED"))
+        )
+
+    assert failures(isolated) == failures(plain)

@@ -149,7 +149,7 @@ class Manager:
             # A child in its own process group cannot read the terminal; keep it in
             # pytest's group when the tests may (-s with a terminal on stdin, for pdb).
             reads_terminal = self._config.getoption("capture") == "no" and os.isatty(0)
-            self._fork_runner = ForkRunner(own_group=not reads_terminal)
+            self._fork_runner = ForkRunner(self._config, own_group=not reads_terminal)
         return self._fork_runner
 
     # -- judgement ------------------------------------------------------------------
@@ -162,11 +162,16 @@ class Manager:
         if call.when != "call":
             return report
         if child.current_job() is not None:
+            if not child.call_done():
+                return report  # a subtest's report, made while the test runs
             child.send_report(self._config, report)
         job = self._jobs.pop(item.nodeid, None)
         if job is None:
             return report
         if job.child is not None:
+            for data in job.child.during_call:  # subtests, logged here as they would have been
+                logged = self._config.hook.pytest_report_from_serializable(config=self._config, data=data)
+                item.ihook.pytest_runtest_logreport(report=logged)
             report = self._config.hook.pytest_report_from_serializable(
                 config=self._config, data=job.child.report
             )
@@ -280,7 +285,10 @@ class Manager:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if child.current_job() is not None:
-            child.escaped()
+            if child.call_done():
+                child.escaped()
+            child.keep_for_parent(self._config, report)
+            return
         record = getattr(report, RESULT_ATTRIBUTE, None)
         if report.when != "call" or not isinstance(record, dict):
             return

@@ -22,6 +22,8 @@ class ChildReport:
 
     report: Dict[str, Any]
     warnings: List[WarningRecord] = field(default_factory=list)
+    #: Reports the child logged during the call (subtests), serialized.
+    during_call: List[Dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import signal
 import sys
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, NoReturn, Optional
 
 import pytest
@@ -36,6 +36,10 @@ class _ChildState:
     warnings: List[warnings.WarningMessage]
     pid: int
     faults: Any
+    #: Set once the test's call has returned or raised: reports made before are subtests'.
+    call_done: bool = False
+    #: Reports logged during the call (subtests), to be logged again in the parent.
+    during_call: List[Dict[str, Any]] = field(default_factory=list)
 
 
 _state: Optional[_ChildState] = None
@@ -46,7 +50,7 @@ def current_job() -> Optional[Job]:
     return _state.job if _state is not None else None
 
 
-def become_child(job: Job, *, own_group: bool) -> None:
+def become_child(job: Job, config: pytest.Config, *, own_group: bool) -> None:
     """Prepare a freshly forked child.
 
     It gets a process group of its own (so the parent can kill whatever it starts), its
@@ -60,6 +64,10 @@ def become_child(job: Job, *, own_group: bool) -> None:
     faults = open(job.faults, "w")  # noqa: SIM115 - open until the process ends
     faulthandler.enable(file=faults, all_threads=True)
     faulthandler.register(signal.SIGUSR1, file=faults, all_threads=True)
+    # The parent prints every report; the child's own terminal output would repeat
+    # whatever is logged here during the call (subtests' progress letters).
+    if config.pluginmanager.has_plugin("terminalreporter"):
+        config.pluginmanager.unregister(name="terminalreporter")
     recorder = warnings.catch_warnings(record=True)
     recorded = recorder.__enter__()  # left open: the process ends inside it
     _state = _ChildState(job, recorded, os.getpid(), faults)
@@ -67,12 +75,26 @@ def become_child(job: Job, *, own_group: bool) -> None:
 
 def run_call(runtest: Callable[[], object]) -> None:
     """Run the test's (tracked) call; stop requests go to the parent, not to pytest here."""
+    assert _state is not None
     try:
         runtest()
     except KeyboardInterrupt:
         _finish({"stop": ("interrupt", "", 0)})
     except pytest.exit.Exception as stop:
         _finish({"stop": ("exit", stop.msg, stop.returncode)})
+    finally:
+        _state.call_done = True
+
+
+def call_done() -> bool:
+    """Whether the test's call has ended: a call report made before it belongs to a subtest."""
+    return _state is not None and _state.call_done
+
+
+def keep_for_parent(config: pytest.Config, report: pytest.TestReport) -> None:
+    """Keep a report logged during the call (a subtest's) to be logged in the parent."""
+    assert _state is not None
+    _state.during_call.append(config.hook.pytest_report_to_serializable(config=config, report=report))
 
 
 def _warning_record(message: warnings.WarningMessage) -> tuple[str, str, str, str, int]:
@@ -84,9 +106,19 @@ def _warning_record(message: warnings.WarningMessage) -> tuple[str, str, str, st
 def send_report(config: pytest.Config, report: pytest.TestReport) -> NoReturn:
     """Send the call report and the recorded warnings to the parent, then end the child."""
     assert _state is not None
+    # Plugins settle a report's final outcome when its status is asked for (pytest's
+    # subtests fail a test with failed subtests, counted here in the child): ask now.
+    config.hook.pytest_report_teststatus(report=report, config=config)
     data = config.hook.pytest_report_to_serializable(config=config, report=report)
     recorded = [_warning_record(message) for message in _state.warnings]
-    _finish({"report": data, "warnings": recorded, "objects_verdict": _state.job.objects_verdict})
+    _finish(
+        {
+            "report": data,
+            "during_call": _state.during_call,
+            "warnings": recorded,
+            "objects_verdict": _state.job.objects_verdict,
+        }
+    )
 
 
 def _picklable(message: Dict[str, Any]) -> bytes:
