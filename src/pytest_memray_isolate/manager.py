@@ -149,7 +149,7 @@ class Manager:
             # A child in its own process group cannot read the terminal; keep it in
             # pytest's group when the tests may (-s with a terminal on stdin, for pdb).
             reads_terminal = self._config.getoption("capture") == "no" and os.isatty(0)
-            self._fork_runner = ForkRunner(self._config, own_group=not reads_terminal)
+            self._fork_runner = ForkRunner(own_group=not reads_terminal)
         return self._fork_runner
 
     # -- judgement ------------------------------------------------------------------

@@ -50,7 +50,7 @@ def current_job() -> Optional[Job]:
     return _state.job if _state is not None else None
 
 
-def become_child(job: Job, config: pytest.Config, *, own_group: bool) -> None:
+def become_child(job: Job, *, own_group: bool) -> None:
     """Prepare a freshly forked child.
 
     It gets a process group of its own (so the parent can kill whatever it starts), its
@@ -64,10 +64,6 @@ def become_child(job: Job, config: pytest.Config, *, own_group: bool) -> None:
     faults = open(job.faults, "w")  # noqa: SIM115 - open until the process ends
     faulthandler.enable(file=faults, all_threads=True)
     faulthandler.register(signal.SIGUSR1, file=faults, all_threads=True)
-    # The parent prints every report; the child's own terminal output would repeat
-    # whatever is logged here during the call (subtests' progress letters).
-    if config.pluginmanager.has_plugin("terminalreporter"):
-        config.pluginmanager.unregister(name="terminalreporter")
     recorder = warnings.catch_warnings(record=True)
     recorded = recorder.__enter__()  # left open: the process ends inside it
     _state = _ChildState(job, recorded, os.getpid(), faults)

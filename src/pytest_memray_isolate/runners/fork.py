@@ -81,8 +81,7 @@ def _read_text(path: Any) -> str:
 class ForkRunner:
     """Runs each tracked call in a forked child and collects what the child reported."""
 
-    def __init__(self, config: pytest.Config, *, own_group: bool = True) -> None:
-        self._config = config
+    def __init__(self, *, own_group: bool = True) -> None:
         self._own_group = own_group
         # memray's Tracker imports and computes this on first use; doing it once here
         # saves every child about 10 ms.
@@ -98,7 +97,7 @@ class ForkRunner:
             started_rss = psutil.Process().memory_info().rss
             pid = self._fork()
             if pid == 0:
-                child.become_child(job, self._config, own_group=self._own_group)
+                child.become_child(job, own_group=self._own_group)
                 child.run_call(runtest)
                 return  # back up pytest's stack in the child, to the call report
             if self._own_group:
