@@ -1,12 +1,20 @@
 """Per-test overhead of this plugin next to pytest-memray 1.11, measured in one run.
 
 Builds two virtual environments with the same pytest and memray versions (one with this
-plugin, one with pytest-memray 1.11.0), generates a suite of trivial tests, then runs
-every configuration in interleaved rounds (A B C D A B C D ...) and reports medians:
-the per-test overhead over plain pytest in the same environment, and its ratio to
-pytest-memray's ``--memray``.
+plugin, one with pytest-memray 1.11.0), then for each suite runs every configuration in
+interleaved rounds (A B C D A B C D ...) and reports medians: the per-test overhead over
+plain pytest in the same environment, and its ratio to pytest-memray's ``--memray``.
 
-    python bench/run.py [--tests 500] [--rounds 5] [--json bench/results/trivial.json]
+Suites:
+  trivial  N tests that do almost nothing: what remains is the cost of tracking
+  heavy    tests that allocate many small objects and large buffers, some with limits
+  real     more-itertools 11.2.1's own tests, from its sdist, run unchanged
+           (unittest style: pytest-memray 1.11 does not track them at all)
+
+Also measures the floor of isolation (each step alone, see floor.py) and, with --rss N,
+the growth of pytest's resident memory between test 500 and test N of an isolated run.
+
+    python bench/run.py [--suites trivial,heavy,real] [--tests 500] [--rounds 5] [--rss 5000]
 """
 
 from __future__ import annotations
@@ -18,21 +26,24 @@ import platform
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import venv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / "bench" / ".venvs"
+CACHE = ROOT / "bench" / ".cache"
 PYTEST_MEMRAY = "pytest-memray==1.11.0"
+REAL_PROJECT = "more-itertools==11.2.1"
 
 
 @dataclass(frozen=True)
 class Configuration:
-    """One way of running the suite: which environment, which pytest arguments."""
+    """One way of running a suite: which environment, which pytest arguments."""
 
     name: str
     environment: str
@@ -81,8 +92,8 @@ def build_environments() -> Dict[str, str]:
     return versions
 
 
-def write_trivial_suite(directory: Path, count: int) -> None:
-    """``count`` tests that do almost nothing: what remains is the per-test cost of tracking."""
+def write_trivial_suite(directory: Path, count: int) -> int:
+    """``count`` tests that do almost nothing."""
     lines = [
         "import pytest",
         "",
@@ -92,68 +103,218 @@ def write_trivial_suite(directory: Path, count: int) -> None:
     ]
     lines.append("    assert n >= 0")
     (directory / "test_trivial.py").write_text("\n".join(lines) + "\n")
-    (directory / "pytest.ini").write_text("[pytest]\n")
+    return count
+
+
+_HEAVY = """
+import pytest
+
+@pytest.mark.parametrize("n", range(40))
+def test_small_objects(n):
+    words = [str(i) * 3 for i in range(20_000 + n * 500)]
+    table = {{word: len(word) for word in words[::3]}}
+    assert table
+
+@pytest.mark.parametrize("mib", [1, 4, 16, 32])
+def test_buffers(mib):
+    chunks = [bytearray(256 * 1024) for _ in range(mib * 4)]
+    assert sum(map(len, chunks)) == mib * 1024 * 1024
+
+@pytest.mark.limit_memory("64 MB")
+@pytest.mark.parametrize("n", range(16))
+def test_limited(n):
+    rows = [tuple(range(20)) for _ in range(5_000 + n * 100)]
+    assert rows
+"""
+
+
+def write_heavy_suite(directory: Path, count: int) -> int:
+    """Allocation-heavy tests: many small objects, large buffers, some under a limit."""
+    (directory / "test_heavy.py").write_text(_HEAVY.format())
+    return 60
+
+
+def write_real_suite(directory: Path, count: int) -> int:
+    """more-itertools' tests from its sdist (downloaded once into bench/.cache)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    archives = list(CACHE.glob("more_itertools-*.tar.gz"))
+    if not archives:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                "-d",
+                str(CACHE),
+                REAL_PROJECT,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        archives = list(CACHE.glob("more_itertools-*.tar.gz"))
+    with tarfile.open(archives[0]) as archive:
+        archive.extractall(directory, filter="data") if sys.version_info >= (3, 12) else archive.extractall(
+            directory
+        )
+    project = next(directory.glob("more_itertools-*"))
+    for item in project.iterdir():
+        item.rename(directory / item.name)
+    return 765
+
+
+SUITES = {"trivial": write_trivial_suite, "heavy": write_heavy_suite, "real": write_real_suite}
 
 
 def time_run(configuration: Configuration, suite: Path) -> float:
     """Wall time of one pytest run of the suite, in seconds."""
     command = [str(_python(configuration.environment)), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    command += ["-p", "no:randomly", *configuration.args, str(suite)]
+    command += ["-p", "no:randomly", *configuration.args, "tests" if (suite / "tests").is_dir() else "."]
     start = time.perf_counter()
     completed = subprocess.run(command, cwd=suite, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if completed.returncode != 0:
-        raise SystemExit(f"{configuration.name} failed:\n{completed.stdout}\n{completed.stderr}")
+        raise SystemExit(
+            f"{configuration.name} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+        )
     return elapsed
+
+
+def bench_suite(name: str, tests: int, rounds: int) -> Dict[str, Any]:
+    timings: Dict[str, List[float]] = {configuration.name: [] for configuration in CONFIGURATIONS}
+    with tempfile.TemporaryDirectory() as temporary:
+        suite = Path(temporary)
+        (suite / "pytest.ini").write_text("[pytest]\n")
+        count = SUITES[name](suite, tests)
+        for round_number in range(rounds):
+            for configuration in CONFIGURATIONS:
+                timings[configuration.name].append(time_run(configuration, suite))
+            print(f"{name}: round {round_number + 1}/{rounds} done", file=sys.stderr)
+    medians = {key: statistics.median(values) for key, values in timings.items()}
+    overheads = {
+        c.name: (medians[c.name] - medians[c.baseline]) / count * 1000 for c in CONFIGURATIONS if c.baseline
+    }
+    return {
+        "tests": count,
+        "rounds": rounds,
+        "timings_s": timings,
+        "median_s": medians,
+        "overhead_ms_per_test": overheads,
+    }
+
+
+def print_suite(name: str, result: Dict[str, Any]) -> None:
+    reference = result["overhead_ms_per_test"][REFERENCE]
+    print(f"\n{name}: {result['tests']} tests, {result['rounds']} interleaved rounds, medians")
+    print(f"{'configuration':40} {'run (s)':>8} {'ms/test over plain':>19} {'x pytest-memray':>16}")
+    for configuration in CONFIGURATIONS:
+        overhead = result["overhead_ms_per_test"].get(configuration.name)
+        ratio = f"{overhead / reference:16.2f}" if overhead is not None and reference > 0 else ""
+        extra = f"{overhead:19.2f} {ratio}" if overhead is not None else ""
+        print(f"{configuration.name:40} {result['median_s'][configuration.name]:8.2f} {extra}")
+
+
+def measure_floor() -> Dict[str, float]:
+    done = subprocess.run(
+        [str(_python("this")), str(ROOT / "bench" / "floor.py"), "50"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    floor: Dict[str, float] = json.loads(done.stdout)
+    return floor
+
+
+_RSS_CONFTEST = """
+import psutil, pytest
+
+SEEN = []
+
+def pytest_runtest_logfinish(nodeid, location):
+    SEEN.append(psutil.Process().memory_info().rss)
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"RSS-AT-500 {SEEN[499]} RSS-AT-END {SEEN[-1]}")
+"""
+
+
+def measure_rss(count: int) -> Dict[str, int]:
+    """pytest's resident memory after test 500 and after the last of ``count`` isolated tests."""
+    with tempfile.TemporaryDirectory() as temporary:
+        suite = Path(temporary)
+        (suite / "pytest.ini").write_text("[pytest]\n")
+        write_trivial_suite(suite, count)
+        (suite / "conftest.py").write_text(_RSS_CONFTEST)
+        _pip("this", "psutil")
+        done = subprocess.run(
+            [str(_python("this")), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--memray-isolate", "."],
+            cwd=suite,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RSS-AT-500"))
+    words = line.split()
+    return {"tests": count, "rss_after_500": int(words[1]), "rss_at_end": int(words[3])}
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--suites", default="trivial,heavy,real", help="comma-separated: trivial, heavy, real"
+    )
     parser.add_argument("--tests", type=int, default=500, help="number of trivial tests (default 500)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "trivial.json")
+    parser.add_argument("--rss", type=int, default=0, help="also check pytest's RSS over N isolated tests")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "benchmark.json")
     options = parser.parse_args(argv)
 
     versions = build_environments()
-    timings: Dict[str, List[float]] = {configuration.name: [] for configuration in CONFIGURATIONS}
-    with tempfile.TemporaryDirectory() as temporary:
-        suite = Path(temporary)
-        write_trivial_suite(suite, options.tests)
-        for round_number in range(options.rounds):
-            for configuration in CONFIGURATIONS:
-                timings[configuration.name].append(time_run(configuration, suite))
-            print(f"round {round_number + 1}/{options.rounds} done", file=sys.stderr)
-
-    medians = {name: statistics.median(values) for name, values in timings.items()}
-    overheads = {
-        c.name: (medians[c.name] - medians[c.baseline]) / options.tests * 1000
-        for c in CONFIGURATIONS
-        if c.baseline
+    document: Dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "versions": versions,
+        "suites": {},
     }
-    reference = overheads[REFERENCE]
-    print(f"\n{options.tests} trivial tests, {options.rounds} interleaved rounds, medians")
     print(
-        f"pytest {versions['pytest']}, memray {versions['memray']}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores"
+        f"pytest {versions['pytest']}, memray {versions['memray']}, Python {platform.python_version()}, {os.cpu_count()} cores"
     )
-    print(f"{'configuration':40} {'run (s)':>8} {'ms/test over plain':>19} {'x pytest-memray':>16}")
-    for configuration in CONFIGURATIONS:
-        name = configuration.name
-        overhead = overheads.get(name)
-        extra = f"{overhead:19.2f} {overhead / reference:16.2f}" if overhead is not None else ""
-        print(f"{name:40} {medians[name]:8.2f} {extra}")
+    for name in options.suites.split(","):
+        result = bench_suite(name, options.tests, options.rounds)
+        document["suites"][name] = result
+        print_suite(name, result)
 
+    floor = measure_floor()
+    document["floor_ms"] = floor
+    isolation_floor = (
+        floor["fork+wait"] + floor["tracker in child"] + floor["settle in child"] + floor["read capture"]
+    )
+    print(
+        "\nfloor of isolation, each step alone (medians, ms): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in floor.items())
+    )
+    print(f"sum for one isolated test: {isolation_floor:.2f} ms")
+    if "trivial" in document["suites"]:
+        measured = document["suites"]["trivial"]["overhead_ms_per_test"]["this plugin --memray-isolate=fork"]
+        print(
+            f"--memray-isolate on the trivial suite: {measured:.2f} ms = {measured / isolation_floor:.2f} x the floor"
+        )
+    if options.rss:
+        rss = measure_rss(options.rss)
+        document["rss"] = rss
+        growth = (rss["rss_at_end"] - rss["rss_after_500"]) / 1024 / 1024
+        print(
+            f"pytest's RSS over {options.rss} isolated tests: {growth:+.1f} MiB between test 500 and the end"
+        )
     options.json.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "tests": options.tests,
-        "rounds": options.rounds,
-        "versions": {**versions, "python": platform.python_version()},
-        "timings_s": timings,
-        "median_s": medians,
-        "overhead_ms_per_test": overheads,
-    }
     options.json.write_text(json.dumps(document, indent=2) + "\n")
 
 

@@ -66,3 +66,13 @@ def test_summary_block_is_laid_out_line_for_line_as_pytest_memray() -> None:
         "\t\t- test_big:/src/test_x.py:14 -> 38.6MiB",
         "\n",
     ]
+
+
+def test_only_tests_that_can_reach_the_report_are_read_in_detail() -> None:
+    """With --most-allocations N, a test below the N highest peaks seen so far is not read in detail."""
+    from pytest_memray_isolate.manager import _TopPeaks
+
+    top_two = _TopPeaks(2)
+    assert [top_two.wanted(peak) for peak in (10, 5, 3, 7, 7, 20, 6)] == [True, True, False, True, False, True, False]
+    everything = _TopPeaks(None)
+    assert all(everything.wanted(peak) for peak in (1, 2, 3))

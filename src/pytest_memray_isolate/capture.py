@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from memray import AllocationRecord, FileReader
 
@@ -51,6 +51,8 @@ class MemoryResult:
     kept_file: Optional[str] = None
     #: The HTML flame graph made for this test (--memray-flamegraph).
     flamegraph: Optional[str] = None
+    #: Whether the histogram and top locations were read (only for tests the report can show).
+    detailed: bool = True
 
     def as_dict(self) -> Dict[str, Any]:
         """Plain data that survives pytest's report serialization (and so pytest-xdist)."""
@@ -135,13 +137,22 @@ def _top_locations(records: Sequence[AllocationRecord]) -> Tuple[Location, ...]:
     return tuple(found)
 
 
-def read_capture(path: Path, nodeid: str, *, kept: bool = False) -> MemoryResult:
-    """Summarise a capture file: peak, allocation count, size histogram and top locations."""
+def read_capture(
+    path: Path, nodeid: str, *, kept: bool = False, wanted: Callable[[int], bool] = lambda peak: True
+) -> MemoryResult:
+    """Summarise a capture file: peak, allocation count, and, when ``wanted(peak)``, the
+    size histogram and top locations (the costly part, skipped for tests the report
+    will not show)."""
     with FileReader(path) as reader:
         metadata = reader.metadata
-        records = list(reader.get_high_watermark_allocation_records(merge_threads=True))
-        # Stack traces are looked up through the open reader.
-        top_locations = _top_locations(records)
+        detailed = wanted(metadata.peak_memory)
+        if not detailed:
+            records: List[AllocationRecord] = []
+            top_locations: Tuple[Location, ...] = ()
+        else:
+            records = list(reader.get_high_watermark_allocation_records(merge_threads=True))
+            # Stack traces are looked up through the open reader.
+            top_locations = _top_locations(records)
     return MemoryResult(
         nodeid=nodeid,
         peak_memory=metadata.peak_memory,
@@ -149,4 +160,5 @@ def read_capture(path: Path, nodeid: str, *, kept: bool = False) -> MemoryResult
         histogram=histogram([record.size for record in records]),
         top_locations=top_locations,
         kept_file=str(path) if kept else None,
+        detailed=detailed,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 from contextlib import contextmanager
 from dataclasses import replace
@@ -83,12 +84,37 @@ def _leak_facts(record: AllocationRecord) -> Dict[str, Any]:
     return {"size": record.size, "function": function, "filename": filename, "lineno": lineno}
 
 
+class _TopPeaks:
+    """Which tests the MEMRAY REPORT may show: the ``size`` highest peaks seen so far.
+
+    A test whose peak is below the ``size`` highest seen in this process can never be in
+    the report (under pytest-xdist neither, since the report's tests are each among their
+    worker's highest), so its histogram and top locations are not read.
+    """
+
+    def __init__(self, size: Optional[int]) -> None:
+        self._size = size
+        self._peaks: List[int] = []
+
+    def wanted(self, peak: int) -> bool:
+        if self._size is None:
+            return True
+        if len(self._peaks) < self._size:
+            heapq.heappush(self._peaks, peak)
+            return True
+        if peak > self._peaks[0]:
+            heapq.heapreplace(self._peaks, peak)
+            return True
+        return False
+
+
 class Manager:
     """Owns the session's capture files, the runners and the results."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self._config = config
         self._settings = settings
+        self._is_worker = hasattr(config, "workerinput")
         worker_input = getattr(config, "workerinput", {})
         prefix = settings.bin_prefix or worker_input.get(PREFIX_KEY)
         self._files = CaptureFiles(settings.bin_path, prefix)
@@ -97,6 +123,8 @@ class Manager:
         self.results: Dict[str, MemoryResult] = {}
         #: Everything known about each tracked test, for --memray-json (see jsonreport.py).
         self.records: Dict[str, Dict[str, Any]] = {}
+        every = settings.most_allocations == 0 or settings.json_path is not None
+        self._reported = _TopPeaks(None if every else settings.most_allocations)
 
     # -- collection -------------------------------------------------------------------
 
@@ -200,7 +228,9 @@ class Manager:
     def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> Optional[MemoryResult]:
         """Read the capture and apply the limits; the figures, or ``None`` without a capture."""
         try:
-            result = read_capture(job.capture, job.nodeid, kept=self._files.keep_in is not None)
+            result = read_capture(
+                job.capture, job.nodeid, kept=self._files.keep_in is not None, wanted=self._reported.wanted
+            )
         except OSError:
             # No readable capture: a child that died before its Tracker finished. The
             # test's own outcome already says why; there is no figure to report.
@@ -292,12 +322,17 @@ class Manager:
         record = getattr(report, RESULT_ATTRIBUTE, None)
         if report.when != "call" or not isinstance(record, dict):
             return
-        self.records[report.nodeid] = {**record, "nodeid": report.nodeid, "outcome": report.outcome}
+        if not self._is_worker:
+            # pytest keeps every report until the end; the figures are taken from here.
+            delattr(report, RESULT_ATTRIBUTE)
+        if self._settings.json_path is not None:
+            self.records[report.nodeid] = {**record, "nodeid": report.nodeid, "outcome": report.outcome}
         if record["result"] is not None:
             result = MemoryResult.from_dict(record["result"])
-            self.results[result.nodeid] = result
             if result.kept_file is not None:
                 self._files.record_kept(result.kept_file)
+            if result.detailed:  # the others can never be among the tests the report shows
+                self.results[result.nodeid] = result
 
     # -- end of the run ---------------------------------------------------------------
 
