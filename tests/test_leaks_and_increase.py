@@ -165,56 +165,6 @@ def test_two_kinds_of_limit_are_an_error_naming_both(
     )
 
 
-@pytest.mark.parametrize(
-    ("marker", "expected"),
-    [
-        (
-            'limit_leaks("1 MB", filter_fn="not callable")',
-            "*invalid marker @pytest.mark.limit_leaks('1 MB', filter_fn='not callable'):"
-            " filter_fn must be a function or None; got str 'not callable'",
-        ),
-        (
-            "limit_leaks()",
-            "*invalid marker @pytest.mark.limit_leaks(): missing a required argument: 'location_limit';*",
-        ),
-        (
-            'limit_leaks("lots")',
-            "*invalid marker @pytest.mark.limit_leaks('lots'): 'lots' is not a memory size*",
-        ),
-        (
-            "limit_leaks(1024)",
-            "*invalid marker @pytest.mark.limit_leaks(1024): location_limit must be a string,*; got int 1024",
-        ),
-        (
-            "limit_leaked_objects(filter_fn=3)",
-            "*invalid marker @pytest.mark.limit_leaked_objects(filter_fn=3): filter_fn must be a function or None;"
-            " got int 3",
-        ),
-        (
-            'limit_leaked_objects("x")',
-            "*invalid marker @pytest.mark.limit_leaked_objects('x'): too many positional arguments*",
-        ),
-    ],
-)
-def test_malformed_leak_markers_are_errors(
-    pytester: pytest.Pytester, run: Runner, marker: str, expected: str
-) -> None:
-    """Every marker argument is validated at collection; the message names test, marker and value."""
-    pytester.makepyfile(
-        f"""
-        import pytest
-
-        @pytest.mark.{marker}
-        def test_marked():
-            raise AssertionError("must not run")
-        """
-    )
-    result = run("--memray")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([expected])
-    result.stdout.no_fnmatch_line("*INTERNALERROR*")
-
-
 _GROWING = """
 import os
 import pytest

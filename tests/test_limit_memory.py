@@ -199,6 +199,32 @@ def test_limit_does_not_change_the_outcome_of_a_failing_test(
             "*::test_marked: invalid marker @pytest.mark.memray_isolate('thread'):"
             " unknown isolation mode 'thread'; expected one of 'fork'",
         ),
+        (
+            'limit_leaks("1 MB", filter_fn="not callable")',
+            "*invalid marker @pytest.mark.limit_leaks('1 MB', filter_fn='not callable'):"
+            " filter_fn must be a function or None; got str 'not callable'",
+        ),
+        (
+            "limit_leaks()",
+            "*invalid marker @pytest.mark.limit_leaks(): missing a required argument: 'location_limit';*",
+        ),
+        (
+            'limit_leaks("lots")',
+            "*invalid marker @pytest.mark.limit_leaks('lots'): 'lots' is not a memory size*",
+        ),
+        (
+            "limit_leaks(1024)",
+            "*invalid marker @pytest.mark.limit_leaks(1024): location_limit must be a string,*; got int 1024",
+        ),
+        (
+            "limit_leaked_objects(filter_fn=3)",
+            "*invalid marker @pytest.mark.limit_leaked_objects(filter_fn=3): filter_fn must be a function or None;"
+            " got int 3",
+        ),
+        (
+            'limit_leaked_objects("x")',
+            "*invalid marker @pytest.mark.limit_leaked_objects('x'): too many positional arguments*",
+        ),
     ],
 )
 def test_a_malformed_marker_is_an_error_naming_the_test_marker_and_value(

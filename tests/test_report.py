@@ -73,6 +73,14 @@ def test_only_tests_that_can_reach_the_report_are_read_in_detail() -> None:
     from pytest_memray_isolate.manager import _TopPeaks
 
     top_two = _TopPeaks(2)
-    assert [top_two.wanted(peak) for peak in (10, 5, 3, 7, 7, 20, 6)] == [True, True, False, True, False, True, False]
+    assert [top_two.wanted(peak) for peak in (10, 5, 3, 7, 7, 20, 6)] == [
+        True,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
     everything = _TopPeaks(None)
     assert all(everything.wanted(peak) for peak in (1, 2, 3))

@@ -193,6 +193,78 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
             "hide_memray_summary = 2",
             "ERROR: hide_memray_summary = '2' (from the ini file *tox.ini): expected true or false",
         ),
+        (
+            ["--stacks=0"],
+            "",
+            "ERROR: --stacks = '0' (from the command line): expected a whole number, 1 or more",
+        ),
+        (
+            ["--stacks=-3"],
+            "",
+            "ERROR: --stacks = '-3' (from the command line): expected a whole number, 1 or more",
+        ),
+        (
+            [],
+            "stacks = many",
+            "ERROR: stacks = 'many' (from the ini file *tox.ini): expected a whole number, 1 or more",
+        ),
+        (
+            ["--memray-bin-path=afile.txt"],
+            "",
+            "ERROR: --memray-bin-path = 'afile.txt' (from the command line): */afile.txt is not a directory",
+        ),
+        (
+            ["--memray-bin-path=afile.txt/inner"],
+            "",
+            "ERROR: --memray-bin-path = 'afile.txt/inner' (from the command line): cannot create the directory"
+            " */afile.txt/inner: *",
+        ),
+        (
+            [],
+            "memray_bin_path = afile.txt",
+            "ERROR: memray_bin_path = 'afile.txt' (from the ini file *tox.ini): */afile.txt is not a directory",
+        ),
+        (
+            ["--memray-bin-prefix=a/b"],
+            "",
+            "ERROR: --memray-bin-prefix = 'a/b' (from the command line):"
+            " expected a non-empty file name prefix without path separators",
+        ),
+        (
+            ["--memray-capture-format=zip"],
+            "",
+            "ERROR: --memray-capture-format = 'zip' (from the command line): expected one of aggregated, all",
+        ),
+        (
+            ["--memray-limit-memory=lots"],
+            "",
+            "ERROR: --memray-limit-memory = 'lots' (from the command line): expected a number and a unit*",
+        ),
+        (
+            [],
+            "memray_limit_memory = 5 XB",
+            "ERROR: memray_limit_memory = '5 XB' (from the ini file *tox.ini): expected a number and a unit*",
+        ),
+        (
+            ["--fail-on-increase=lots"],
+            "",
+            "ERROR: --fail-on-increase = 'lots' (from the command line): expected a percentage such as 10% or*",
+        ),
+        (
+            [],
+            "fail-on-increase = -5%",
+            "ERROR: fail-on-increase = '-5%' (from the ini file *tox.ini): expected a percentage such as 10% or*",
+        ),
+        (
+            [],
+            "verbosity_memray = loud",
+            "ERROR: verbosity_memray = 'loud' (from the ini file *tox.ini): expected a whole number*or auto",
+        ),
+        (
+            [],
+            "native = maybe",
+            "ERROR: native = 'maybe' (from the ini file *tox.ini): expected true or false",
+        ),
     ],
 )
 def test_bad_values_stop_the_run_naming_option_source_and_value(
@@ -200,6 +272,7 @@ def test_bad_values_stop_the_run_naming_option_source_and_value(
 ) -> None:
     """A usage error (exit 4) that says which option, where it was set, and what was expected."""
     pytester.makefile(".ini", tox=f"[pytest]\n{ini}\n")
+    (pytester.path / "afile.txt").write_text("not a directory\n")
     pytester.makepyfile("def test_nothing():\n    pass\n")
     result = run(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
