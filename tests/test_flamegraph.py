@@ -64,12 +64,14 @@ def test_failures_get_a_linked_flame_graph(pytester: pytest.Pytester, run: Runne
 def test_flamegraph_all_covers_passing_tests_and_quiet_runs_keep_the_link(
     pytester: pytest.Pytester, run: Runner
 ) -> None:
-    """--memray-flamegraph-all graphs every tracked test; with -q the link still shows."""
-    pytester.makepyfile(_SUITE)
+    """--memray-flamegraph-all graphs every tracked test, also one failing on its own; with -q the link shows."""
+    pytester.makepyfile(
+        _SUITE + "\ndef test_fails_itself():\n    data = bytearray(1024 * 1024)\n    assert data is None\n"
+    )
     pytester.makeini("[pytest]\nmemray_flamegraph = graphs\nmemray_flamegraph_all = true\n")
     result = run("--memray-isolate", "-q")
-    result.assert_outcomes(passed=1, failed=2)
-    assert len(list((pytester.path / "graphs").glob("*.html"))) == 3
+    result.assert_outcomes(passed=1, failed=3)
+    assert len(list((pytester.path / "graphs").glob("*.html"))) == 4
     result.stdout.fnmatch_lines(["*- memray-flamegraph -*", "Flame graph: *test_over.html"])
 
 

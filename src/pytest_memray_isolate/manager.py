@@ -235,9 +235,8 @@ class Manager:
             # No readable capture: a child that died before its Tracker finished. The
             # test's own outcome already says why; there is no figure to report.
             return None
-        if not report.passed:
-            return result
-        verdict = self._verdict(plan, job)
+        # Limits judge only tests that passed on their own, as pytest-memray's do.
+        verdict = self._verdict(plan, job) if report.passed else None
         graph = self._flamegraph(plan, job, failed=verdict is not None)
         if graph is not None:
             result = replace(result, flamegraph=str(graph))
