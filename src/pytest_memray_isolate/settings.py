@@ -425,11 +425,6 @@ class Settings:
         return dict(self.sources).get(name, "default")
 
 
-def _ini_source(config: pytest.Config, key: str) -> str:
-    inipath = config.inipath
-    return f"{key} in the ini file {inipath}" if inipath is not None else f"{key} in the ini file"
-
-
 def _raw_ini(config: pytest.Config, spec: OptionSpec) -> Tuple[Optional[str], str]:
     for key in (spec.ini, *spec.ini_aliases):
         value = config.getini(key)
@@ -442,6 +437,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     """Resolve every option once: command line, then ini file, then default."""
     values: Dict[str, Any] = {}
     sources = []
+    ini_file = f"the ini file {config.inipath}" if config.inipath is not None else "the ini file"
     for spec in OPTIONS:
         raw = config.getoption(spec.dest) if spec.flag is not None else None
         if raw is not None and spec.flag is not None:
@@ -449,16 +445,13 @@ def resolve_settings(config: pytest.Config) -> Settings:
                 values[spec.name] = True
                 sources.append((spec.name, spec.flag))
                 continue
-            text, key, where = str(raw), spec.flag, "the command line"
-            source = spec.flag
+            text, key, where, source = str(raw), spec.flag, "the command line", spec.flag
         else:
             ini_text, key = _raw_ini(config, spec)
             if ini_text is None:
                 values[spec.name] = spec.default
                 continue
-            text = ini_text
-            source = _ini_source(config, key)
-            where = f"the ini file {config.inipath}" if config.inipath is not None else "the ini file"
+            text, where, source = ini_text, ini_file, f"{key} in {ini_file}"
         try:
             values[spec.name] = spec.parse(text)
         except ValueError as error:
