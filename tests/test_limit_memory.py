@@ -225,6 +225,19 @@ def test_limit_does_not_change_the_outcome_of_a_failing_test(
             'limit_leaked_objects("x")',
             "*invalid marker @pytest.mark.limit_leaked_objects('x'): too many positional arguments*",
         ),
+        (
+            "limit_allocations(-1)",
+            "*::test_marked: invalid marker @pytest.mark.limit_allocations(-1):"
+            " count must be a whole number, 0 or more; got int -1",
+        ),
+        (
+            'limit_allocations("10")',
+            "*invalid marker @pytest.mark.limit_allocations('10'): count must be a whole number, 0 or more; got str '10'",
+        ),
+        (
+            "limit_allocations()",
+            "*invalid marker @pytest.mark.limit_allocations(): missing a required argument: 'count';*",
+        ),
     ],
 )
 def test_a_malformed_marker_is_an_error_naming_the_test_marker_and_value(
@@ -262,6 +275,8 @@ def test_markers_are_documented_with_their_signatures(run: Runner) -> None:
             " current_thread_only: bool = False): Fail the test when memory allocated at one place*",
             "@pytest.mark.limit_leaked_objects(*, filter_fn: Optional[[]LeakedObjectsFilterFunction[]] = None):"
             " Fail the test when objects it created outlive it (Python 3.13.3 or newer).",
+            "@pytest.mark.limit_allocations(count: int): Fail the test when its call phase makes more than"
+            " ``count`` allocations (see the docs for what counts).",
             "@pytest.mark.memray_isolate(mode: str = 'fork', *, timeout: Optional[[]float[]] = None):"
             " Track this test in its own child process, even without --memray-isolate;"
             " kill it after ``timeout`` seconds.",

@@ -9,10 +9,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from memray import AllocationRecord
+from memray import AllocationRecord, AllocatorType
 
 from .capture import Frame, top_frame
-from .markers import LeakedObjectsCheck, LeakLimit, MemoryLimit
+from .markers import AllocationLimit, LeakedObjectsCheck, LeakLimit, MemoryLimit
 from .settings import Tolerance
 from .sizes import format_size
 from .stacks import Stack, StackFrame
@@ -20,6 +20,7 @@ from .stacks import Stack, StackFrame
 __all__ = [
     "Verdict",
     "allocation_lines",
+    "check_allocations",
     "check_increase",
     "check_leaked_objects",
     "check_leaks",
@@ -89,6 +90,37 @@ def check_memory_limit(
     if len(records) > len(listed):
         body += f"\n    ...and {len(records) - len(listed)} more"
     return Verdict(message, ("memray-max-memory", "List of allocations:\n" + body))
+
+
+#: memray's allocator kinds that release memory; every other record is an allocation.
+_RELEASES = frozenset({AllocatorType.FREE, AllocatorType.PYMALLOC_FREE, AllocatorType.MUNMAP})
+_ALLOCATION_PLACES_SHOWN = 10
+
+
+def check_allocations(records: Iterable[AllocationRecord], limit: AllocationLimit) -> Optional[Verdict]:
+    """Fail when the call made more allocations than the limit; list the places making most.
+
+    ``records`` are every event of a capture in the "all" format, one record each.
+    """
+    places: Counter[Frame] = Counter()
+    made = 0
+    for record in records:
+        if record.allocator in _RELEASES:
+            continue
+        made += 1
+        try:
+            place = top_frame(record.stack_trace())
+        except NotImplementedError:
+            place = None
+        places[place or ("???", "???", 0)] += 1
+    if made <= limit.count:
+        return None
+    lines = [
+        f"{_INDENT}- {count} allocations at {function}:{filename}:{lineno}"
+        for (function, filename, lineno), count in places.most_common(_ALLOCATION_PLACES_SHOWN)
+    ]
+    message = f"Test was limited to {limit.count} allocations but made {made}"
+    return Verdict(message, ("memray-allocations", "Places making most allocations:\n" + "\n".join(lines)))
 
 
 def check_increase(allocated: int, previous: Optional[int], tolerance: Tolerance) -> Optional[Verdict]:

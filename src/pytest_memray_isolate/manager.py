@@ -16,7 +16,14 @@ from .capture import MemoryResult, high_watermark_records, leaked_records, read_
 from .capture_files import CaptureFiles
 from .flamegraph import write_flamegraph
 from .jsonreport import build_document, write_atomically
-from .limits import Verdict, check_increase, check_leaks, check_memory_limit, counted_leaks
+from .limits import (
+    Verdict,
+    check_allocations,
+    check_increase,
+    check_leaks,
+    check_memory_limit,
+    counted_leaks,
+)
 from .markers import TrackingPlan, plan_for
 from .report import closing_lines, ranked, summary_block
 from .runners import Job, child
@@ -258,6 +265,13 @@ class Manager:
         return write_flamegraph(job.capture, directory, job.nodeid, leaks=plan.leaks is not None)
 
     def _verdict(self, plan: TrackingPlan, job: Job) -> Optional[Verdict]:
+        verdict = self._memory_verdict(plan, job)
+        if verdict is None and plan.allocations is not None:
+            with FileReader(job.capture) as reader:
+                verdict = check_allocations(reader.get_allocation_records(), plan.allocations)
+        return verdict
+
+    def _memory_verdict(self, plan: TrackingPlan, job: Job) -> Optional[Verdict]:
         settings = self._settings
         if plan.memory is not None:
             with FileReader(job.capture) as reader:

@@ -18,6 +18,7 @@ __all__ = [
     "IN_PROCESS",
     "LIMIT_MARKERS",
     "MARKER_SIGNATURES",
+    "AllocationLimit",
     "LeakLimit",
     "LeakedObjectsCheck",
     "MemoryLimit",
@@ -48,6 +49,10 @@ def limit_leaked_objects(*, filter_fn: Optional[LeakedObjectsFilterFunction] = N
     """Fail the test when objects it created outlive it (Python 3.13.3 or newer)."""
 
 
+def limit_allocations(count: int) -> None:
+    """Fail the test when its call phase makes more than ``count`` allocations (see the docs for what counts)."""
+
+
 def memray_isolate(mode: str = "fork", *, timeout: Optional[float] = None) -> None:
     """Track this test in its own child process, even without --memray-isolate; kill it after ``timeout`` seconds."""
 
@@ -56,6 +61,7 @@ MARKER_SIGNATURES: Dict[str, Callable[..., None]] = {
     "limit_memory": limit_memory,
     "limit_leaks": limit_leaks,
     "limit_leaked_objects": limit_leaked_objects,
+    "limit_allocations": limit_allocations,
     "memray_isolate": memray_isolate,
 }
 #: The markers that set a limit; a test may have one kind only.
@@ -109,6 +115,13 @@ class LeakedObjectsCheck:
 
 
 @dataclass(frozen=True)
+class AllocationLimit:
+    """A validated ``limit_allocations`` marker."""
+
+    count: int
+
+
+@dataclass(frozen=True)
 class TrackerOptions:
     """What memray records for one test."""
 
@@ -135,6 +148,8 @@ class TrackingPlan:
     skip: Optional[str] = None
     #: Seconds an isolated child may run, from ``memray_isolate(timeout=...)``.
     timeout: Optional[float] = None
+    #: The most allocations the call may make (``limit_allocations``); combines with the others.
+    allocations: Optional[AllocationLimit] = None
 
     @property
     def isolated(self) -> bool:
@@ -158,6 +173,8 @@ class TrackingPlan:
             }
         if self.objects is not None:
             return {"kind": "limit_leaked_objects", "source": "marker"}
+        if self.allocations is not None:
+            return {"kind": "limit_allocations", "count": self.allocations.count, "source": "marker"}
         return None
 
 
@@ -224,6 +241,13 @@ def _parse_limit_leaked_objects(mark: pytest.Mark) -> LeakedObjectsCheck:
     return LeakedObjectsCheck(filter_fn=filter_fn)  # type: ignore[arg-type]
 
 
+def _parse_limit_allocations(mark: pytest.Mark) -> AllocationLimit:
+    count = _bind(mark)["count"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise MarkerError(f"count must be a whole number, 0 or more; got {type(count).__name__} {count!r}")
+    return AllocationLimit(count)
+
+
 def _parse_isolate(mark: pytest.Mark) -> Tuple[str, Optional[float]]:
     arguments = _bind(mark)
     mode, timeout = arguments["mode"], arguments["timeout"]
@@ -260,8 +284,27 @@ def plan_for(item: pytest.Item, settings: Settings) -> Optional[TrackingPlan]:
     """
     limits = _closest_limit_marks(item)
     isolate_mark = item.get_closest_marker("memray_isolate")
-    if not limits and isolate_mark is None and not settings.tracking_all:
+    allocations_mark = item.get_closest_marker("limit_allocations")
+    if not limits and isolate_mark is None and allocations_mark is None and not settings.tracking_all:
         return None
+    plan = _plan_without_allocations(item, settings, limits, isolate_mark)
+    if allocations_mark is None or plan.error is not None:
+        return plan
+    try:
+        allocations = _parse_limit_allocations(allocations_mark)
+    except MarkerError as error:
+        return replace(plan, error=f"{item.nodeid}: invalid marker {_call_text(allocations_mark)}: {error}")
+    # Only a capture of every allocation can count them (the aggregated format merges them).
+    return replace(plan, allocations=allocations, tracker=replace(plan.tracker, all_allocations=True))
+
+
+def _plan_without_allocations(
+    item: pytest.Item,
+    settings: Settings,
+    limits: List[Tuple[str, pytest.Mark, str]],
+    isolate_mark: Optional[pytest.Mark],
+) -> TrackingPlan:
+    """The plan from the isolation marker and the (exclusive) memory limit markers."""
     mode = settings.isolate or IN_PROCESS
     if len(limits) > 1:
         described = " and ".join(f"{_call_text(mark)} ({where})" for _, mark, where in limits)
