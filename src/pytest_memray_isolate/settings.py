@@ -102,24 +102,23 @@ def _parse_bool(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
-def _parse_count(text: str) -> int:
-    try:
-        number = int(text.strip())
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise ValueError("expected a whole number, 0 or more")
-    return number
+def _whole_number_at_least(minimum: int) -> Callable[[str], int]:
+    """A parser for a whole number of ``minimum`` or more."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text.strip())
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise ValueError(f"expected a whole number, {minimum} or more")
+        return number
+
+    return parse
 
 
-def _parse_positive(text: str) -> int:
-    try:
-        number = int(text.strip())
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ValueError("expected a whole number, 1 or more")
-    return number
+_parse_count = _whole_number_at_least(0)
+_parse_positive = _whole_number_at_least(1)
 
 
 def _parse_size(text: str) -> int:

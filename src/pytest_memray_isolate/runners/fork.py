@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import psutil
 import pytest
@@ -28,13 +28,19 @@ from .watch import ChildEnd, Limits, kill_group, wait_for_child
 __all__ = ["ForkRunner", "describe_exit", "exit_facts"]
 
 
-def exit_facts(end: ChildEnd) -> Dict[str, Any]:
-    """How a child ended, as plain data: exit code or signal, and why it was killed."""
-    code = os.waitstatus_to_exitcode(end.status)
-    signal_name = None
+def _exit_code_and_signal(status: int) -> Tuple[int, Optional[str]]:
+    """The exit code from a wait status (negative for a signal) and the signal's name."""
+    code = os.waitstatus_to_exitcode(status)
+    name = None
     if code < 0:
         with contextlib.suppress(ValueError):
-            signal_name = signal.Signals(-code).name
+            name = signal.Signals(-code).name
+    return code, name
+
+
+def exit_facts(end: ChildEnd) -> Dict[str, Any]:
+    """How a child ended, as plain data: exit code or signal, and why it was killed."""
+    code, signal_name = _exit_code_and_signal(end.status)
     return {
         "exit_code": code if code >= 0 else None,
         "signal": signal_name,
@@ -45,13 +51,9 @@ def exit_facts(end: ChildEnd) -> Dict[str, Any]:
 
 def describe_exit(status: int) -> str:
     """Say how a child ended, from its wait status: ``was killed by signal SIGSEGV (11)``."""
-    code = os.waitstatus_to_exitcode(status)
+    code, signal_name = _exit_code_and_signal(status)
     if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = "an unknown signal"
-        return f"was killed by signal {name} ({-code})"
+        return f"was killed by signal {signal_name or 'an unknown signal'} ({-code})"
     return f"exited with status {code}"
 
 
