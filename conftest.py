@@ -8,14 +8,22 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+#: The command-line switch for each way of isolating a test.
+ISOLATION_FLAGS = {mode: f"--memray-isolate={mode}" for mode in ("fork", "forkserver", "spawn")}
 #: The command-line switch for each way of tracking a test.
-MODE_FLAGS = {"in-process": "--memray", "fork": "--memray-isolate=fork"}
+MODE_FLAGS = {"in-process": "--memray", **ISOLATION_FLAGS}
 
 
 @pytest.fixture(params=sorted(MODE_FLAGS))
 def mode_flag(request: pytest.FixtureRequest) -> str:
     """Each test using this runs once per tracking mode."""
     return MODE_FLAGS[request.param]
+
+
+@pytest.fixture(params=sorted(ISOLATION_FLAGS))
+def isolated_flag(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once per isolation mode."""
+    return ISOLATION_FLAGS[request.param]
 
 
 Runner = Callable[..., pytest.RunResult]

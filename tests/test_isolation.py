@@ -9,8 +9,6 @@ import pytest
 
 from conftest import QUIET_PLUGINS, Runner
 
-_FORK = "--memray-isolate=fork"
-
 
 @pytest.fixture
 def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -30,7 +28,7 @@ def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> P
     ],
 )
 def test_a_crashing_child_fails_its_test_and_the_session_goes_on(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, statement: str, cause: str
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, statement: str, cause: str, isolated_flag: str
 ) -> None:
     """The crash is the test's failure, with the signal or exit status; the next test runs."""
     pytester.makepyfile(
@@ -46,7 +44,7 @@ def test_a_crashing_child_fails_its_test_and_the_session_goes_on(
             pass
         """
     )
-    result = run(_FORK, "-rf")
+    result = run(isolated_flag, "-rf")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -57,7 +55,9 @@ def test_a_crashing_child_fails_its_test_and_the_session_goes_on(
     assert list(private_tmp.iterdir()) == []
 
 
-def test_changes_to_module_state_stay_in_the_child(pytester: pytest.Pytester, run: Runner) -> None:
+def test_changes_to_module_state_stay_in_the_child(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
     """A test's changes to globals and fixture objects do not leak into later tests."""
     pytester.makepyfile(
         """
@@ -77,11 +77,11 @@ def test_changes_to_module_state_stay_in_the_child(pytester: pytest.Pytester, ru
             assert shared == {n: True}
         """
     )
-    run(_FORK).assert_outcomes(passed=3)
+    run(isolated_flag).assert_outcomes(passed=3)
     run("--memray").assert_outcomes(passed=1, failed=2)
 
 
-def test_a_thread_left_running_dies_with_the_child(pytester: pytest.Pytester) -> None:
+def test_a_thread_left_running_dies_with_the_child(pytester: pytest.Pytester, isolated_flag: str) -> None:
     """A test that leaves a non-daemon thread behind cannot keep the session from ending."""
     pytester.makepyfile(
         """
@@ -89,17 +89,21 @@ def test_a_thread_left_running_dies_with_the_child(pytester: pytest.Pytester) ->
         import time
 
         def test_leaves_a_thread():
-            threading.Thread(target=time.sleep, args=(3600,)).start()
+            threading.Thread(target=time.sleep, args=(3600,), name="left-behind").start()
 
         def test_after():
-            assert threading.active_count() == 1
+            assert "left-behind" not in [thread.name for thread in threading.enumerate()]
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *QUIET_PLUGINS, _FORK, timeout=120)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", *QUIET_PLUGINS, isolated_flag, timeout=120
+    )
     result.assert_outcomes(passed=2)
 
 
-def test_output_printed_without_capture_is_not_lost(pytester: pytest.Pytester, run: Runner) -> None:
+def test_output_printed_without_capture_is_not_lost(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
     """With -s the child's prints reach the terminal before the child exits."""
     pytester.makepyfile(
         """
@@ -107,12 +111,14 @@ def test_output_printed_without_capture_is_not_lost(pytester: pytest.Pytester, r
             print("hello from the child", end="")
         """
     )
-    result = run(_FORK, "-s")
+    result = run(isolated_flag, "-s")
     assert result.ret == 0
     assert "hello from the child" in result.stdout.str()
 
 
-def test_sys_exit_in_a_test_fails_that_test(pytester: pytest.Pytester, run: Runner) -> None:
+def test_sys_exit_in_a_test_fails_that_test(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
     """sys.exit inside a test is a failed test, as without isolation."""
     pytester.makepyfile(
         """
@@ -125,12 +131,14 @@ def test_sys_exit_in_a_test_fails_that_test(pytester: pytest.Pytester, run: Runn
             pass
         """
     )
-    result = run(_FORK)
+    result = run(isolated_flag)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["E       SystemExit: 3"])
 
 
-def test_pytest_exit_in_a_test_ends_the_session_as_usual(pytester: pytest.Pytester, run: Runner) -> None:
+def test_pytest_exit_in_a_test_ends_the_session_as_usual(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
     """pytest.exit stops the run with its message and return code, as without isolation."""
     pytester.makepyfile(
         """
@@ -143,13 +151,15 @@ def test_pytest_exit_in_a_test_ends_the_session_as_usual(pytester: pytest.Pytest
             raise AssertionError("must not run")
         """
     )
-    result = run(_FORK)
+    result = run(isolated_flag)
     assert result.ret == 7
     result.stdout.fnmatch_lines(["*! _pytest.outcomes.Exit: enough for today !*"])
     result.stdout.no_fnmatch_line("*must not run*")
 
 
-def test_keyboard_interrupt_in_a_test_interrupts_the_session(pytester: pytest.Pytester, run: Runner) -> None:
+def test_keyboard_interrupt_in_a_test_interrupts_the_session(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
     """A KeyboardInterrupt raised by a test stops the session as pytest always does."""
     pytester.makepyfile(
         """
@@ -160,13 +170,15 @@ def test_keyboard_interrupt_in_a_test_interrupts_the_session(pytester: pytest.Py
             raise AssertionError("must not run")
         """
     )
-    result = run(_FORK)
+    result = run(isolated_flag)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*! KeyboardInterrupt !*"])
     result.stdout.no_fnmatch_line("*must not run*")
 
 
-def test_faulthandler_timeout_does_not_hang_a_failing_child(pytester: pytest.Pytester) -> None:
+def test_faulthandler_timeout_does_not_hang_a_failing_child(
+    pytester: pytest.Pytester, isolated_flag: str
+) -> None:
     """pytest's faulthandler_timeout watchdog is cancelled before forking (pytest-forked #49)."""
     pytester.makeini("[pytest]\nfaulthandler_timeout = 30\n")
     pytester.makepyfile(
@@ -178,12 +190,14 @@ def test_faulthandler_timeout_does_not_hang_a_failing_child(pytester: pytest.Pyt
             pass
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *QUIET_PLUGINS, _FORK, timeout=60)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", *QUIET_PLUGINS, isolated_flag, timeout=60
+    )
     result.assert_outcomes(passed=1, failed=1)
 
 
 def test_the_capture_directory_is_removed_at_the_end(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
 ) -> None:
     """Capture files live in a private mkdtemp directory that is gone after the run."""
     pytester.makepyfile(
@@ -195,39 +209,47 @@ def test_the_capture_directory_is_removed_at_the_end(
             assert any(name.startswith("pytest-memray-isolate-") for name in names)
         """
     )
-    for flags in ([_FORK], ["--memray"]):
+    for flags in ([isolated_flag], ["--memray"]):
         result = run(*flags)
         result.assert_outcomes(passed=1)
         assert list(private_tmp.iterdir()) == []
 
 
-def test_a_forked_test_runs_in_another_process(pytester: pytest.Pytester, run: Runner) -> None:
+def test_a_forked_test_runs_in_another_process(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
     """Each isolated test gets its own process, and pytest's own process is not one of them."""
     pytester.makepyfile(
         f"""
         import os
+        import pytest
 
-        PARENT = os.getpid()
         SEEN = os.path.join({str(pytester.path)!r}, "pids")
 
-        def test_one():
-            assert os.getpid() != PARENT
+        @pytest.fixture(scope="session")
+        def pytest_pid():
+            return os.getpid()
+
+        def test_one(pytest_pid):
+            assert os.getpid() != pytest_pid
             with open(SEEN, "a") as stream:
                 stream.write(f"{{os.getpid()}}\\n")
 
-        def test_two():
-            assert os.getpid() != PARENT
+        def test_two(pytest_pid):
+            assert os.getpid() != pytest_pid
             with open(SEEN, "a") as stream:
                 stream.write(f"{{os.getpid()}}\\n")
         """
     )
-    run(_FORK).assert_outcomes(passed=2)
+    run(isolated_flag).assert_outcomes(passed=2)
     pids = (pytester.path / "pids").read_text().split()
     assert len(set(pids)) == 2
     assert str(os.getpid()) not in pids
 
 
-def test_subtests_are_reported_as_without_isolation(pytester: pytest.Pytester, run: Runner) -> None:
+def test_subtests_are_reported_as_without_isolation(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
     """unittest's subTest and pytest's subtests fixture: the same outcomes, subtest by subtest.
 
     Subtests are logged while the test runs, in the child; it sends them with the call
@@ -252,7 +274,7 @@ class TestCase(unittest.TestCase):
         + (fixture_test if int(pytest.__version__.split(".")[0]) >= 9 else "")
     )
     plain = run("--memray", "-rA")
-    isolated = run(_FORK, "-rA")
+    isolated = run(isolated_flag, "-rA")
     assert isolated.parseoutcomes() == plain.parseoutcomes()
     assert plain.parseoutcomes().get("failed", 0) >= 1
 

@@ -197,7 +197,7 @@ def test_limit_does_not_change_the_outcome_of_a_failing_test(
         (
             'memray_isolate("thread")',
             "*::test_marked: invalid marker @pytest.mark.memray_isolate('thread'):"
-            " unknown isolation mode 'thread'; expected one of 'fork'",
+            " unknown isolation mode 'thread'; expected one of 'fork', 'forkserver', 'spawn'",
         ),
         (
             'limit_leaks("1 MB", filter_fn="not callable")',
@@ -277,9 +277,9 @@ def test_markers_are_documented_with_their_signatures(run: Runner) -> None:
             " Fail the test when objects it created outlive it (Python 3.13.3 or newer).",
             "@pytest.mark.limit_allocations(count: int): Fail the test when its call phase makes more than"
             " ``count`` allocations (see the docs for what counts).",
-            "@pytest.mark.memray_isolate(mode: str = 'fork', *, timeout: Optional[[]float[]] = None):"
-            " Track this test in its own child process, even without --memray-isolate;"
-            " kill it after ``timeout`` seconds.",
+            "@pytest.mark.memray_isolate(mode: Optional[[]str[]] = None, *, timeout: Optional[[]float[]] = None):"
+            " Track this test in its own child process, even without --memray-isolate; ``mode`` is fork,"
+            " forkserver or spawn (default: the run's); kill it after ``timeout`` seconds.",
         ],
         consecutive=False,
     )

@@ -50,7 +50,7 @@ def test_json_report_has_every_tracked_test(pytester: pytest.Pytester, run: Runn
     assert document["exit_status"] == 1
     tests = _by_name(document)
     assert sorted(tests) == ["test_big", "test_fails", "test_over_its_limit"]
-    mode = "fork" if "isolate" in mode_flag else "in-process"
+    mode = mode_flag.partition("=")[2] or "in-process"
     assert {test["mode"] for test in tests.values()} == {mode}
     over = tests["test_over_its_limit"]
     assert over["outcome"] == "failed"
@@ -65,7 +65,7 @@ def test_json_report_has_every_tracked_test(pytester: pytest.Pytester, run: Runn
     assert document["summary"]["tracked"] == 3
     assert document["summary"]["outcomes"] == {"passed": 1, "failed": 2}
     assert document["summary"]["highest_peak"]["nodeid"].endswith("::test_big")
-    assert document["settings"]["isolate"] == ("fork" if mode == "fork" else None)
+    assert document["settings"]["isolate"] == (None if mode == "in-process" else mode)
     assert [path.name for path in (pytester.path / "reports").iterdir()] == ["memory.json"]
 
 
@@ -161,7 +161,9 @@ def test_summary_ends_with_the_highest_peak_and_the_mode(
     result.stdout.fnmatch_lines(
         ["Highest peak: 5.0MiB in test_summary_ends_with_the_highest_peak_and_the_mode.py::test_big"]
     )
-    isolation = "Isolation: fork (each tracked test ran in a child process of its own)"
+    isolation = (
+        f"Isolation: {mode_flag.partition('=')[2]} (each tracked test ran in a child process of its own)"
+    )
     if "isolate" in mode_flag:
         result.stdout.fnmatch_lines([isolation])
     else:

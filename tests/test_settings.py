@@ -176,12 +176,12 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
         (
             ["--memray-isolate=frok"],
             "",
-            "ERROR: --memray-isolate = 'frok' (from the command line): expected one of fork or off",
+            "ERROR: --memray-isolate = 'frok' (from the command line): expected one of fork, forkserver, spawn or off",
         ),
         (
             [],
             "memray_isolate = thread",
-            "ERROR: memray_isolate = 'thread' (from the ini file *tox.ini): expected one of fork or off",
+            "ERROR: memray_isolate = 'thread' (from the ini file *tox.ini): expected one of fork, forkserver, spawn or off",
         ),
         (
             [],

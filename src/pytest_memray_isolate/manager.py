@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import heapq
 import os
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Generator, Iterator, List, Optional, cast
+from typing import Any, Dict, Generator, List, Optional
 
 import pytest
 from memray import AllocationRecord, FileReader
@@ -26,9 +25,11 @@ from .limits import (
 )
 from .markers import TrackingPlan, plan_for
 from .report import closing_lines, ranked, summary_block
-from .runners import Job, child
+from .runners import IsolationRunner, Job, child
 from .runners.fork import ForkRunner
-from .runners.tracking import tracked
+from .runners.forkserver import ForkserverRunner
+from .runners.spawn import SpawnRunner
+from .runners.tracking import patched_call
 from .settings import Settings
 
 __all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "RESULT_ATTRIBUTE", "Manager"]
@@ -43,45 +44,6 @@ RESULT_ATTRIBUTE = "memray_result"
 PREFIX_KEY = "memray_isolate_bin_prefix"
 #: pytest-memray's cache key, so a switch from it keeps the recorded history.
 _CACHE_KEY = "memray/{nodeid}"
-
-
-def _calls_its_function_object(item: pytest.Item) -> bool:
-    """Whether pytest runs this item by calling ``item.obj`` (plain test functions do;
-    unittest methods and doctests have a ``runtest`` of their own)."""
-    return isinstance(item, pytest.Function) and type(item).runtest is pytest.Function.runtest
-
-
-@contextmanager
-def _patched_call(item: pytest.Item, job: Job, fork_runner: Optional[ForkRunner]) -> Iterator[None]:
-    """Put the Tracker (and, when isolated, the fork) around this item's call, then undo it.
-
-    The Tracker wraps the test function itself where pytest calls one, so fixture
-    lookup and pytest's hook machinery are not counted; other items are tracked
-    around their whole ``runtest``.
-    """
-    isolated = fork_runner is not None
-    had_own_runtest = "runtest" in vars(item)
-    original_runtest = item.runtest
-    function_item = cast(pytest.Function, item) if _calls_its_function_object(item) else None
-    original_function = function_item.obj if function_item is not None else None
-    runtest = original_runtest
-    if function_item is not None and original_function is not None:
-        function_item.obj = tracked(original_function, job, settle_heap=isolated)
-    else:
-        runtest = tracked(runtest, job, settle_heap=isolated)
-    if fork_runner is not None:
-        runtest = fork_runner.wrap(runtest, job)
-    item.runtest = runtest  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        # Put back exactly what was there: a rerun (pytest-rerunfailures) wraps afresh.
-        if function_item is not None:
-            function_item.obj = original_function
-        if had_own_runtest:
-            item.runtest = original_runtest  # type: ignore[method-assign]
-        else:
-            del item.runtest
 
 
 def _leak_facts(record: AllocationRecord) -> Dict[str, Any]:
@@ -125,7 +87,7 @@ class Manager:
         worker_input = getattr(config, "workerinput", {})
         prefix = settings.bin_prefix or worker_input.get(PREFIX_KEY)
         self._files = CaptureFiles(settings.bin_path, prefix)
-        self._fork_runner: Optional[ForkRunner] = None
+        self._runners: Dict[str, IsolationRunner] = {}
         self._jobs: Dict[str, Job] = {}
         self.results: Dict[str, MemoryResult] = {}
         #: Everything known about each tracked test, for --memray-json (see jsonreport.py).
@@ -165,7 +127,18 @@ class Manager:
             job.timeout = self._timeout_for(item, plan)
             job.max_rss = self._settings.max_rss
         self._jobs[item.nodeid] = job
-        with _patched_call(item, job, self._fork_runner_for(plan)):
+        runner = self._runner_for(plan)
+        if runner is None:
+            patched = patched_call(item, job)
+        else:
+            patched = patched_call(
+                item,
+                job,
+                track=runner.tracks_here,
+                settle_heap=True,
+                outer=lambda runtest: runner.wrap(item, runtest, job),
+            )
+        with patched:
             return (yield)
 
     def _timeout_for(self, item: pytest.Item, plan: TrackingPlan) -> Optional[float]:
@@ -177,15 +150,23 @@ class Manager:
             return from_pytest_timeout
         return self._settings.timeout or from_pytest_timeout
 
-    def _fork_runner_for(self, plan: TrackingPlan) -> Optional[ForkRunner]:
+    def _runner_for(self, plan: TrackingPlan) -> Optional[IsolationRunner]:
         if not plan.isolated:
             return None
-        if self._fork_runner is None:
-            # A child in its own process group cannot read the terminal; keep it in
-            # pytest's group when the tests may (-s with a terminal on stdin, for pdb).
-            reads_terminal = self._config.getoption("capture") == "no" and os.isatty(0)
-            self._fork_runner = ForkRunner(own_group=not reads_terminal)
-        return self._fork_runner
+        runner = self._runners.get(plan.mode)
+        if runner is None:
+            runner = self._runners[plan.mode] = self._new_runner(plan.mode)
+        return runner
+
+    def _new_runner(self, mode: str) -> IsolationRunner:
+        if mode == "spawn":
+            return SpawnRunner(self._config)
+        if mode == "forkserver":
+            return ForkserverRunner(self._config)
+        # A child in its own process group cannot read the terminal; keep it in
+        # pytest's group when the tests may (-s with a terminal on stdin, for pdb).
+        reads_terminal = self._config.getoption("capture") == "no" and os.isatty(0)
+        return ForkRunner(own_group=not reads_terminal)
 
     # -- judgement ------------------------------------------------------------------
 
@@ -197,9 +178,8 @@ class Manager:
         if call.when != "call":
             return report
         if child.current_job() is not None:
-            if not child.call_done():
-                return report  # a subtest's report, made while the test runs
-            child.send_report(self._config, report)
+            child.on_call_report(self._config, report)
+            return report  # a subtest's report, made while the test runs
         job = self._jobs.pop(item.nodeid, None)
         if job is None:
             return report
@@ -328,9 +308,7 @@ class Manager:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if child.current_job() is not None:
-            if child.call_done():
-                child.escaped()
-            child.keep_for_parent(self._config, report)
+            child.on_logreport(self._config, report)
             return
         record = getattr(report, RESULT_ATTRIBUTE, None)
         if report.when != "call" or not isinstance(record, dict):
@@ -380,4 +358,6 @@ class Manager:
 
     def pytest_unconfigure(self) -> None:
         if child.current_job() is None:
+            for runner in self._runners.values():
+                runner.close()
             self._files.remove_scratch()

@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from .settings import ISOLATION_MODES, Settings
+from .settings import ISOLATION_MODES, Settings, default_isolation_mode
 from .sizes import SIZE_HINT, format_size, parse_size
 from .stacks import LeakedObjectsFilterFunction, LeaksFilterFunction
 
@@ -53,8 +53,8 @@ def limit_allocations(count: int) -> None:
     """Fail the test when its call phase makes more than ``count`` allocations (see the docs for what counts)."""
 
 
-def memray_isolate(mode: str = "fork", *, timeout: Optional[float] = None) -> None:
-    """Track this test in its own child process, even without --memray-isolate; kill it after ``timeout`` seconds."""
+def memray_isolate(mode: Optional[str] = None, *, timeout: Optional[float] = None) -> None:
+    """Track this test in its own child process, even without --memray-isolate; ``mode`` is fork, forkserver or spawn (default: the run's); kill it after ``timeout`` seconds."""
 
 
 MARKER_SIGNATURES: Dict[str, Callable[..., None]] = {
@@ -248,9 +248,11 @@ def _parse_limit_allocations(mark: pytest.Mark) -> AllocationLimit:
     return AllocationLimit(count)
 
 
-def _parse_isolate(mark: pytest.Mark) -> Tuple[str, Optional[float]]:
+def _parse_isolate(mark: pytest.Mark, run_mode: Optional[str]) -> Tuple[str, Optional[float]]:
     arguments = _bind(mark)
     mode, timeout = arguments["mode"], arguments["timeout"]
+    if mode is None:
+        mode = run_mode or default_isolation_mode()
     if mode not in ISOLATION_MODES:
         raise MarkerError(
             f"unknown isolation mode {mode!r}; expected one of {', '.join(map(repr, ISOLATION_MODES))}"
@@ -318,7 +320,7 @@ def _plan_without_allocations(
     for mark in checked:
         try:
             if mark is isolate_mark:
-                mode, timeout = _parse_isolate(mark)
+                mode, timeout = _parse_isolate(mark, settings.isolate)
             else:
                 return replace(_plan_with_limit(mode, mark, settings), timeout=timeout)
         except MarkerError as error:

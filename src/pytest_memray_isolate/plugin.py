@@ -7,20 +7,27 @@ import pytest
 from .cli import register_options
 from .manager import Manager
 from .markers import marker_help_lines
+from .runners.remote_child import from_environment
 from .settings import resolve_settings
 from .timeouts import PytestTimeoutBridge
 from .xdist import XdistController
 
 _MANAGER_NAME = "memray_isolate_manager"
+_REMOTE_CHILD_NAME = "memray_isolate_remote_child"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     register_options(parser)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's terminal reporter exists (see remote_child.py)
 def pytest_configure(config: pytest.Config) -> None:
     for line in marker_help_lines():
         config.addinivalue_line("markers", line)
+    remote = from_environment(config)
+    if remote is not None:  # a session the plugin started to run isolated tests
+        config.pluginmanager.register(remote, _REMOTE_CHILD_NAME)
+        return
     settings = resolve_settings(config)
     manager = Manager(config, settings)
     config.pluginmanager.register(manager, _MANAGER_NAME)

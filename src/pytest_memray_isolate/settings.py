@@ -7,6 +7,7 @@ Precedence is command line > ini file > default. Each bad value is reported as a
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 #: The isolation modes this version can run.
-ISOLATION_MODES: Tuple[str, ...] = ("fork",)
+ISOLATION_MODES: Tuple[str, ...] = ("fork", "forkserver", "spawn")
 CAPTURE_FORMATS: Tuple[str, ...] = ("aggregated", "all")
 _OFF_WORDS = ("off", "none", "no", "false", "0")
 _TRUE_WORDS = ("1", "true", "yes", "on")
@@ -37,12 +38,13 @@ _FALSE_WORDS = ("0", "false", "no", "off", "")
 
 
 def default_isolation_mode() -> str:
-    """The mode ``--memray-isolate`` means without a value."""
-    return "fork"
+    """The mode ``--memray-isolate`` means without a value: fork, but spawn on macOS,
+    where forking a process that has used the system's frameworks is not safe."""
+    return "spawn" if sys.platform == "darwin" else "fork"
 
 
 def parse_isolation_mode(text: str) -> Optional[str]:
-    """Turn ``fork`` / ``off`` into a mode or ``None``; anything else is an error."""
+    """Turn ``fork`` / ``forkserver`` / ``spawn`` / ``off`` into a mode or ``None``; anything else is an error."""
     word = text.strip().lower()
     if word in ISOLATION_MODES:
         return word
@@ -226,7 +228,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         ini="memray_isolate",
         help=(
             "Run each tracked test's call phase in its own child process "
-            "(implies --memray). MODE: fork (default) or off."
+            "(implies --memray). MODE: fork (the default; spawn on macOS), forkserver, spawn, or off."
         ),
         parse=parse_isolation_mode,
         default=None,

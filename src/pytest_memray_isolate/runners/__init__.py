@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
+import pytest
 from memray import FileFormat
 
 from ..limits import Verdict
 from ..markers import LeakedObjectsCheck, TrackerOptions
 
-__all__ = ["ChildReport", "Job", "tracker_arguments"]
+__all__ = ["ChildReport", "IsolationRunner", "Job", "tracker_arguments"]
 
 WarningRecord = Tuple[str, str, str, str, int]
 
@@ -56,6 +57,11 @@ class Job:
         return self.scratch.with_suffix(".report")
 
     @property
+    def request(self) -> Path:
+        """Where the parent writes what a spawned or forkserver child needs to run the test."""
+        return self.scratch.with_suffix(".request")
+
+    @property
     def faults(self) -> Path:
         """Where the child's faulthandler writes its stacks (crash or timeout)."""
         return self.scratch.with_suffix(".faults")
@@ -73,3 +79,17 @@ def tracker_arguments(options: TrackerOptions) -> Dict[str, Any]:
     if options.track_object_lifetimes:
         arguments["track_object_lifetimes"] = True
     return arguments
+
+
+class IsolationRunner(Protocol):
+    """Runs a test's call in a child process of some kind and brings its report back."""
+
+    #: Whether the Tracker is put around the test function in this process (a fork
+    #: inherits it) rather than by the child itself.
+    tracks_here: bool
+
+    def wrap(self, item: pytest.Item, runtest: Callable[[], object], job: Job) -> Callable[[], None]:
+        """A replacement for ``item.runtest`` that runs the call in a child."""
+
+    def close(self) -> None:
+        """Stop whatever outlives one test (the forkserver)."""

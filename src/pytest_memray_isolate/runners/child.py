@@ -24,7 +24,17 @@ import pytest
 
 from . import Job
 
-__all__ = ["ESCAPED_EXIT_STATUS", "become_child", "current_job", "run_call", "send_report"]
+__all__ = [
+    "ESCAPED_EXIT_STATUS",
+    "become_child",
+    "cannot_run",
+    "current_job",
+    "on_call_report",
+    "on_logreport",
+    "run_call",
+    "send_report",
+    "tell_unrunnable",
+]
 
 #: Exit status of a child that reached pytest code past its call report (should not happen).
 ESCAPED_EXIT_STATUS = 70
@@ -91,6 +101,36 @@ def keep_for_parent(config: pytest.Config, report: pytest.TestReport) -> None:
     """Keep a report logged during the call (a subtest's) to be logged in the parent."""
     assert _state is not None
     _state.during_call.append(config.hook.pytest_report_to_serializable(config=config, report=report))
+
+
+def on_call_report(config: pytest.Config, report: pytest.TestReport) -> None:
+    """The child's call report is made: send it home (a subtest's, made earlier, waits)."""
+    if call_done():
+        send_report(config, report)
+
+
+def on_logreport(config: pytest.Config, report: pytest.TestReport) -> None:
+    """A report logged in the child: a subtest's goes home with the call report."""
+    if call_done():
+        escaped()
+    keep_for_parent(config, report)
+
+
+def tell_unrunnable(job: Job, text: str) -> None:
+    """Tell the parent why the test's call could not run (its message file)."""
+    with open(job.message, "wb") as stream:
+        stream.write(pickle.dumps({"unrunnable": text}))
+
+
+def cannot_run(job: Job, text: str) -> NoReturn:
+    """End a child that could not get to the test's call, telling the parent why."""
+    try:
+        tell_unrunnable(job, text)
+    finally:
+        for output in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):
+                output.flush()
+        os._exit(0)
 
 
 def _warning_record(message: warnings.WarningMessage) -> tuple[str, str, str, str, int]:

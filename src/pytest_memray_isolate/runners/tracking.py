@@ -11,15 +11,20 @@ import functools
 import gc
 import inspect
 import sys
-from typing import Any, Callable, List
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, List, Optional, cast
 
+import pytest
 from memray import Tracker
 
 from ..limits import check_leaked_objects
 from . import Job, tracker_arguments
 from .heap import settle
 
-__all__ = ["tracked"]
+__all__ = ["patched_call", "tracked"]
+
+#: Turns an item's ``runtest`` into one that runs it elsewhere (a child process).
+RuntestWrapper = Callable[[Callable[[], object]], Callable[[], object]]
 
 
 def _prepared_tracker(job: Job, settle_heap: bool, keep_alive: List[object]) -> Tracker:
@@ -81,3 +86,48 @@ def tracked(function: Callable[..., Any], job: Job, *, settle_heap: bool = False
             _after_stopping(job, tracker)
 
     return run_tracked
+
+
+def _calls_its_function_object(item: pytest.Item) -> bool:
+    """Whether pytest runs this item by calling ``item.obj`` (plain test functions do;
+    unittest methods and doctests have a ``runtest`` of their own)."""
+    return isinstance(item, pytest.Function) and type(item).runtest is pytest.Function.runtest
+
+
+@contextmanager
+def patched_call(
+    item: pytest.Item,
+    job: Job,
+    *,
+    track: bool = True,
+    settle_heap: bool = False,
+    outer: Optional[RuntestWrapper] = None,
+) -> Iterator[None]:
+    """Put the Tracker (with ``track``) and ``outer`` around this item's call, then undo it.
+
+    The Tracker wraps the test function itself where pytest calls one, so fixture
+    lookup and pytest's hook machinery are not counted; other items are tracked
+    around their whole ``runtest``. ``outer`` (a runner's) wraps the whole call.
+    """
+    had_own_runtest = "runtest" in vars(item)
+    original_runtest = item.runtest
+    function_item = cast(pytest.Function, item) if track and _calls_its_function_object(item) else None
+    original_function = function_item.obj if function_item is not None else None
+    runtest: Callable[[], object] = original_runtest
+    if function_item is not None and original_function is not None:
+        function_item.obj = tracked(original_function, job, settle_heap=settle_heap)
+    elif track:
+        runtest = tracked(runtest, job, settle_heap=settle_heap)
+    if outer is not None:
+        runtest = outer(runtest)
+    item.runtest = runtest  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        # Put back exactly what was there: a rerun (pytest-rerunfailures) wraps afresh.
+        if function_item is not None:
+            function_item.obj = original_function
+        if had_own_runtest:
+            item.runtest = original_runtest  # type: ignore[method-assign]
+        else:
+            del item.runtest

@@ -1,8 +1,9 @@
 """Waiting for an isolated child: until it exits, its deadline passes, or its memory runs away.
 
-Without a deadline or a memory ceiling the parent simply blocks in ``wait4``. With one,
-it sleeps on the child's pidfd (woken the moment the child exits) or, where there is no
-pidfd, in short steps, and checks the clock and the child's resident memory in between.
+Without a deadline or a memory ceiling the parent simply blocks until the child ends.
+With one, it sleeps on a descriptor that wakes it the moment the child ends (the child's
+pidfd, or the forkserver's reply pipe) or, where there is none, in short steps, and
+checks the clock and the child's resident memory in between.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Protocol, Tuple
 
 import psutil
 
-__all__ = ["ChildEnd", "Limits", "kill_group", "wait_for_child"]
+__all__ = ["ChildEnd", "Limits", "OwnChild", "WatchedChild", "kill_group", "wait_for_child"]
 
 #: How often the child's resident memory is read while it runs.
 _RSS_INTERVAL = 0.01
@@ -45,14 +46,9 @@ class ChildEnd:
     rss_when_killed: int = 0
 
 
-def _max_rss_bytes(ru_maxrss: int) -> int:
+def max_rss_bytes(ru_maxrss: int) -> int:
+    """``ru_maxrss`` in bytes (Linux counts kibibytes, macOS bytes)."""
     return ru_maxrss if sys.platform == "darwin" else ru_maxrss * 1024
-
-
-def _reap(pid: int, flags: int) -> Optional[Tuple[int, int]]:
-    __tracebackhide__ = True  # pytest shows the test's frames, not these
-    reaped, status, usage = os.wait4(pid, flags)
-    return None if reaped == 0 else (status, _max_rss_bytes(usage.ru_maxrss))
 
 
 def kill_group(pid: int) -> None:
@@ -61,31 +57,61 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-class _ExitSignal:
-    """Sleeps until the child exits or the timeout passes (pidfd where the OS has one)."""
+class WatchedChild(Protocol):
+    """A running child the parent waits for, whoever its parent process is."""
+
+    pid: int
+
+    def reap(self, block: bool) -> Optional[Tuple[int, int]]:
+        """Its wait status and peak resident bytes once it has ended, else ``None``."""
+
+    def exit_descriptor(self) -> int:
+        """A descriptor that becomes readable when it ends, or -1 where there is none."""
+
+    def close(self) -> None:
+        """Release what watching it took."""
+
+
+class OwnChild:
+    """A child of this process (forked or spawned): reaped with ``wait4``, watched by pidfd."""
 
     def __init__(self, pid: int) -> None:
-        self._poll: Optional[select.poll] = None
+        self.pid = pid
         self._fd = -1
+
+    def reap(self, block: bool) -> Optional[Tuple[int, int]]:
+        __tracebackhide__ = True  # pytest shows the test's frames, not these
+        reaped, status, usage = os.wait4(self.pid, 0 if block else os.WNOHANG)
+        return None if reaped == 0 else (status, max_rss_bytes(usage.ru_maxrss))
+
+    def exit_descriptor(self) -> int:
         pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None:
-            try:
-                self._fd = pidfd_open(pid)
-            except OSError:
-                self._fd = -1
+        if self._fd < 0 and pidfd_open is not None:
+            with contextlib.suppress(OSError):
+                self._fd = pidfd_open(self.pid)
+        return self._fd
+
+    def close(self) -> None:
         if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _ExitSignal:
+    """Sleeps until the child ends or the timeout passes."""
+
+    def __init__(self, child: WatchedChild) -> None:
+        self._poll: Optional[select.poll] = None
+        descriptor = child.exit_descriptor()
+        if descriptor >= 0:
             self._poll = select.poll()
-            self._poll.register(self._fd, select.POLLIN)
+            self._poll.register(descriptor, select.POLLIN)
 
     def sleep(self, seconds: float) -> None:
         if self._poll is not None:
             self._poll.poll(max(0, int(seconds * 1000)) + 1)
         else:
             time.sleep(min(seconds, 0.005))
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
 
 
 def _resident(pid: int) -> int:
@@ -110,33 +136,38 @@ def _dump_then_kill(pid: int, dump: Path) -> None:
     kill_group(pid)
 
 
-def wait_for_child(pid: int, limits: Limits, dump: Path) -> ChildEnd:
-    """Wait for ``pid`` to end, enforcing ``limits``; the child is always reaped."""
+def _ended(
+    child: WatchedChild, block: bool, killed_for: Optional[str] = None, rss_when_killed: int = 0
+) -> Optional[ChildEnd]:
+    reaped = child.reap(block)
+    return None if reaped is None else ChildEnd(reaped[0], reaped[1], killed_for, rss_when_killed)
+
+
+def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
+    """Wait for ``child`` to end, enforcing ``limits``; the child is always reaped."""
     __tracebackhide__ = True  # pytest shows the test's frames, not these
-    if limits.deadline is None and limits.max_rss is None:
-        reaped = _reap(pid, 0)
-        assert reaped is not None
-        return ChildEnd(*reaped)
-    exit_signal = _ExitSignal(pid)
     try:
+        if limits.deadline is None and limits.max_rss is None:
+            end = _ended(child, True)
+            assert end is not None
+            return end
+        exit_signal = _ExitSignal(child)
         while True:
-            reaped = _reap(pid, os.WNOHANG)
-            if reaped is not None:
-                return ChildEnd(*reaped)
+            end = _ended(child, False)
+            if end is not None:
+                return end
             now = time.monotonic()
             if limits.deadline is not None and now >= limits.deadline:
-                _dump_then_kill(pid, dump)
-                status, max_rss = _reap(pid, 0) or (0, 0)
-                return ChildEnd(status, max_rss, killed_for="timeout")
+                _dump_then_kill(child.pid, dump)
+                return _ended(child, True, "timeout") or ChildEnd(0, 0, "timeout")
             if limits.max_rss is not None:
-                resident = _resident(pid)
+                resident = _resident(child.pid)
                 if resident >= limits.max_rss:
-                    kill_group(pid)
-                    status, max_rss = _reap(pid, 0) or (0, 0)
-                    return ChildEnd(status, max_rss, killed_for="memory", rss_when_killed=resident)
+                    kill_group(child.pid)
+                    return _ended(child, True, "memory", resident) or ChildEnd(0, 0, "memory", resident)
             step = _RSS_INTERVAL if limits.max_rss is not None else 1.0
             if limits.deadline is not None:
                 step = min(step, limits.deadline - now)
             exit_signal.sleep(step)
     finally:
-        exit_signal.close()
+        child.close()

@@ -1,0 +1,180 @@
+"""What an isolated child's end means for its test: its report, or why it has none.
+
+Every isolation mode ends here: the parent waits for the child (enforcing the timeout
+and the memory ceiling), takes back the call report the child sent, or fails the test
+saying how the child ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import sys
+import time
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+from memray import FileReader
+
+from ..sizes import format_size
+from . import ChildReport, Job, WarningRecord
+from .watch import ChildEnd, Limits, WatchedChild, kill_group, wait_for_child
+
+__all__ = ["collect", "describe_exit", "exit_facts", "read_message"]
+
+
+def _exit_code_and_signal(status: int) -> Tuple[int, Optional[str]]:
+    """The exit code from a wait status (negative for a signal) and the signal's name."""
+    code = os.waitstatus_to_exitcode(status)
+    name = None
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            name = signal.Signals(-code).name
+    return code, name
+
+
+def exit_facts(end: ChildEnd) -> Dict[str, Any]:
+    """How a child ended, as plain data: exit code or signal, and why it was killed."""
+    code, signal_name = _exit_code_and_signal(end.status)
+    return {
+        "exit_code": code if code >= 0 else None,
+        "signal": signal_name,
+        "killed_for": end.killed_for,
+        "max_rss": end.max_rss,
+    }
+
+
+def describe_exit(status: int) -> str:
+    """Say how a child ended, from its wait status: ``was killed by signal SIGSEGV (11)``."""
+    code, signal_name = _exit_code_and_signal(status)
+    if code < 0:
+        return f"was killed by signal {signal_name or 'an unknown signal'} ({-code})"
+    return f"exited with status {code}"
+
+
+def _warning_category(module: str, qualname: str) -> type[Warning]:
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if isinstance(found, type) and issubclass(found, Warning):
+        return found
+    return UserWarning
+
+
+def _reissue(recorded: List[WarningRecord]) -> None:
+    """Raise the child's warnings again here, where pytest's warning capture sees them."""
+    for text, module, qualname, filename, lineno in recorded:
+        warnings.warn_explicit(text, _warning_category(module, qualname), filename, lineno)
+
+
+def _read_text(path: Any) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            return str(stream.read()).strip()
+    except OSError:
+        return ""
+
+
+def collect(child: WatchedChild, job: Job, *, started_rss: Optional[int], own_group: bool = True) -> None:
+    """Wait for ``child``, then put its report on ``job`` or fail the test saying why there is none.
+
+    ``started_rss`` is the resident size the child started from (a forked child shares
+    pytest's), to say how much it grew before a crash; ``None`` for a fresh interpreter.
+    """
+    __tracebackhide__ = True  # pytest shows the test's frames, not these
+    deadline = None if job.timeout is None else time.monotonic() + job.timeout
+    try:
+        end = wait_for_child(child, Limits(deadline, job.max_rss), job.faults)
+    except BaseException:  # Ctrl-C in the parent: take the child down with it
+        kill_group(child.pid) if own_group else os.kill(child.pid, signal.SIGKILL)
+        child.reap(True)
+        raise
+    if own_group:
+        kill_group(child.pid)  # whatever the test started and left running
+    message = read_message(job)
+    if "report" not in message:
+        job.child_end = exit_facts(end)
+    if end.killed_for is not None:
+        pytest.fail(_killed_text(job, end), pytrace=False)
+    if "report" in message:
+        job.child = ChildReport(message["report"], message["warnings"], message["during_call"])
+        job.objects_verdict = message["objects_verdict"]
+        _reissue(job.child.warnings)
+        return
+    if "stop" in message:
+        kind, text, returncode = message["stop"]
+        if kind == "interrupt":
+            raise KeyboardInterrupt
+        pytest.exit(text, returncode)
+    if "unrunnable" in message:
+        pytest.fail(message["unrunnable"], pytrace=False)
+    if "error" in message:
+        pytest.fail(
+            "The isolated child process running this test could not send its report:\n" + message["error"],
+            pytrace=False,
+        )
+    pytest.fail(_crash_text(job, end, started_rss), pytrace=False)
+
+
+def _killed_text(job: Job, end: ChildEnd) -> str:
+    if end.killed_for == "timeout":
+        text = f"Timeout after {job.timeout:g} s: the isolated child process running this test was killed."
+    else:
+        assert job.max_rss is not None
+        text = (
+            f"The isolated child process running this test reached {format_size(end.rss_when_killed)}"
+            f" of resident memory, over the limit of {format_size(job.max_rss)} (--memray-max-rss),"
+            " and was killed."
+        )
+    stacks = _read_text(job.faults)
+    return f"{text}\n\n{stacks}" if stacks else text
+
+
+def _crash_text(job: Job, end: ChildEnd, started_rss: Optional[int]) -> str:
+    lines = [
+        f"The isolated child process running this test {describe_exit(end.status)} before reporting a result."
+    ]
+    peak = _peak_from_capture(job)
+    if peak is not None:
+        lines.append(f"Memory allocated at the peak before the crash: {format_size(peak)} (memray).")
+    elif started_rss is not None and end.max_rss > started_rss:
+        lines.append(
+            f"Resident memory grew by about {format_size(end.max_rss - started_rss)} before the crash"
+            " (the child's peak resident size; the aggregated capture is unreadable after a crash,"
+            " use --memray-capture-format=all for memray's figure)."
+        )
+    elif started_rss is None and end.max_rss > 0:
+        lines.append(
+            f"The child's peak resident size was {format_size(end.max_rss)} (the aggregated capture is"
+            " unreadable after a crash, use --memray-capture-format=all for memray's figure)."
+        )
+    stacks = _read_text(job.faults)
+    if stacks:
+        lines += ["", stacks]
+    return "\n".join(lines)
+
+
+def _peak_from_capture(job: Job) -> Optional[int]:
+    """memray's peak from the capture of a crashed child, where its format survives a crash."""
+    if not job.tracker.all_allocations:
+        return None
+    try:
+        with FileReader(job.capture) as reader:
+            peak = int(reader.metadata.peak_memory)
+    except OSError:
+        return None
+    return peak
+
+
+def read_message(job: Job) -> Dict[str, Any]:
+    try:
+        with open(job.message, "rb") as stream:
+            message: Dict[str, Any] = pickle.load(stream)
+    except FileNotFoundError:
+        return {}
+    except Exception as error:  # a child killed while writing
+        return {"error": f"its message was unreadable ({error!r})"}
+    return message

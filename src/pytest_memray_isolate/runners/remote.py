@@ -1,0 +1,116 @@
+"""What the parent sends a child that is not its fork: the request, and the command line.
+
+A spawned child, and the forkserver, are pytest sessions of their own, started with the
+parent's own command line from the parent's invocation directory, so they load the same
+plugins, conftest files and options. Each test they run is described by a request file:
+the test's node id and file, its job (where the capture and the report go), the fixture
+values, and the parent's environment and working directory at the time of the call.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import cloudpickle
+import pytest
+
+from . import Job
+from .fixture_values import CannotSend, pack_values
+
+__all__ = [
+    "REQUEST_ENV",
+    "SERVER_ENV",
+    "Request",
+    "child_command",
+    "load_request",
+    "send_request",
+]
+
+#: Set in a spawned child's environment: the path of its one request file.
+REQUEST_ENV = "PYTEST_MEMRAY_ISOLATE_REQUEST"
+#: Set in the forkserver's environment: its request and reply descriptors, ``"r,w"``.
+SERVER_ENV = "PYTEST_MEMRAY_ISOLATE_SERVER"
+
+
+@dataclass
+class Request:
+    """One test for a child to run: which, with what, and where its results go."""
+
+    nodeid: str
+    #: The test's node id with its file made absolute, for the child's collection.
+    collect_arg: str
+    #: The test's file, absolute: the forkserver collects whole files.
+    path: str
+    job: Job
+    values: bytes
+    environ: Dict[str, str]
+    cwd: str
+    #: The isolation mode, for messages.
+    mode: str
+
+
+def _collect_arg(item: pytest.Item) -> str:
+    _, separator, rest = item.nodeid.partition("::")
+    return f"{item.path}{separator}{rest}" if separator else str(item.path)
+
+
+def _cannot_send_text(item: pytest.Item, mode: str, problem: CannotSend) -> str:
+    what = f"fixture {problem.fixture!r}" if problem.fixture is not None else "the fixture values"
+    error = f"{type(problem.error).__name__}: {problem.error}"
+    return (
+        f"{item.nodeid}: {what} cannot be sent to the {mode} child process ({error}).\n"
+        f"Only values that pickle (with cloudpickle) can cross to a {mode} child. Run this test with"
+        ' fork isolation instead: @pytest.mark.memray_isolate("fork"), or --memray-isolate=fork.'
+    )
+
+
+def send_request(item: pytest.Item, job: Job, mode: str) -> Path:
+    """Write the request for ``item``; fails the test when its fixture values cannot be sent."""
+    __tracebackhide__ = True  # pytest shows the test's frames, not these
+    try:
+        values = pack_values(item)
+    except CannotSend as problem:
+        refused: Optional[CannotSend] = problem
+    else:
+        refused = None
+    if refused is not None:  # failed outside the except block: no chained tracebacks
+        pytest.fail(_cannot_send_text(item, mode, refused), pytrace=False)
+    request = Request(
+        nodeid=item.nodeid,
+        collect_arg=_collect_arg(item),
+        path=str(item.path),
+        job=job,
+        values=values,
+        environ=dict(os.environ),
+        cwd=os.getcwd(),
+        mode=mode,
+    )
+    with open(job.request, "wb") as stream:
+        stream.write(cloudpickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+    return job.request
+
+
+def load_request(path: str) -> Request:
+    with open(path, "rb") as stream:
+        request: Request = pickle.load(stream)
+    return request
+
+
+def child_command(config: pytest.Config) -> List[str]:
+    """The command line of a child pytest session, and so its options: the parent's own.
+
+    The child collects only the tests it is asked for, whatever paths the command line
+    names; pytest-xdist, if the parent runs under it, must not distribute again.
+    """
+    command = [sys.executable, "-m", "pytest", *map(str, config.invocation_params.args)]
+    command.append(f"--rootdir={config.rootpath}")
+    if config.inipath is not None:
+        command += ["-c", str(config.inipath)]
+    if config.pluginmanager.hasplugin("xdist"):
+        command += ["-n", "0"]
+    return command

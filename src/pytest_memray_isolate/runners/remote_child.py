@@ -1,0 +1,211 @@
+"""The plugin of a spawned child's and of the forkserver's pytest session.
+
+Both sessions start from the parent's command line (see remote.py) and run only what
+they are asked for: a spawned child collects its one test and runs it; the forkserver
+collects test files as their tests are asked for and forks a child per test. In either
+child the test is set up with the fixture values the parent sent (fixtures bound to a
+process are made afresh), its call runs under a Tracker, and the call report goes home
+exactly as a forked child's does (child.py). Nothing here prints: the parent reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import traceback
+from typing import Any, Dict, Generator, List, NoReturn, Optional, Set, Tuple
+
+import pytest
+
+from . import child
+from .fixture_values import unpack_values
+from .fork import quiet_fork
+from .remote import REQUEST_ENV, SERVER_ENV, Request, load_request
+from .tracking import patched_call
+from .watch import max_rss_bytes
+
+__all__ = ["RemoteChild", "from_environment"]
+
+
+def from_environment(config: pytest.Config) -> Optional[RemoteChild]:
+    """The plugin for this session if the parent started it as a child or server, else ``None``."""
+    request_path = os.environ.pop(REQUEST_ENV, None)
+    server = os.environ.pop(SERVER_ENV, None)
+    if request_path is not None:
+        return RemoteChild(config, request=load_request(request_path))
+    if server is not None:
+        requests, replies = (int(part) for part in server.split(","))
+        return RemoteChild(config, server=(requests, replies))
+    return None
+
+
+def _in_child(runtest: Any) -> Any:
+    def run_in_child() -> None:
+        child.run_call(runtest)
+
+    return run_in_child
+
+
+class RemoteChild:
+    """Runs the tests the parent asks for, one per process, and reports only to the parent."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        *,
+        request: Optional[Request] = None,
+        server: Optional[Tuple[int, int]] = None,
+    ) -> None:
+        self._config = config
+        self._request = request
+        self._server = server
+        self._values: Dict[str, Any] = {}
+        self._collection_errors: List[str] = []
+        self._setup_failure: Optional[str] = None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        # The parent reports; this session's terminal output would only be noise.
+        terminal = config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            config.pluginmanager.unregister(terminal)
+
+    # -- collection: only what was asked for -------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> bool:
+        if self._request is not None:
+            self._collect(session, self._request.collect_arg)
+        return True
+
+    def _collect(self, session: pytest.Session, argument: str) -> List[pytest.Item]:
+        self._collection_errors.clear()
+        try:
+            return list(session.perform_collect([argument]))
+        except pytest.UsageError as error:
+            self._collection_errors.append(" ".join(map(str, error.args)))
+        except Exception:
+            self._collection_errors.append(traceback.format_exc())
+        return []
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self._collection_errors.append(report.longreprtext)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        if self._server is not None:
+            self._serve(session, *self._server)
+        request = self._request
+        assert request is not None
+        self._run(self._find(session.items, request), request)
+
+    # -- the forkserver ---------------------------------------------------------------
+
+    def _serve(self, session: pytest.Session, requests: int, replies: int) -> NoReturn:
+        """Answer the parent's requests until it closes the pipe, then end without a summary."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the server
+        items: Dict[str, pytest.Item] = {}
+        collected: Set[str] = set()
+        with os.fdopen(requests, "r") as incoming:
+            for line in incoming:
+                request = load_request(line.strip())
+                if request.nodeid not in items and request.path not in collected:
+                    collected.add(request.path)
+                    items.update((item.nodeid, item) for item in self._collect(session, request.path))
+                item = items.get(request.nodeid)
+                if item is None:
+                    child.tell_unrunnable(request.job, self._not_collected_text(request))
+                    os.write(replies, b"unrunnable\n")
+                    continue
+                pid = quiet_fork()
+                if pid == 0:
+                    os.setpgid(0, 0)
+                    os.close(replies)
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    self._run(item, request)
+                with contextlib.suppress(OSError):  # the child does the same; whichever runs first
+                    os.setpgid(pid, pid)
+                os.write(replies, f"started {pid}\n".encode())
+                _, status, usage = os.wait4(pid, 0)
+                os.write(replies, f"ended {status} {max_rss_bytes(usage.ru_maxrss)}\n".encode())
+        os._exit(0)
+
+    # -- one test -------------------------------------------------------------------
+
+    def _find(self, items: List[pytest.Item], request: Request) -> pytest.Item:
+        found = [item for item in items if item.nodeid == request.nodeid]
+        if not found:
+            child.cannot_run(request.job, self._not_collected_text(request))
+        return found[0]
+
+    def _not_collected_text(self, request: Request) -> str:
+        text = f"The {request.mode} child process could not collect {request.nodeid}."
+        if self._collection_errors:
+            text += "\n\n" + "\n".join(self._collection_errors)
+        return text
+
+    def _run(self, item: pytest.Item, request: Request) -> NoReturn:
+        """Set the test up with the parent's fixture values, run it; the call report ends the process."""
+        self._request = request
+        try:
+            self._values = unpack_values(request.values)
+        except Exception:
+            child.cannot_run(
+                request.job,
+                f"The {request.mode} child process could not load the fixture values sent to it:\n"
+                + traceback.format_exc(),
+            )
+        os.environ.clear()
+        os.environ.update(request.environ)
+        with contextlib.suppress(OSError):
+            os.chdir(request.cwd)
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+        reason = self._setup_failure or "the test's call did not run"
+        child.cannot_run(
+            request.job, f"The {request.mode} child process could not set the test up:\n{reason}"
+        )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_fixture_setup(self, fixturedef: Any, request: pytest.FixtureRequest) -> Optional[object]:
+        """Answer with the parent's value for the fixtures it sent; make the others here."""
+        if fixturedef.argname not in self._values:
+            return None
+        value: object = self._values[fixturedef.argname]
+        fixturedef.cached_result = (value, fixturedef.cache_key(request), None)
+        return value
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        assert self._request is not None
+        job = self._request.job
+        child.become_child(job, own_group=False)  # the process group is set already
+        with patched_call(item, job, settle_heap=True, outer=_in_child):
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.when == "call" and child.current_job() is not None:
+            child.on_call_report(self._config, report)
+        elif call.when == "setup" and not report.passed:
+            self._setup_failure = report.longreprtext or str(report.outcome)
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if child.current_job() is not None:
+            child.on_logreport(self._config, report)
+
+    # pytest-timeout: the parent enforces the test's timeout on this whole process.
+
+    @pytest.hookimpl(optionalhook=True, tryfirst=True)
+    def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> bool:
+        return True
+
+    @pytest.hookimpl(optionalhook=True, tryfirst=True)
+    def pytest_timeout_cancel_timer(self, item: pytest.Item) -> bool:
+        return True

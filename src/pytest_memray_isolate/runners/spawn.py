@@ -1,0 +1,68 @@
+"""Spawn isolation: each tracked call runs in a fresh Python interpreter.
+
+Nothing of pytest's process is inherited: the child is a pytest session of its own that
+imports the test's module afresh, sets the test up with the fixture values the parent
+sent, and runs its call under a Tracker (see remote_child.py). It costs an interpreter's
+start-up per test; it is the mode for code that must not be forked (threads that fork
+can deadlock, macOS frameworks, CUDA).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Callable, Optional, Tuple
+
+import pytest
+
+from . import Job
+from .outcome import collect
+from .remote import REQUEST_ENV, child_command, send_request
+from .watch import OwnChild
+
+__all__ = ["SpawnRunner"]
+
+
+class _SpawnedChild(OwnChild):
+    """A child started by ``subprocess``, reaped here: its ``Popen`` learns how it ended."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        super().__init__(process.pid)
+        self._process = process
+
+    def reap(self, block: bool) -> Optional[Tuple[int, int]]:
+        reaped = super().reap(block)
+        if reaped is not None:
+            self._process.returncode = os.waitstatus_to_exitcode(reaped[0])
+        return reaped
+
+
+class SpawnRunner:
+    """Runs each tracked call in a newly started interpreter."""
+
+    #: The child puts the Tracker around its own copy of the test function.
+    tracks_here = False
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._command = child_command(config)
+        self._directory = config.invocation_params.dir
+
+    def wrap(self, item: pytest.Item, runtest: Callable[[], object], job: Job) -> Callable[[], None]:
+        """A replacement for ``item.runtest`` that runs the call in a spawned child."""
+
+        def run_spawned() -> None:
+            __tracebackhide__ = True  # pytest shows the test's frames, not these
+            request = send_request(item, job, "spawn")
+            process = subprocess.Popen(
+                self._command,
+                cwd=self._directory,
+                env={**os.environ, REQUEST_ENV: str(request)},
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a process group of its own, killed at the end
+            )
+            collect(_SpawnedChild(process), job, started_rss=None)
+
+        return run_spawned
+
+    def close(self) -> None:
+        """Nothing outlives a test in spawn mode."""
