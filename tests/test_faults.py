@@ -63,7 +63,7 @@ def record(*pids):
 
 def start_grandchild():
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    record(os.getpid(), sleeper.pid)
+    record(os.getpid(), sleeper.pid, os.getppid())  # the parent: pytest, or the forkserver
 """
 
 
@@ -85,7 +85,13 @@ def _suite(pytester: pytest.Pytester, body: str) -> None:
     ],
 )
 def test_a_crash_is_reported_with_its_cause_output_and_stack(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, statement: str, cause: str, stack: str | None
+    pytester: pytest.Pytester,
+    run: Runner,
+    private_tmp: Path,
+    statement: str,
+    cause: str,
+    stack: str | None,
+    isolated_flag: str,
 ) -> None:
     """Signal or exit status, the output printed before dying, the faulthandler stack, the memory."""
     _suite(
@@ -101,12 +107,14 @@ def test_crashes():
     {statement}
 """,
     )
-    result = run("--memray-isolate", "-rf")
+    result = run(isolated_flag, "-rf")
     result.assert_outcomes(passed=1, failed=1)
-    lines = [
-        f"The isolated child process running this test {cause} before reporting a result.",
-        "Resident memory grew by about *MiB before the crash*",
-    ]
+    growth = (
+        "Resident memory grew by about *MiB before the crash*"
+        if isolated_flag.endswith("=fork")
+        else "The child's peak resident size was *MiB*"  # a fresh interpreter: no baseline
+    )
+    lines = [f"The isolated child process running this test {cause} before reporting a result.", growth]
     if stack is not None:
         lines += ["", f"{stack}*", "*", "Current thread *", "  File *, line * in test_crashes"]
     result.stdout.fnmatch_lines(lines)
@@ -122,7 +130,9 @@ def test_crashes():
     assert list(private_tmp.iterdir()) == []
 
 
-def test_a_crash_with_the_all_format_reports_memrays_peak(pytester: pytest.Pytester, run: Runner) -> None:
+def test_a_crash_with_the_all_format_reports_memrays_peak(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
     """With --memray-capture-format=all the capture survives the crash and gives memray's peak."""
     pytester.makepyfile(
         """
@@ -133,7 +143,7 @@ def test_a_crash_with_the_all_format_reports_memrays_peak(pytester: pytest.Pytes
             os._exit(1)
         """
     )
-    result = run("--memray-isolate", "--memray-capture-format=all")
+    result = run(isolated_flag, "--memray-capture-format=all")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -146,18 +156,25 @@ def test_a_crash_with_the_all_format_reports_memrays_peak(pytester: pytest.Pytes
 @pytest.mark.parametrize(
     ("how", "flags", "ini"),
     [
-        ("command line", ["--memray-isolate", "--memray-timeout=1"], ""),
-        ("ini", ["--memray-isolate"], "memray_timeout = 1"),
+        ("command line", ["--memray-timeout=1"], ""),
+        ("ini", [], "memray_timeout = 1"),
         ("marker", [], ""),
     ],
 )
 def test_a_hanging_child_is_killed_at_its_deadline(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, how: str, flags: List[str], ini: str
+    pytester: pytest.Pytester,
+    run: Runner,
+    private_tmp: Path,
+    how: str,
+    flags: List[str],
+    ini: str,
+    isolated_flag: str,
 ) -> None:
     """--memray-timeout, memray_timeout or memray_isolate(timeout=...): killed, with its stack."""
     if ini:
         pytester.makeini(f"[pytest]\n{ini}\n")
-    marker = "@pytest.mark.memray_isolate(timeout=1)" if how == "marker" else ""
+    mode = isolated_flag.partition("=")[2]
+    marker = f"@pytest.mark.memray_isolate({mode!r}, timeout=1)" if how == "marker" else ""
     _suite(
         pytester,
         f"""
@@ -170,7 +187,7 @@ def test_hangs():
 """,
     )
     started = time.monotonic()
-    result = run(*flags, "-rf")
+    result = run(*([] if how == "marker" else [isolated_flag]), *flags, "-rf")
     assert time.monotonic() - started < 60
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
@@ -187,7 +204,7 @@ def test_hangs():
 
 @pytest.mark.parametrize("method", ["signal", "thread"])
 def test_pytest_timeout_is_honoured_in_the_child_not_the_parent(
-    pytester: pytest.Pytester, run: Runner, method: str
+    pytester: pytest.Pytester, run: Runner, method: str, isolated_flag: str
 ) -> None:
     """pytest-timeout's marker and options set the child's deadline; its timer never fires in pytest."""
     pytester.makepyfile(
@@ -206,7 +223,7 @@ def test_pytest_timeout_is_honoured_in_the_child_not_the_parent(
             pass
         """
     )
-    result = run("-p", "timeout", "--memray-isolate", "--timeout=2", f"--timeout-method={method}", "-rf")
+    result = run("-p", "timeout", isolated_flag, "--timeout=2", f"--timeout-method={method}", "-rf")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
         ["Timeout after 1 s: the isolated child process running this test was killed."]
@@ -219,7 +236,7 @@ def test_pytest_timeout_is_honoured_in_the_child_not_the_parent(
 
 
 def test_runaway_memory_is_stopped_at_the_ceiling(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
 ) -> None:
     """--memray-max-rss kills a child before it can exhaust the machine; the test fails saying so."""
     _suite(
@@ -232,7 +249,7 @@ def test_runaway():
         hoard.append(bytearray(b"x") * (50 * 1024 * 1024))
 """,
     )
-    result = run("--memray-isolate", "--memray-max-rss=400 MB", "-rf")
+    result = run(isolated_flag, "--memray-max-rss=400 MB", "-rf")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -244,7 +261,7 @@ def test_runaway():
     assert list(private_tmp.iterdir()) == []
 
 
-def test_max_rss_from_the_ini(pytester: pytest.Pytester, run: Runner) -> None:
+def test_max_rss_from_the_ini(pytester: pytest.Pytester, run: Runner, isolated_flag: str) -> None:
     """memray_max_rss in the ini file sets the same ceiling."""
     pytester.makeini("[pytest]\nmemray_max_rss = 300 MB\n")
     pytester.makepyfile(
@@ -253,12 +270,14 @@ def test_max_rss_from_the_ini(pytester: pytest.Pytester, run: Runner) -> None:
             hoard = [bytearray(b"x") * (50 * 1024 * 1024) for _ in range(100)]
         """
     )
-    result = run("--memray-isolate")
+    result = run(isolated_flag)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*over the limit of 300.0MiB (--memray-max-rss), and was killed."])
 
 
-def test_processes_a_passing_test_leaves_running_are_killed(pytester: pytest.Pytester, run: Runner) -> None:
+def test_processes_a_passing_test_leaves_running_are_killed(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
     """A test that starts a process and returns does not leave it running after the child ends."""
     _suite(
         pytester,
@@ -267,13 +286,15 @@ def test_starts_and_leaves():
     start_grandchild()
 """,
     )
-    run("--memray-isolate").assert_outcomes(passed=2)
+    run(isolated_flag).assert_outcomes(passed=2)
     pids = _pids_written(pytester)
-    assert len(pids) == 2
+    assert len(pids) == 3  # the test's process, the one it started, and their parent
     assert _gone(pids)
 
 
-def test_a_test_that_forks_closes_stdout_or_changes_directory(pytester: pytest.Pytester, run: Runner) -> None:
+def test_a_test_that_forks_closes_stdout_or_changes_directory(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
     """The parent still gets exactly one report from a child that forks, closes fd 1 or moves."""
     pytester.makepyfile(
         """
@@ -300,14 +321,14 @@ def test_a_test_that_forks_closes_stdout_or_changes_directory(pytester: pytest.P
         """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", *QUIET_PLUGINS, "--memray-isolate", "-p", "no:randomly", timeout=120
+        "-p", "no:cacheprovider", *QUIET_PLUGINS, isolated_flag, "-p", "no:randomly", timeout=120
     )
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(["Allocation results for *::test_changes_directory at the high watermark"])
 
 
 def test_ctrl_c_in_pytest_stops_the_session_and_its_children(
-    pytester: pytest.Pytester, private_tmp: Path
+    pytester: pytest.Pytester, private_tmp: Path, isolated_flag: str
 ) -> None:
     """SIGINT to pytest while a child runs: the child and its processes die, pytest reports as usual."""
     _suite(
@@ -323,7 +344,7 @@ def test_runs_long():
     output_path = pytester.path / "out.txt"
     with output_path.open("w") as output_file:
         process = pytester.popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *QUIET_PLUGINS, "--memray-isolate"],
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *QUIET_PLUGINS, isolated_flag],
             stdout=output_file,
             stderr=subprocess.STDOUT,
         )

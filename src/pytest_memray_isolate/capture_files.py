@@ -54,7 +54,7 @@ class CaptureFiles:
 
     def done_with(self, capture: Path, stem: Path) -> None:
         """Delete a job's scratch files, and its capture unless the user keeps them."""
-        for leftover in (".report", ".faults", ".request"):
+        for leftover in (".report", ".faults", ".request", ".startup"):
             stem.with_suffix(leftover).unlink(missing_ok=True)
         if self.keep_in is None:
             capture.unlink(missing_ok=True)

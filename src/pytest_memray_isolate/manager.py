@@ -162,7 +162,7 @@ class Manager:
         if mode == "spawn":
             return SpawnRunner(self._config)
         if mode == "forkserver":
-            return ForkserverRunner(self._config)
+            return ForkserverRunner(self._config, self._files.scratch)
         # A child in its own process group cannot read the terminal; keep it in
         # pytest's group when the tests may (-s with a terminal on stdin, for pdb).
         reads_terminal = self._config.getoption("capture") == "no" and os.isatty(0)
@@ -187,9 +187,16 @@ class Manager:
             for data in job.child.during_call:  # subtests, logged here as they would have been
                 logged = self._config.hook.pytest_report_from_serializable(config=self._config, data=data)
                 item.ihook.pytest_runtest_logreport(report=logged)
-            report = self._config.hook.pytest_report_from_serializable(
+            from_child = self._config.hook.pytest_report_from_serializable(
                 config=self._config, data=job.child.report
             )
+            if job.output_captured_here:
+                # The child wrote to this process's capture; its report has what it logged.
+                names = {name for name, _ in report.sections}
+                from_child.sections = report.sections + [
+                    section for section in from_child.sections if section[0] not in names
+                ]
+            report = from_child
             # Properties recorded in the child belong to the item here too: the teardown
             # report (which junitxml reads them from) is made in this process.
             item.user_properties[:] = report.user_properties

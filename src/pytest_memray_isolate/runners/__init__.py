@@ -48,6 +48,9 @@ class Job:
     max_rss: Optional[int] = None
     #: How the child ended when it did not report (crash, timeout, memory), for reports.
     child_end: Optional[Dict[str, Any]] = None
+    #: Whether the child's output went to this process's capture rather than its own
+    #: (spawn, forkserver): the call report then takes its output sections from here.
+    output_captured_here: bool = False
     #: The leaks that counted against a limit_leaks marker, for reports.
     leaks: Optional[List[Dict[str, Any]]] = None
 
@@ -60,6 +63,11 @@ class Job:
     def request(self) -> Path:
         """Where the parent writes what a spawned or forkserver child needs to run the test."""
         return self.scratch.with_suffix(".request")
+
+    @property
+    def startup_output(self) -> Path:
+        """Where a spawned child's output goes until it reaches the test (its start-up noise)."""
+        return self.scratch.with_suffix(".startup")
 
     @property
     def faults(self) -> Path:

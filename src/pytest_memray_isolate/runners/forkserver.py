@@ -6,19 +6,23 @@ file the first time one of its tests is asked for and never runs a test itself; 
 child it forks sets one test up with the fixture values the parent sent and runs its
 call under a Tracker (see remote_child.py), so every child starts from the same server.
 
-The parent talks to the server over two pipes, one line per message: it sends the path
-of a request file; the server answers ``started PID`` then ``ended STATUS MAX_RSS`` when
-it has reaped that child, or ``unrunnable`` when it could not get the test (the reason
-is in the job's message file). The server ends when the parent closes its pipe.
+The parent talks to the server over a Unix socket, one line per message: it sends the
+path of a request file together with its own stdout and stderr descriptors (which, during
+a test's call, are pytest's capture files, so the child's output is captured exactly as a
+forked child's is); the server answers ``started PID`` then ``ended STATUS MAX_RSS`` when
+it has reaped that child, or ``unrunnable`` when it could not get the test (the reason is
+in the job's message file). The server ends when the parent closes the socket.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
+import socket
 import subprocess
-from typing import Callable, Iterator, Optional, Tuple
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Tuple
 
 import pytest
 
@@ -40,38 +44,43 @@ class ServerLost(Exception):
 class _Server:
     """One running forkserver and the parent's ends of its pipes."""
 
-    def __init__(self, config: pytest.Config) -> None:
-        requests_read, self._requests = os.pipe()
-        self._replies, replies_write = os.pipe()
+    def __init__(self, config: pytest.Config, output: Path) -> None:
+        self._socket, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._buffer = b""
-        with _real_output(config):  # the server's output is the terminal's, not this test's
+        self._output = output
+        # The server's own output (start-up, importing test files) goes to a file, shown
+        # if it fails; its children write to the streams each request brings.
+        with server_end, open(output, "wb") as server_output:
             self.process = subprocess.Popen(
                 child_command(config),
                 cwd=config.invocation_params.dir,
-                env={**os.environ, SERVER_ENV: f"{requests_read},{replies_write}"},
+                env={**os.environ, SERVER_ENV: str(server_end.fileno())},
                 stdin=subprocess.DEVNULL,
-                pass_fds=(requests_read, replies_write),
+                stdout=server_output,
+                stderr=server_output,
+                pass_fds=(server_end.fileno(),),
                 start_new_session=True,  # no Ctrl-C from the terminal: the parent stops it
             )
-        os.close(requests_read)
-        os.close(replies_write)
 
     @property
     def replies(self) -> int:
-        return self._replies
+        return self._socket.fileno()
 
     def send(self, line: str) -> None:
+        """Send a request line, with this process's stdout and stderr for the child."""
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
         try:
-            os.write(self._requests, (line + "\n").encode())
+            socket.send_fds(self._socket, [(line + "\n").encode()], [1, 2])
         except OSError as error:
             raise ServerLost(str(error)) from error
 
     def reply(self, timeout: Optional[float]) -> Optional[str]:
         """The server's next line; ``None`` if none came within ``timeout`` seconds."""
         while b"\n" not in self._buffer:
-            if timeout is not None and not select.select([self._replies], [], [], timeout)[0]:
+            if timeout is not None and not select.select([self._socket], [], [], timeout)[0]:
                 return None
-            chunk = os.read(self._replies, 4096)
+            chunk = self._socket.recv(4096)
             if not chunk:
                 raise ServerLost(self._how_it_ended())
             self._buffer += chunk
@@ -82,31 +91,20 @@ class _Server:
         try:
             code = self.process.wait(_STOP_GRACE)
         except subprocess.TimeoutExpired:
-            return "it closed its pipe"
-        return f"it exited with status {code}" if code >= 0 else f"it was killed by signal {-code}"
+            how = "it closed its socket"
+        else:
+            how = f"it exited with status {code}" if code >= 0 else f"it was killed by signal {-code}"
+        output = self._output.read_text(errors="replace").strip() if self._output.exists() else ""
+        return f"{how}; its output:\n{output}" if output else how
 
     def stop(self) -> None:
-        """Close the server's pipe, so it ends; kill it if it does not."""
-        for descriptor in (self._requests, self._replies):
-            with contextlib.suppress(OSError):
-                os.close(descriptor)
+        """Close the server's socket, so it ends; kill it if it does not."""
+        self._socket.close()
         try:
             self.process.wait(_STOP_GRACE)
         except subprocess.TimeoutExpired:
             kill_group(self.process.pid)
             self.process.wait()
-
-
-@contextlib.contextmanager
-def _real_output(config: pytest.Config) -> Iterator[None]:
-    """Suspend pytest's output capture, so a process started now inherits the real streams."""
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    disabled = getattr(capture, "global_and_fixture_disabled", None)
-    if disabled is None:
-        yield
-        return
-    with disabled():
-        yield
 
 
 class _ServedChild:
@@ -137,8 +135,9 @@ class ForkserverRunner:
     #: The child puts the Tracker around its own copy of the test function.
     tracks_here = False
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, scratch: Path) -> None:
         self._config = config
+        self._output = scratch / "forkserver.out"
         self._server: Optional[_Server] = None
 
     def wrap(self, item: pytest.Item, runtest: Callable[[], object], job: Job) -> Callable[[], None]:
@@ -146,13 +145,14 @@ class ForkserverRunner:
 
         def run_served() -> None:
             __tracebackhide__ = True  # pytest shows the test's frames, not these
+            job.output_captured_here = True
             request = send_request(item, job, "forkserver")
             server = self._running_server()
             try:
                 server.send(str(request))
                 answer = (server.reply(None) or "").split()
                 if answer[0] == "started":
-                    collect(_ServedChild(server, int(answer[1])), job, started_rss=None)
+                    collect(_ServedChild(server, int(answer[1])), job, started_rss=None, time_from_start=True)
                     return
                 collect_unrunnable(job)
             except ServerLost as lost:
@@ -167,7 +167,7 @@ class ForkserverRunner:
 
     def _running_server(self) -> _Server:
         if self._server is None:
-            self._server = _Server(self._config)
+            self._server = _Server(self._config, self._output)
         return self._server
 
     def close(self) -> None:

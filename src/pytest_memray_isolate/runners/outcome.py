@@ -12,7 +12,6 @@ import os
 import pickle
 import signal
 import sys
-import time
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -78,16 +77,25 @@ def _read_text(path: Any) -> str:
         return ""
 
 
-def collect(child: WatchedChild, job: Job, *, started_rss: Optional[int], own_group: bool = True) -> None:
+def collect(
+    child: WatchedChild,
+    job: Job,
+    *,
+    started_rss: Optional[int],
+    own_group: bool = True,
+    time_from_start: bool = False,
+) -> None:
     """Wait for ``child``, then put its report on ``job`` or fail the test saying why there is none.
 
     ``started_rss`` is the resident size the child started from (a forked child shares
     pytest's), to say how much it grew before a crash; ``None`` for a fresh interpreter.
+    With ``time_from_start`` the timeout counts from when the child reaches the test
+    (it creates the job's faults file there), not from its start-up.
     """
     __tracebackhide__ = True  # pytest shows the test's frames, not these
-    deadline = None if job.timeout is None else time.monotonic() + job.timeout
+    limits = Limits(job.timeout, job.max_rss, job.faults if time_from_start else None)
     try:
-        end = wait_for_child(child, Limits(deadline, job.max_rss), job.faults)
+        end = wait_for_child(child, limits, job.faults)
     except BaseException:  # Ctrl-C in the parent: take the child down with it
         kill_group(child.pid) if own_group else os.kill(child.pid, signal.SIGKILL)
         child.reap(True)
@@ -154,6 +162,9 @@ def _crash_text(job: Job, end: ChildEnd, started_rss: Optional[int]) -> str:
     stacks = _read_text(job.faults)
     if stacks:
         lines += ["", stacks]
+    startup = _read_text(job.startup_output)
+    if startup:
+        lines += ["", "Its output before it reached the test:", startup]
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ from .fixture_values import CannotSend, pack_values
 __all__ = [
     "REQUEST_ENV",
     "SERVER_ENV",
+    "STREAMS_ENV",
     "Request",
     "child_command",
     "load_request",
@@ -33,7 +34,9 @@ __all__ = [
 
 #: Set in a spawned child's environment: the path of its one request file.
 REQUEST_ENV = "PYTEST_MEMRAY_ISOLATE_REQUEST"
-#: Set in the forkserver's environment: its request and reply descriptors, ``"r,w"``.
+#: Set in a spawned child's environment: the descriptors of the parent's stdout and stderr.
+STREAMS_ENV = "PYTEST_MEMRAY_ISOLATE_STREAMS"
+#: Set in the forkserver's environment: the descriptor of its socket to the parent.
 SERVER_ENV = "PYTEST_MEMRAY_ISOLATE_SERVER"
 
 
@@ -105,10 +108,12 @@ def child_command(config: pytest.Config) -> List[str]:
     """The command line of a child pytest session, and so its options: the parent's own.
 
     The child collects only the tests it is asked for, whatever paths the command line
-    names; pytest-xdist, if the parent runs under it, must not distribute again.
+    names; pytest-xdist, if the parent runs under it, must not distribute again. The
+    child captures no output: it writes to the parent's stdout and stderr, which during
+    the call are the parent's capture, so output printed before a crash is not lost.
     """
     command = [sys.executable, "-m", "pytest", *map(str, config.invocation_params.args)]
-    command.append(f"--rootdir={config.rootpath}")
+    command += [f"--rootdir={config.rootpath}", "--capture=no"]
     if config.inipath is not None:
         command += ["-c", str(config.inipath)]
     if config.pluginmanager.hasplugin("xdist"):

@@ -13,15 +13,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import traceback
-from typing import Any, Dict, Generator, List, NoReturn, Optional, Set, Tuple
+from typing import Any, Dict, Generator, List, NoReturn, Optional, Set
 
 import pytest
 
 from . import child
 from .fixture_values import unpack_values
 from .fork import quiet_fork
-from .remote import REQUEST_ENV, SERVER_ENV, Request, load_request
+from .remote import REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Request, load_request
 from .tracking import patched_call
 from .watch import max_rss_bytes
 
@@ -32,11 +33,12 @@ def from_environment(config: pytest.Config) -> Optional[RemoteChild]:
     """The plugin for this session if the parent started it as a child or server, else ``None``."""
     request_path = os.environ.pop(REQUEST_ENV, None)
     server = os.environ.pop(SERVER_ENV, None)
+    streams = os.environ.pop(STREAMS_ENV, None)
     if request_path is not None:
-        return RemoteChild(config, request=load_request(request_path))
+        parent_streams = [int(stream) for stream in streams.split(",")] if streams else []
+        return RemoteChild(config, request=load_request(request_path), streams=parent_streams)
     if server is not None:
-        requests, replies = (int(part) for part in server.split(","))
-        return RemoteChild(config, server=(requests, replies))
+        return RemoteChild(config, server=socket.socket(fileno=int(server)))
     return None
 
 
@@ -55,9 +57,12 @@ class RemoteChild:
         config: pytest.Config,
         *,
         request: Optional[Request] = None,
-        server: Optional[Tuple[int, int]] = None,
+        server: Optional[socket.socket] = None,
+        streams: Optional[List[int]] = None,
     ) -> None:
         self._config = config
+        #: The parent's stdout and stderr, which the test writes to (a spawned child's).
+        self._streams = streams or []
         self._request = request
         self._server = server
         self._values: Dict[str, Any] = {}
@@ -96,41 +101,51 @@ class RemoteChild:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         if self._server is not None:
-            self._serve(session, *self._server)
+            self._serve(session, self._server)
         request = self._request
         assert request is not None
         self._run(self._find(session.items, request), request)
 
     # -- the forkserver ---------------------------------------------------------------
 
-    def _serve(self, session: pytest.Session, requests: int, replies: int) -> NoReturn:
-        """Answer the parent's requests until it closes the pipe, then end without a summary."""
+    def _serve(self, session: pytest.Session, connection: socket.socket) -> NoReturn:
+        """Answer the parent's requests until it closes the socket, then end without a summary."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the server
         items: Dict[str, pytest.Item] = {}
         collected: Set[str] = set()
-        with os.fdopen(requests, "r") as incoming:
-            for line in incoming:
-                request = load_request(line.strip())
-                if request.nodeid not in items and request.path not in collected:
-                    collected.add(request.path)
-                    items.update((item.nodeid, item) for item in self._collect(session, request.path))
-                item = items.get(request.nodeid)
-                if item is None:
-                    child.tell_unrunnable(request.job, self._not_collected_text(request))
-                    os.write(replies, b"unrunnable\n")
-                    continue
-                pid = quiet_fork()
-                if pid == 0:
-                    os.setpgid(0, 0)
-                    os.close(replies)
-                    signal.signal(signal.SIGINT, signal.default_int_handler)
-                    self._run(item, request)
-                with contextlib.suppress(OSError):  # the child does the same; whichever runs first
-                    os.setpgid(pid, pid)
-                os.write(replies, f"started {pid}\n".encode())
-                _, status, usage = os.wait4(pid, 0)
-                os.write(replies, f"ended {status} {max_rss_bytes(usage.ru_maxrss)}\n".encode())
-        os._exit(0)
+        while True:
+            line, streams, _, _ = socket.recv_fds(connection, 65536, 2)
+            if not line:
+                os._exit(0)
+            request = load_request(line.decode().strip())
+            if request.nodeid not in items and request.path not in collected:
+                collected.add(request.path)
+                items.update((item.nodeid, item) for item in self._collect(session, request.path))
+            item = items.get(request.nodeid)
+            if item is None:
+                child.tell_unrunnable(request.job, self._not_collected_text(request))
+                connection.sendall(b"unrunnable\n")
+            else:
+                self._fork_for(item, request, connection, streams)
+            for stream in streams:
+                os.close(stream)
+
+    def _fork_for(
+        self, item: pytest.Item, request: Request, connection: socket.socket, streams: List[int]
+    ) -> None:
+        """Fork the test's child, tell the parent its pid, reap it, tell the parent how it ended."""
+        pid = quiet_fork()
+        if pid == 0:
+            os.setpgid(0, 0)
+            connection.close()
+            self._streams = streams
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._run(item, request)
+        with contextlib.suppress(OSError):  # the child does the same; whichever runs first
+            os.setpgid(pid, pid)
+        connection.sendall(f"started {pid}\n".encode())
+        _, status, usage = os.wait4(pid, 0)
+        connection.sendall(f"ended {status} {max_rss_bytes(usage.ru_maxrss)}\n".encode())
 
     # -- one test -------------------------------------------------------------------
 
@@ -157,6 +172,8 @@ class RemoteChild:
                 f"The {request.mode} child process could not load the fixture values sent to it:\n"
                 + traceback.format_exc(),
             )
+        for target, stream in enumerate(self._streams, start=1):  # the parent's stdout, stderr
+            os.dup2(stream, target)
         os.environ.clear()
         os.environ.update(request.environ)
         with contextlib.suppress(OSError):

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from typing import Callable, Optional, Tuple
 
 import pytest
 
 from . import Job
 from .outcome import collect
-from .remote import REQUEST_ENV, child_command, send_request
+from .remote import REQUEST_ENV, STREAMS_ENV, child_command, send_request
 from .watch import OwnChild
 
 __all__ = ["SpawnRunner"]
@@ -52,15 +53,33 @@ class SpawnRunner:
 
         def run_spawned() -> None:
             __tracebackhide__ = True  # pytest shows the test's frames, not these
+            for output in (sys.stdout, sys.stderr):
+                output.flush()
+            job.output_captured_here = True
             request = send_request(item, job, "spawn")
-            process = subprocess.Popen(
-                self._command,
-                cwd=self._directory,
-                env={**os.environ, REQUEST_ENV: str(request)},
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a process group of its own, killed at the end
-            )
-            collect(_SpawnedChild(process), job, started_rss=None)
+            # The child writes to these (pytest's capture, during the call) once it reaches
+            # the test; until then its output goes to a file, shown only if it fails to start.
+            streams = [os.dup(1), os.dup(2)]
+            try:
+                with open(job.startup_output, "wb") as startup:
+                    process = subprocess.Popen(
+                        self._command,
+                        cwd=self._directory,
+                        env={
+                            **os.environ,
+                            REQUEST_ENV: str(request),
+                            STREAMS_ENV: ",".join(map(str, streams)),
+                        },
+                        stdin=subprocess.DEVNULL,
+                        stdout=startup,
+                        stderr=startup,
+                        pass_fds=streams,
+                        start_new_session=True,  # a process group of its own, killed at the end
+                    )
+            finally:
+                for stream in streams:
+                    os.close(stream)
+            collect(_SpawnedChild(process), job, started_rss=None, time_from_start=True)
 
         return run_spawned
 

@@ -24,16 +24,24 @@ __all__ = ["ChildEnd", "Limits", "OwnChild", "WatchedChild", "kill_group", "wait
 
 #: How often the child's resident memory is read while it runs.
 _RSS_INTERVAL = 0.01
+#: Extra seconds a child with a time limit gets to reach its test (see Limits).
+STARTUP_ALLOWANCE = 60.0
 #: How long a timed-out child gets to write its stack dump before it is killed.
 _DUMP_GRACE = 1.0
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What the parent enforces on one child: a deadline (monotonic clock) and a ceiling."""
+    """What the parent enforces on one child: a time limit and a resident-memory ceiling.
 
-    deadline: Optional[float] = None
+    The time counts from when the child reaches the test (``started`` exists), so a
+    spawned interpreter's start-up is not charged to the test; a child that never gets
+    there has :data:`STARTUP_ALLOWANCE` seconds more.
+    """
+
+    timeout: Optional[float] = None
     max_rss: Optional[int] = None
+    started: Optional[Path] = None
 
 
 @dataclass(frozen=True)
@@ -143,21 +151,47 @@ def _ended(
     return None if reaped is None else ChildEnd(reaped[0], reaped[1], killed_for, rss_when_killed)
 
 
+class _Deadline:
+    """When the child's time is up: counted from its start at the test, once it gets there."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        now = time.monotonic()
+        self._started = limits.started is None
+        self.at: Optional[float] = None
+        if limits.timeout is not None:
+            self.at = now + limits.timeout + (0 if self._started else STARTUP_ALLOWANCE)
+
+    def update(self, now: float) -> None:
+        started = self._limits.started
+        if self._started or started is None or not started.exists():
+            return
+        self._started = True
+        assert self._limits.timeout is not None
+        self.at = now + self._limits.timeout
+
+    @property
+    def waiting_for_start(self) -> bool:
+        return not self._started
+
+
 def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
     """Wait for ``child`` to end, enforcing ``limits``; the child is always reaped."""
     __tracebackhide__ = True  # pytest shows the test's frames, not these
     try:
-        if limits.deadline is None and limits.max_rss is None:
+        if limits.timeout is None and limits.max_rss is None:
             end = _ended(child, True)
             assert end is not None
             return end
+        deadline = _Deadline(limits)
         exit_signal = _ExitSignal(child)
         while True:
             end = _ended(child, False)
             if end is not None:
                 return end
             now = time.monotonic()
-            if limits.deadline is not None and now >= limits.deadline:
+            deadline.update(now)
+            if deadline.at is not None and now >= deadline.at:
                 _dump_then_kill(child.pid, dump)
                 return _ended(child, True, "timeout") or ChildEnd(0, 0, "timeout")
             if limits.max_rss is not None:
@@ -165,9 +199,10 @@ def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
                 if resident >= limits.max_rss:
                     kill_group(child.pid)
                     return _ended(child, True, "memory", resident) or ChildEnd(0, 0, "memory", resident)
-            step = _RSS_INTERVAL if limits.max_rss is not None else 1.0
-            if limits.deadline is not None:
-                step = min(step, limits.deadline - now)
+            often = limits.max_rss is not None or deadline.waiting_for_start
+            step = _RSS_INTERVAL if often else 1.0
+            if deadline.at is not None:
+                step = min(step, deadline.at - now)
             exit_signal.sleep(step)
     finally:
         child.close()
