@@ -184,14 +184,29 @@ class RemoteChild:
             request.job, f"The {request.mode} child process could not set the test up:\n{reason}"
         )
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_fixture_setup(self, fixturedef: Any, request: pytest.FixtureRequest) -> Optional[object]:
-        """Answer with the parent's value for the fixtures it sent; make the others here."""
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: Any, request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        """Answer with the parent's value for the fixtures it sent; make the others here.
+
+        The fixture's function is stood in for by one returning the sent value (even
+        ``None``, which a plain hook result could not give), so pytest caches and tears
+        it down as usual, and no plugin runs the original a second time.
+        """
         if fixturedef.argname not in self._values:
-            return None
-        value: object = self._values[fixturedef.argname]
-        fixturedef.cached_result = (value, fixturedef.cache_key(request), None)
-        return value
+            return (yield)
+        value = self._values[fixturedef.argname]
+        original = fixturedef.func
+
+        def sent_value(**_: object) -> object:
+            return value
+
+        fixturedef.func = sent_value
+        try:
+            return (yield)
+        finally:
+            fixturedef.func = original
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:

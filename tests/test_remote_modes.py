@@ -1,0 +1,316 @@
+"""End to end: what is particular to the spawn and forkserver modes.
+
+Their children do not share pytest's memory: the test's module is imported afresh, the
+project's fixture values are sent with cloudpickle, and fixtures bound to a process are
+made again. Everything the modes share with fork mode is proven by the suites that run
+in every mode (``mode_flag`` and ``isolated_flag`` in conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from conftest import ISOLATION_FLAGS, Runner
+
+REMOTE_FLAGS = [ISOLATION_FLAGS["forkserver"], ISOLATION_FLAGS["spawn"]]
+
+
+@pytest.fixture(params=REMOTE_FLAGS, ids=["forkserver", "spawn"])
+def remote_flag(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once per mode whose children are not forks of pytest."""
+    return str(request.param)
+
+
+_UNPICKLABLE = """
+import socket
+import threading
+import pytest
+
+@pytest.fixture
+def connection():
+    with socket.socket() as sock:
+        yield sock
+
+@pytest.fixture
+def guarded():
+    lock = threading.Lock()
+    return lambda: lock.locked()
+
+def test_socket(connection):
+    assert connection.fileno() >= 0
+
+def test_closure_over_a_lock(guarded):
+    assert guarded() is False
+
+def test_after():
+    pass
+"""
+
+
+def test_unpicklable_fixture_values_fail_their_test_naming_the_fixture(
+    pytester: pytest.Pytester, run: Runner, remote_flag: str
+) -> None:
+    """An open socket, a closure over a lock: the test fails saying which fixture and why."""
+    mode = remote_flag.partition("=")[2]
+    pytester.makepyfile(_UNPICKLABLE)
+    result = run(remote_flag, "-rf")
+    result.assert_outcomes(passed=1, failed=2)
+    suggestion = (
+        f"Only values that pickle (with cloudpickle) can cross to a {mode} child. Run this test with"
+        ' fork isolation instead: @pytest.mark.memray_isolate("fork"), or --memray-isolate=fork.'
+    )
+    result.stdout.fnmatch_lines(
+        [
+            f"*::test_socket: fixture 'connection' cannot be sent to the {mode} child process"
+            " (TypeError: cannot pickle 'socket' object).",
+            suggestion,
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            f"*::test_closure_over_a_lock: fixture 'guarded' cannot be sent to the {mode} child process"
+            " (TypeError: cannot pickle '_thread.lock' object).",
+            suggestion,
+        ]
+    )
+    result.stdout.no_fnmatch_line("*During handling of the above exception*")
+
+
+def test_fork_runs_the_tests_whose_fixtures_cannot_travel(pytester: pytest.Pytester, run: Runner) -> None:
+    """The same tests pass under fork, which shares the parent's objects."""
+    pytester.makepyfile(_UNPICKLABLE)
+    run(ISOLATION_FLAGS["fork"]).assert_outcomes(passed=3)
+
+
+def test_closures_and_shared_objects_travel_by_value(
+    pytester: pytest.Pytester, run: Runner, remote_flag: str
+) -> None:
+    """cloudpickle sends a lambda and its captured values; objects two fixtures share stay shared."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def scale():
+            factor = 3
+            return lambda value: value * factor
+
+        @pytest.fixture(scope="module")
+        def registry():
+            return {"names": []}
+
+        @pytest.fixture
+        def names(registry):
+            return registry["names"]
+
+        def test_lambda(scale):
+            assert scale(2) == 6
+
+        def test_shared(registry, names):
+            names.append("x")
+            assert registry["names"] == ["x"]
+        """
+    )
+    run(remote_flag).assert_outcomes(passed=2)
+
+
+def test_the_module_is_imported_afresh_in_the_child(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
+    """A fork sees what the parent did to module globals; spawn and forkserver children do not."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        SEEN = []
+
+        @pytest.fixture(scope="module")
+        def remember():
+            SEEN.append("set up in pytest's process")
+
+        def test_globals(remember):
+            print("globals:", SEEN)
+        """
+    )
+    result = run(isolated_flag, "-s")
+    result.assert_outcomes(passed=1)
+    fresh = isolated_flag != ISOLATION_FLAGS["fork"]
+    expected = "globals: []" if fresh else 'globals: ["set up in pytest\'s process"]'
+    assert expected in result.stdout.str()
+
+
+def test_fixtures_made_in_the_child_and_state_the_parent_set_up(
+    pytester: pytest.Pytester, run: Runner, remote_flag: str
+) -> None:
+    """tmp_path is the parent's directory; environment and working directory follow the parent;
+    capsys, monkeypatch and request are the child's own and work as usual."""
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.fixture
+        def prepared(tmp_path, monkeypatch):
+            (tmp_path / "data.txt").write_text("from the parent")
+            monkeypatch.setenv("PREPARED_BY", "fixture")
+            monkeypatch.chdir(tmp_path)
+            return tmp_path
+
+        def test_child_sees_the_setup(prepared, tmp_path, capsys, monkeypatch, request):
+            assert tmp_path == prepared
+            assert (tmp_path / "data.txt").read_text() == "from the parent"
+            assert os.environ["PREPARED_BY"] == "fixture"
+            assert os.getcwd() == str(tmp_path)
+            print("to capsys")
+            assert capsys.readouterr().out == "to capsys\\n"
+            monkeypatch.setattr(os, "sep", "!")
+            assert os.sep == "!"
+            assert request.node.name == "test_child_sees_the_setup"
+        """
+    )
+    run(remote_flag).assert_outcomes(passed=1)
+
+
+def test_the_marker_chooses_the_mode_of_one_test(pytester: pytest.Pytester, run: Runner) -> None:
+    """memray_isolate("spawn") and ("forkserver") isolate one test each, whatever the run's mode."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.memray_isolate("spawn")
+        def test_spawned():
+            data = bytearray(1024 * 1024)
+
+        @pytest.mark.memray_isolate("forkserver")
+        def test_served():
+            data = bytearray(1024 * 1024)
+
+        @pytest.mark.memray_isolate
+        def test_default():
+            pass
+
+        def test_in_process():
+            pass
+        """
+    )
+    run("--memray", "--memray-json=out.json").assert_outcomes(passed=4)
+    tests = json.loads((pytester.path / "out.json").read_text())["tests"]
+    modes = {test["nodeid"].rpartition("::")[2]: test["mode"] for test in tests}
+    default = "spawn" if sys.platform == "darwin" else "fork"
+    assert modes == {
+        "test_spawned": "spawn",
+        "test_served": "forkserver",
+        "test_default": default,
+        "test_in_process": "in-process",
+    }
+
+
+def test_a_test_the_child_cannot_collect_fails_saying_so(
+    pytester: pytest.Pytester, run: Runner, remote_flag: str
+) -> None:
+    """A test whose id differs from one process to the next cannot be found again by the child."""
+    mode = remote_flag.partition("=")[2]
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("value", [1], ids=[f"pid{os.getpid()}"])
+        def test_named_after_its_process(value):
+            pass
+
+        def test_after():
+            pass
+        """
+    )
+    result = run(remote_flag, "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [f"The {mode} child process could not collect test_a_test_the_child_cannot_collect*::*[[]pid*[]]."]
+    )
+
+
+def test_values_that_cannot_be_loaded_in_the_child_fail_their_test(
+    pytester: pytest.Pytester, run: Runner, remote_flag: str
+) -> None:
+    """A value that pickles but refuses to unpickle: the child's traceback is the failure."""
+    mode = remote_flag.partition("=")[2]
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def refuse():
+            raise RuntimeError("not in this process")
+
+        class OnlyHere:
+            def __reduce__(self):
+                return (refuse, ())
+
+        @pytest.fixture
+        def stuck():
+            return OnlyHere()
+
+        def test_uses_it(stuck):
+            pass
+        """
+    )
+    result = run(remote_flag)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"The {mode} child process could not load the fixture values sent to it:",
+            "*RuntimeError: not in this process",
+        ]
+    )
+
+
+def test_a_fixture_made_in_the_child_that_fails_there_fails_the_test(
+    pytester: pytest.Pytester,
+    run: Runner,
+    remote_flag: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Installed plugins' fixtures are made again in the child; a failure there is reported."""
+    mode = remote_flag.partition("=")[2]
+    plugins = tmp_path_factory.mktemp("installed")  # outside the rootdir: not the project's
+    (plugins / "picky_plugin.py").write_text(
+        "import sys\n"
+        "import pytest\n\n"
+        "@pytest.fixture\n"
+        "def picky():\n"
+        "    if '--capture=no' in sys.argv:  # the plugin's child sessions run with it\n"
+        "        raise RuntimeError('picky cannot be made in a child')\n"
+    )
+    pytester.makepyfile("def test_uses_it(picky):\n    pass\n")
+    monkeypatch.setenv("PYTHONPATH", str(plugins))
+    result = run(remote_flag, "-p", "picky_plugin")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"The {mode} child process could not set the test up:",
+            "*RuntimeError: picky cannot be made in a child",
+        ]
+    )
+
+
+def test_no_warning_about_forking_a_threaded_pytest(
+    pytester: pytest.Pytester, run: Runner, remote_flag: str
+) -> None:
+    """The children do not come from pytest's process, so its threads never meet a fork."""
+    pytester.makeconftest(
+        """
+        import threading
+        import time
+
+        def pytest_configure():
+            threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+        """
+    )
+    pytester.makepyfile("def test_one():\n    pass\n")
+    result = run(remote_flag, "-W", "error::DeprecationWarning")
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*fork*may lead to deadlocks*")
