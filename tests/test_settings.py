@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 from conftest import Runner
+from pytest_memray_isolate.settings import ISOLATION_MODES, default_isolation_mode
 
 _TWO_TESTS = """
 import os
@@ -57,13 +59,29 @@ def test_memray_ini_key_turns_tracking_on(suite: pytest.Pytester, run: Runner) -
     assert not _ran_in_children(result)
 
 
-def test_memray_isolate_ini_key_isolates_every_test(suite: pytest.Pytester, run: Runner) -> None:
-    """memray_isolate = fork in the ini file does what --memray-isolate does."""
-    suite.makeini("[pytest]\nmemray_isolate = fork\n")
+@pytest.mark.parametrize("mode", ISOLATION_MODES)
+def test_memray_isolate_ini_key_isolates_every_test(suite: pytest.Pytester, run: Runner, mode: str) -> None:
+    """memray_isolate = MODE in the ini file does what --memray-isolate=MODE does."""
+    suite.makeini(f"[pytest]\nmemray_isolate = {mode}\n")
     result = run("-rP")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*= MEMRAY REPORT =*", "Allocation results for *::test_pid_b at *"])
+    result.stdout.fnmatch_lines(
+        [
+            "*= MEMRAY REPORT =*",
+            "Allocation results for *::test_pid_b at *",
+            f"Isolation: {mode} (each tracked test ran in a child process of its own)",
+        ]
+    )
     assert _ran_in_children(result)
+
+
+@pytest.mark.parametrize(("platform", "mode"), [("linux", "fork"), ("darwin", "spawn")])
+def test_the_default_mode_is_spawn_on_macos_and_fork_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, platform: str, mode: str
+) -> None:
+    """Forking a process that has used macOS's system frameworks is unsafe; spawn is its default."""
+    monkeypatch.setattr(sys, "platform", platform)
+    assert default_isolation_mode() == mode
 
 
 def test_command_line_beats_ini(suite: pytest.Pytester, run: Runner) -> None:
