@@ -15,6 +15,7 @@ Also measures the floor of isolation (each step alone, see floor.py) and, with -
 the growth of pytest's resident memory between test 500 and test N of an isolated run.
 
     python bench/run.py [--suites trivial,heavy,real] [--tests 500] [--rounds 5] [--rss 5000]
+                        [--skip real:spawn]
 """
 
 from __future__ import annotations
@@ -58,8 +59,14 @@ CONFIGURATIONS = [
         "pytest-memray 1.11 --memray", "pytest-memray", ["--memray"], "plain pytest (pytest-memray venv)"
     ),
     Configuration("this plugin --memray", "this", ["--memray"], "plain pytest (this venv)"),
-    Configuration(
-        "this plugin --memray-isolate=fork", "this", ["--memray-isolate=fork"], "plain pytest (this venv)"
+    *(
+        Configuration(
+            f"this plugin --memray-isolate={mode}",
+            "this",
+            [f"--memray-isolate={mode}"],
+            "plain pytest (this venv)",
+        )
+        for mode in ("fork", "forkserver", "spawn")
     ),
 ]
 REFERENCE = "pytest-memray 1.11 --memray"
@@ -86,6 +93,7 @@ def build_environments() -> Dict[str, str]:
         if not _python(environment).exists():
             venv.create(VENVS / environment, with_pip=True)
     _pip("this", str(ROOT))
+    _pip("this", "--force-reinstall", "--no-deps", str(ROOT))  # this checkout's code, whatever its version
     versions = {name: _version("this", name) for name in ("pytest", "memray")}
     pins = [f"{name}=={number}" for name, number in versions.items()]
     _pip("pytest-memray", PYTEST_MEMRAY, *pins)
@@ -183,19 +191,19 @@ def time_run(configuration: Configuration, suite: Path) -> float:
     return elapsed
 
 
-def bench_suite(name: str, tests: int, rounds: int) -> Dict[str, Any]:
-    timings: Dict[str, List[float]] = {configuration.name: [] for configuration in CONFIGURATIONS}
+def bench_suite(name: str, tests: int, rounds: int, configurations: List[Configuration]) -> Dict[str, Any]:
+    timings: Dict[str, List[float]] = {configuration.name: [] for configuration in configurations}
     with tempfile.TemporaryDirectory() as temporary:
         suite = Path(temporary)
         (suite / "pytest.ini").write_text("[pytest]\n")
         count = SUITES[name](suite, tests)
         for round_number in range(rounds):
-            for configuration in CONFIGURATIONS:
+            for configuration in configurations:
                 timings[configuration.name].append(time_run(configuration, suite))
             print(f"{name}: round {round_number + 1}/{rounds} done", file=sys.stderr)
     medians = {key: statistics.median(values) for key, values in timings.items()}
     overheads = {
-        c.name: (medians[c.name] - medians[c.baseline]) / count * 1000 for c in CONFIGURATIONS if c.baseline
+        c.name: (medians[c.name] - medians[c.baseline]) / count * 1000 for c in configurations if c.baseline
     }
     return {
         "tests": count,
@@ -211,6 +219,8 @@ def print_suite(name: str, result: Dict[str, Any]) -> None:
     print(f"\n{name}: {result['tests']} tests, {result['rounds']} interleaved rounds, medians")
     print(f"{'configuration':40} {'run (s)':>8} {'ms/test over plain':>19} {'x pytest-memray':>16}")
     for configuration in CONFIGURATIONS:
+        if configuration.name not in result["median_s"]:
+            continue
         overhead = result["overhead_ms_per_test"].get(configuration.name)
         ratio = f"{overhead / reference:16.2f}" if overhead is not None and reference > 0 else ""
         extra = f"{overhead:19.2f} {ratio}" if overhead is not None else ""
@@ -272,7 +282,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--rss", type=int, default=0, help="also check pytest's RSS over N isolated tests")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "benchmark.json")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated SUITE:MODE pairs to leave out, e.g. real:spawn (an interpreter per test is slow)",
+    )
     options = parser.parse_args(argv)
+    skipped = {tuple(pair.split(":", 1)) for pair in options.skip.split(",") if ":" in pair}
 
     versions = build_environments()
     document: Dict[str, Any] = {
@@ -288,7 +304,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"pytest {versions['pytest']}, memray {versions['memray']}, Python {platform.python_version()}, {os.cpu_count()} cores"
     )
     for name in options.suites.split(","):
-        result = bench_suite(name, options.tests, options.rounds)
+        configurations = [
+            c
+            for c in CONFIGURATIONS
+            if not any(c.name.endswith(f"={mode}") for suite, mode in skipped if suite == name)
+        ]
+        result = bench_suite(name, options.tests, options.rounds, configurations)
         document["suites"][name] = result
         print_suite(name, result)
 
