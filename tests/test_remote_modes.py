@@ -314,3 +314,29 @@ def test_no_warning_about_forking_a_threaded_pytest(
     result = run(remote_flag, "-W", "error::DeprecationWarning")
     result.assert_outcomes(passed=1)
     result.stdout.no_fnmatch_line("*fork*may lead to deadlocks*")
+
+
+def test_a_forkserver_that_dies_fails_its_test_and_a_new_one_takes_over(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """A test that kills the server: that test fails saying so; the next gets a new server."""
+    pytester.makepyfile(
+        """
+        import os
+        import signal
+
+        def test_kills_its_server():
+            os.kill(os.getppid(), signal.SIGKILL)
+
+        def test_after():
+            pass
+        """
+    )
+    result = run(ISOLATION_FLAGS["forkserver"], "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "The forkserver running this test's child ended unexpectedly (it was killed by signal 9);"
+            " a new one starts for the next test."
+        ]
+    )

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Callable, NoReturn, Optional, Tuple
 
 import pytest
 
@@ -148,15 +148,18 @@ class ForkserverRunner:
             job.output_captured_here = True
             request = send_request(item, job, "forkserver")
             server = self._running_server()
+            pid = None
             try:
                 server.send(str(request))
                 answer = (server.reply(None) or "").split()
-                if answer[0] == "started":
-                    collect(_ServedChild(server, int(answer[1])), job, started_rss=None, time_from_start=True)
-                    return
-                collect_unrunnable(job)
+                if answer[0] != "started":
+                    collect_unrunnable(job)
+                pid = int(answer[1])
+                collect(_ServedChild(server, pid), job, started_rss=None, time_from_start=True)
             except ServerLost as lost:
                 self._server = None
+                if pid is not None:
+                    kill_group(pid)  # the test's child, orphaned
                 pytest.fail(
                     f"The forkserver running this test's child ended unexpectedly ({lost});"
                     " a new one starts for the next test.",
@@ -176,7 +179,7 @@ class ForkserverRunner:
             self._server = None
 
 
-def collect_unrunnable(job: Job) -> None:
+def collect_unrunnable(job: Job) -> NoReturn:
     """Fail the test with the reason the server wrote instead of starting a child."""
     __tracebackhide__ = True  # pytest shows the test's frames, not these
     message = read_message(job)
