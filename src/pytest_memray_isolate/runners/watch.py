@@ -155,24 +155,22 @@ class _Deadline:
     """When the child's time is up: counted from its start at the test, once it gets there."""
 
     def __init__(self, limits: Limits) -> None:
-        self._limits = limits
-        now = time.monotonic()
-        self._started = limits.started is None
+        self._timeout = limits.timeout
+        self._started_file = limits.started if limits.timeout is not None else None
         self.at: Optional[float] = None
-        if limits.timeout is not None:
-            self.at = now + limits.timeout + (0 if self._started else STARTUP_ALLOWANCE)
+        if self._timeout is not None:
+            allowance = 0.0 if self._started_file is None else STARTUP_ALLOWANCE
+            self.at = time.monotonic() + self._timeout + allowance
 
     def update(self, now: float) -> None:
-        started = self._limits.started
-        if self._started or started is None or not started.exists():
+        if self._timeout is None or self._started_file is None or not self._started_file.exists():
             return
-        self._started = True
-        assert self._limits.timeout is not None
-        self.at = now + self._limits.timeout
+        self._started_file = None
+        self.at = now + self._timeout
 
     @property
     def waiting_for_start(self) -> bool:
-        return not self._started
+        return self._started_file is not None
 
 
 def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
