@@ -1,0 +1,166 @@
+"""The documentation's examples are real: each command it shows is run here and its output checked.
+
+What a page shows lives in a file that the page includes (``literalinclude``) and these tests
+read, so the two cannot drift apart:
+
+* ``docs/examples/*.py`` and ``examples/``: the tests the pages and the README show;
+* ``docs/transcripts/*.txt``: a ``$ command`` line (continued by a trailing backslash), then
+  an excerpt of what the command prints. Each command runs here from a copy of the project's
+  example suites, and the excerpt must be found in its real output (``find_excerpt``);
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import pytest
+
+from conftest import Runner
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+TRANSCRIPTS = DOCS / "transcripts"
+
+#: Where the pages show the project checked out; real output names the test's own directory.
+SHOWN_ROOT = "/path/to/pytest-memray-isolate"
+#: How the pages call pytest: the README's commands use the virtual environment it makes.
+PYTEST_COMMANDS = ("pytest", ".venv/bin/pytest")
+#: An excerpt line that stands for lines of the output left out.
+GAP = "..."
+
+#: Parts of an output line that change between runs, machines or Python versions, each with
+#: what it matches instead. Everything else in an excerpt line must be printed as written.
+VARYING: Tuple[Tuple[str, str], ...] = (
+    # How long the run took.
+    (r"\d+\.\d+s\b", r"\d+\.\d+s"),
+    # Memory sizes: Python versions allocate differently, and a pymalloc arena holds one pool
+    # fewer when address space randomization places it off a pool boundary.
+    (r"\d+(?:\.\d+)?(?:B|KiB|MiB|GiB)\b", r"\d+(?:\.\d+)?(?:B|KiB|MiB|GiB)"),
+    # How many allocations memray recorded, and their size histogram: Python versions differ.
+    (r"(?<=Total allocations: )\d+", r"\d+"),
+    (r"(?<=Histogram of allocation sizes: )\|[^|]*\|", r"\|[^|]*\|"),
+    # Thread ids in faulthandler's stacks.
+    (r"0x[0-9a-f]+", r"0x[0-9a-f]+"),
+    # pytest's separator lines and right-aligned progress fill the terminal's width.
+    (r"(?<![^ ])=+(?![^ ])", r"=+"),
+    (r"(?<![^ ])_+(?![^ ])", r"_+"),
+    (r"(?<![^ ])-+(?![^ ])", r"-+"),
+    (r" {2,}", r" +"),
+)
+_VARYING_RE = re.compile("|".join(f"(?P<v{index}>{found})" for index, (found, _) in enumerate(VARYING)))
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A command and an excerpt of what it prints, as a page shows them."""
+
+    name: str
+    command: str
+    excerpt: Tuple[str, ...]
+
+    @classmethod
+    def read(cls, path: Path) -> Transcript:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        command = lines.pop(0)
+        while command.endswith("\\"):
+            command = f"{command[:-1].rstrip()} {lines.pop(0).strip()}"
+        assert command.startswith("$ "), f"{path.name} must start with the '$ ' command it shows"
+        return cls(path.name, command[2:], tuple(lines))
+
+    def pytest_args(self) -> List[str]:
+        program, *args = shlex.split(self.command)
+        assert program in PYTEST_COMMANDS, f"{self.name}: only pytest commands run here, not {program}"
+        return args
+
+
+TRANSCRIPT_FILES = sorted(TRANSCRIPTS.glob("*.txt"))
+
+
+def line_pattern(line: str) -> re.Pattern[str]:
+    """The expression an excerpt line stands for: the line itself, its VARYING parts loosened."""
+    parts = []
+    position = 0
+    for found in _VARYING_RE.finditer(line):
+        assert found.lastgroup is not None
+        parts += [re.escape(line[position : found.start()]), VARYING[int(found.lastgroup[1:])][1]]
+        position = found.end()
+    parts.append(re.escape(line[position:]))
+    return re.compile("".join(parts))
+
+
+def find_excerpt(excerpt: Sequence[str], output: Sequence[str]) -> Optional[str]:
+    """Why ``excerpt`` is not in ``output``, or ``None`` when it is.
+
+    The excerpt's lines must appear in order and next to each other, except where a "..."
+    line stands for lines left out. An excerpt that does not start (end) with "..." shows
+    the start (end) of the output.
+    """
+    chunks: List[List[str]] = [[]]
+    for line in excerpt:
+        if line == GAP:
+            chunks.append([])
+        else:
+            chunks[-1].append(line)
+    position = 0
+    for index, chunk in enumerate(chunks):
+        patterns = [line_pattern(line) for line in chunk]
+        first, last = index == 0, index == len(chunks) - 1
+        for start in range(position, len(output) - len(chunk) + 1):
+            at_its_place = (start == 0 or not first) and (start + len(chunk) == len(output) or not last)
+            if at_its_place and all(
+                pattern.fullmatch(output[start + at]) for at, pattern in enumerate(patterns)
+            ):
+                position = start + len(chunk)
+                break
+        else:
+            where = "at the start of" if first else "at the end of" if last else "in order in"
+            return "these lines are not {} the output:\n{}".format(where, "\n".join(chunk))
+    return None
+
+
+def shown_output(result: pytest.RunResult, project: Path) -> List[str]:
+    """The run's output as the pages show it: in the project's place, without trailing blank lines."""
+    lines = [line.replace(str(project), SHOWN_ROOT) for line in result.outlines]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> Path:
+    """The example suites laid out as in a checkout, whose root the pages' commands run from."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "examples", pytester.path / "examples", ignore=ignore)
+    shutil.copytree(EXAMPLES, pytester.path / "docs" / "examples", ignore=ignore)
+    return pytester.path
+
+
+# -- the transcripts ------------------------------------------------------------------
+
+
+def test_find_excerpt_checks_order_gaps_and_ends() -> None:
+    """The matcher itself: exact lines, "..." gaps, anchored ends, and only VARYING parts loosened."""
+    output = ["start", "a 1.5MiB", "b", "c", "end"]
+    assert find_excerpt(["start", GAP, "a 9.0KiB", "b", GAP, "end"], output) is None
+    assert find_excerpt(["start", GAP, "b", "a 1.5MiB", GAP], output) is not None  # order
+    assert find_excerpt(["start", GAP, "a 1.5MiB", "c", GAP], output) is not None  # b left out
+    assert find_excerpt([GAP, "b", "c"], output) is not None  # "end" follows
+    assert find_excerpt(["a 1.5MiB", GAP], output) is not None  # "start" comes first
+    assert find_excerpt(["start", GAP, "a 1.5MiB ", GAP], output) is not None  # trailing space
+    assert find_excerpt([GAP, "passed in 0.1s"], ["passed in 12.34s"]) is None
+    assert find_excerpt([GAP, "6 passed"], ["7 passed"]) is not None
+
+
+@pytest.mark.parametrize("path", TRANSCRIPT_FILES, ids=[path.stem for path in TRANSCRIPT_FILES])
+def test_transcript_shows_what_its_command_prints(path: Path, project: Path, run: Runner) -> None:
+    """Each transcript's command, run from the project's root, prints the transcript's excerpt."""
+    transcript = Transcript.read(path)
+    output = shown_output(run(*transcript.pytest_args()), project)
+    problem = find_excerpt(transcript.excerpt, output)
+    assert problem is None, f"{transcript.name}: {problem}\n--- what it printed:\n" + "\n".join(output)
