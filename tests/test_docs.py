@@ -7,16 +7,19 @@ read, so the two cannot drift apart:
 * ``docs/transcripts/*.txt``: a ``$ command`` line (continued by a trailing backslash), then
   an excerpt of what the command prints. Each command runs here from a copy of the project's
   example suites, and the excerpt must be found in its real output (``find_excerpt``);
+* ``docs/transcripts/report.json`` and ``junit.xml``: what the reports transcript writes.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -164,3 +167,59 @@ def test_transcript_shows_what_its_command_prints(path: Path, project: Path, run
     output = shown_output(run(*transcript.pytest_args()), project)
     problem = find_excerpt(transcript.excerpt, output)
     assert problem is None, f"{transcript.name}: {problem}\n--- what it printed:\n" + "\n".join(output)
+
+
+REPORTS = Transcript.read(TRANSCRIPTS / "reports.txt")
+
+#: Fields of the JSON report that count bytes or allocations: they vary as the MEMRAY
+#: REPORT's figures do, so only whether they are set is compared.
+VARYING_FIELDS = {"peak_memory", "size", "max_rss", "total_allocations"}
+
+
+def _comparable(value: Any, project: Path) -> Any:
+    """``value`` with the project's place shown as the pages show it and varying counts as types."""
+    if isinstance(value, dict):
+        return {
+            key: type(item).__name__ if key in VARYING_FIELDS else _comparable(item, project)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_comparable(item, project) for item in value]
+    if isinstance(value, str):
+        return value.replace(str(project), SHOWN_ROOT)
+    return value
+
+
+def _testcase(root: ElementTree.Element, name: str) -> ElementTree.Element:
+    found = root if root.get("name") == name else root.find(f".//testcase[@name='{name}']")
+    assert found is not None, f"no testcase {name}"
+    return found
+
+
+def test_reports_page_shows_the_files_its_run_writes(project: Path, run: Runner) -> None:
+    """The JSON document and the JUnit test case on the reports page are what the run writes.
+
+    Field by field, except the counts that vary; the JUnit figures must be the JSON's.
+    """
+    assert run(*REPORTS.pytest_args()).ret == pytest.ExitCode.TESTS_FAILED
+    written = json.loads((project / "report.json").read_text(encoding="utf-8"))
+    shown = json.loads((TRANSCRIPTS / "report.json").read_text(encoding="utf-8"))
+    assert _comparable(written, project) == _comparable(shown, project)
+
+    shown_case = ElementTree.parse(TRANSCRIPTS / "junit.xml").getroot()
+    name = shown_case.get("name", "")
+    written_case = _testcase(ElementTree.parse(project / "junit.xml").getroot(), name)
+    for case in (shown_case, written_case):
+        case.attrib.pop("time")
+    assert written_case.attrib == shown_case.attrib
+    properties = {item.get("name"): item.get("value") for item in written_case.iter("property")}
+    assert list(properties) == [item.get("name") for item in shown_case.iter("property")]
+    figures = next(test for test in written["tests"] if test["nodeid"].endswith(f"::{name}"))
+    assert properties == {
+        "memray_peak_memory": str(figures["peak_memory"]),
+        "memray_total_allocations": str(figures["total_allocations"]),
+    }
+    shown_failure, written_failure = shown_case.find("failure"), written_case.find("failure")
+    assert shown_failure is not None
+    assert written_failure is not None
+    assert (written_failure.attrib, written_failure.text) == (shown_failure.attrib, shown_failure.text)
