@@ -223,3 +223,25 @@ def test_reports_page_shows_the_files_its_run_writes(project: Path, run: Runner)
     assert shown_failure is not None
     assert written_failure is not None
     assert (written_failure.attrib, written_failure.text) == (shown_failure.attrib, shown_failure.text)
+
+
+#: The README's "Use" commands, run in a copy of examples/: whether the report says each
+#: tracked test ran in a child process of its own.
+README_USE = {"pytest --memray": False, "pytest --memray-isolate": True}
+ISOLATION_LINE = "Isolation: fork (each tracked test ran in a child process of its own)"
+
+
+@pytest.mark.parametrize(("command", "isolated"), sorted(README_USE.items()))
+def test_readme_use_commands_run_as_their_comments_say(
+    command: str, isolated: bool, project: Path, run: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pytest --memray`` tracks in pytest's process, ``pytest --memray-isolate`` in children."""
+    monkeypatch.chdir(project / "examples")
+    program, *args = shlex.split(command)
+    assert program == "pytest"
+    result = run(*args)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        ["*= MEMRAY REPORT =*", "Highest peak: * in test_example.py::test_build_a_list"]
+    )
+    assert (ISOLATION_LINE in result.outlines) is isolated
