@@ -8,6 +8,9 @@ read, so the two cannot drift apart:
   an excerpt of what the command prints. Each command runs here from a copy of the project's
   example suites, and the excerpt must be found in its real output (``find_excerpt``);
 * ``docs/transcripts/report.json`` and ``junit.xml``: what the reports transcript writes.
+
+Every command in a page's console block or in the README is a transcript's, is run by a
+test here, or is in ``EXEMPT`` with the reason it is not run.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import shutil
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import pytest
 
@@ -29,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 TRANSCRIPTS = DOCS / "transcripts"
+README = ROOT / "README.md"
+PAGES = sorted(DOCS.glob("*.rst"))
 
 #: Where the pages show the project checked out; real output names the test's own directory.
 SHOWN_ROOT = "/path/to/pytest-memray-isolate"
@@ -245,3 +250,127 @@ def test_readme_use_commands_run_as_their_comments_say(
         ["*= MEMRAY REPORT =*", "Highest peak: * in test_example.py::test_build_a_list"]
     )
     assert (ISOLATION_LINE in result.outlines) is isolated
+
+
+# -- everything shown is checked ------------------------------------------------------
+
+#: Commands the pages show that no test here runs, and why.
+EXEMPT = {
+    "python3 -m venv .venv": "makes a virtual environment; this suite runs in one already",
+    ".venv/bin/pip install .": "installs the plugin, which this suite runs with",
+    ".venv/bin/pip install -e '.[test]'": "installs the plugin and the test dependencies this suite runs with",
+    ".venv/bin/pytest -n auto": "runs this test suite itself",
+    "python bench/run.py --tests 300 --rounds 3 --rss 5000": (
+        "the benchmark: it runs for minutes and its figures are the machine's (bench/README.md)"
+    ),
+}
+
+#: Blocks a page writes inline rather than including: the one diagram, and the benchmark
+#: output whose command is exempt. Any other block must come from a checked file.
+INLINE_BLOCKS = {"how-it-works.rst": 1, "performance.rst": 1}
+
+
+def _readme_blocks() -> List[Tuple[str, str]]:
+    """The README's fenced blocks: (language, text)."""
+    text = README.read_text(encoding="utf-8")
+    return re.findall(r"^```(\w*)\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def _included(name: str) -> bool:
+    """Whether a page includes docs/transcripts/``name`` or docs/examples/``name``."""
+    pattern = re.compile(rf"^ *\.\. literalinclude:: (transcripts|examples)/{re.escape(name)}$", re.MULTILINE)
+    return any(pattern.search(page.read_text(encoding="utf-8")) for page in PAGES)
+
+
+def _shown_commands() -> Dict[str, Set[str]]:
+    """Every command a page or the README shows, with where: console blocks, transcripts, README."""
+    shown: Dict[str, Set[str]] = {}
+
+    def add(line: str, where: str) -> None:
+        for command in line.split(" && "):
+            shown.setdefault(command.strip(), set()).add(where)
+
+    for page in PAGES:
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if line.startswith(" ") and line.strip().startswith("$ "):
+                add(line.strip()[2:], page.name)
+    for path in TRANSCRIPT_FILES:
+        if _included(path.name):
+            add(Transcript.read(path).command, path.name)
+    for language, block in _readme_blocks():
+        for line in block.splitlines():
+            if language == "bash" and line.strip():
+                add(re.sub(r"\s+#.*$", "", line), "README.md")
+            elif language == "console" and line.startswith("$ "):
+                add(line[2:], "README.md")
+    return shown
+
+
+def test_every_command_shown_is_run_or_exempt() -> None:
+    """A command added to a page needs a transcript (or a test here), or a reason in EXEMPT."""
+    shown = _shown_commands()
+    run_here = {Transcript.read(path).command for path in TRANSCRIPT_FILES} | set(README_USE)
+    unchecked = {
+        command: sorted(where) for command, where in shown.items() if command not in run_here | set(EXEMPT)
+    }
+    assert unchecked == {}
+    assert set(EXEMPT) <= set(shown), "exempt commands no page shows any more"
+    assert set(README_USE) <= set(shown)
+
+
+def test_every_transcript_and_example_is_shown_and_run() -> None:
+    """No checked file is left out of the pages, and each example test file is run by a transcript."""
+    readme = README.read_text(encoding="utf-8")
+    for path in [*TRANSCRIPT_FILES, TRANSCRIPTS / "report.json", TRANSCRIPTS / "junit.xml"]:
+        assert _included(path.name) or path.read_text(encoding="utf-8") in readme, path.name
+    commands = " ".join(Transcript.read(path).command for path in TRANSCRIPT_FILES)
+    for path in EXAMPLES.glob("*.py"):
+        assert _included(path.name), path.name
+        assert f"docs/examples/{path.name}" in commands, path.name
+
+
+def test_readme_blocks_come_from_checked_files() -> None:
+    """The README's output is a transcript, its Python an example test file, its commands audited."""
+    transcripts = {path.read_text(encoding="utf-8") for path in TRANSCRIPT_FILES}
+    examples = [path.read_text(encoding="utf-8") for path in EXAMPLES.glob("*.py")]
+    languages = []
+    for language, block in _readme_blocks():
+        languages.append(language)
+        if language == "console":
+            assert block in transcripts
+        elif language == "python":
+            assert any(block in example for example in examples), block
+        else:
+            assert language == "bash"  # its commands: test_every_command_shown_is_run_or_exempt
+    assert sorted(set(languages)) == ["bash", "console", "python"]
+
+
+def _inline_blocks(text: str) -> int:
+    """How many blocks a page writes inline, other than console blocks of commands only.
+
+    A block starts at a code directive or a paragraph ending in "::" and holds the
+    indented lines after it; commands are checked by test_every_command_shown_is_run_or_exempt.
+    """
+    lines = text.splitlines()
+    count = 0
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        directive = re.match(r"\.\. (code-block|code|sourcecode)::", stripped)
+        if not directive and not (stripped.endswith("::") and not stripped.startswith(".. ")):
+            continue
+        indent = len(line) - len(line.lstrip())
+        body = []
+        for following in lines[index + 1 :]:
+            if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                break
+            body.append(following.strip())
+        content = [entry for entry in body if entry and not entry.startswith(":")]
+        if not (stripped.endswith("console") and all(entry.startswith("$ ") for entry in content)):
+            count += 1
+    return count
+
+
+def test_pages_write_no_unchecked_blocks() -> None:
+    """Examples and output come from checked files; the exceptions are listed with their reason."""
+    counts = {page.name: _inline_blocks(page.read_text(encoding="utf-8")) for page in PAGES}
+    assert {name: count for name, count in counts.items() if count} == INLINE_BLOCKS
