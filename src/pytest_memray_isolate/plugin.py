@@ -20,7 +20,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     register_options(parser)
 
 
-@pytest.hookimpl(trylast=True)  # after pytest's terminal reporter exists (see remote_child.py)
 def pytest_configure(config: pytest.Config) -> None:
     for line in marker_help_lines():
         config.addinivalue_line("markers", line)

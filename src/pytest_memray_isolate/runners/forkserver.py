@@ -157,14 +157,17 @@ class ForkserverRunner:
                 pid = int(answer[1])
                 collect(_ServedChild(server, pid), job, started_rss=None, time_from_start=True)
             except ServerLost as lost:
-                self._server = None
-                if pid is not None:
-                    kill_group(pid)  # the test's child, orphaned
-                pytest.fail(
-                    f"The forkserver running this test's child ended unexpectedly ({lost});"
-                    " a new one starts for the next test.",
-                    pytrace=False,
-                )
+                ended = str(lost)
+            else:
+                return
+            self._server = None
+            if pid is not None:
+                kill_group(pid)  # the test's child, orphaned
+            pytest.fail(  # outside the except block: no chained tracebacks
+                f"The forkserver running this test's child ended unexpectedly ({ended});"
+                " a new one starts for the next test.",
+                pytrace=False,
+            )
 
         return run_served
 

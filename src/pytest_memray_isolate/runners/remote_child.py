@@ -69,14 +69,14 @@ class RemoteChild:
         self._collection_errors: List[str] = []
         self._setup_failure: Optional[str] = None
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_configure(self, config: pytest.Config) -> None:
-        # The parent reports; this session's terminal output would only be noise.
-        terminal = config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None:
-            config.pluginmanager.unregister(terminal)
-
     # -- collection: only what was asked for -------------------------------------------
+
+    def pytest_plugin_registered(
+        self, plugin: object, plugin_name: str, manager: pytest.PytestPluginManager
+    ) -> None:
+        # The parent reports; this session's terminal output would only be noise.
+        if plugin_name == "terminalreporter":
+            manager.unregister(plugin)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> bool:

@@ -1,0 +1,25 @@
+"""The tests whose reports docs/reports.rst shows: one within its limit, one over it, one crash."""
+
+import os
+
+import pytest
+
+
+def load_file(size):
+    """Stands in for the code under test: reads a file of ``size`` bytes into memory."""
+    return bytearray(size)
+
+
+@pytest.mark.limit_memory("100 MB")
+def test_big_file():
+    assert len(load_file(48 * 1024 * 1024)) == 48 * 1024 * 1024
+
+
+@pytest.mark.limit_memory("1 MB")
+def test_over_its_limit():
+    data = bytearray(3 * 1024 * 1024)
+    assert len(data) == 3 * 1024 * 1024
+
+
+def test_crash():
+    os._exit(3)
