@@ -125,6 +125,14 @@ def test_memray_isolate_does_not_swallow_the_path_after_it(suite: pytest.Pyteste
         assert _ran_in_children(result)
 
 
+def test_a_path_after_memray_isolate_keeps_its_place(pytester: pytest.Pytester, run: Runner) -> None:
+    """pytest --memray-isolate a.py b.py collects a.py first, as the command line orders them."""
+    pytester.makepyfile(test_a="def test_a():\n    pass\n", test_b="def test_b():\n    pass\n")
+    result = run("-v", "--memray-isolate", "test_a.py", "test_b.py")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["test_a.py::test_a PASSED*", "test_b.py::test_b PASSED*"])
+
+
 def test_memray_isolate_marker_isolates_one_test_without_any_flag(
     pytester: pytest.Pytester, run: Runner
 ) -> None:

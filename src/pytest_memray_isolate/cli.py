@@ -15,6 +15,8 @@ __all__ = ["optional_value_action", "register_options"]
 # argparse collects values an action hands back here and returns them as unrecognized
 # arguments; pytest then treats those as the files or directories to test.
 _UNRECOGNIZED = "_unrecognized_args"
+#: Set on pytest's option namespace when an optional value was handed back as a path.
+_HANDED_BACK = "_memray_isolate_handed_back_a_path"
 
 
 def _looks_like_a_path(value: str) -> bool:
@@ -48,10 +50,27 @@ def optional_value_action(parse: Callable[[str], object]) -> Type[argparse.Actio
                     setattr(namespace, self.dest, self.const)
                     leftovers = list(getattr(namespace, _UNRECOGNIZED, []))
                     setattr(namespace, _UNRECOGNIZED, [*leftovers, text])
+                    setattr(namespace, _HANDED_BACK, True)
                     return
             setattr(namespace, self.dest, text)
 
     return OptionalValueAction
+
+
+def restore_path_order(config: pytest.Config) -> None:
+    """Put paths handed back by :func:`optional_value_action` where the command line had them.
+
+    argparse appends words it hands back after the other paths, so ``--memray-isolate
+    a.py b.py`` would collect ``b.py`` first; the command line's own order is restored.
+    """
+    if not getattr(config.option, _HANDED_BACK, False):
+        return
+    given = [str(word) for word in config.invocation_params.args]
+
+    def position(argument: str) -> int:
+        return given.index(argument) if argument in given else len(given)
+
+    config.args[:] = sorted(config.args, key=position)
 
 
 def _add_flag(group: pytest.OptionGroup, spec: OptionSpec) -> None:

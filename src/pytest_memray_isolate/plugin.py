@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .cli import register_options
+from .cli import register_options, restore_path_order
 from .manager import Manager
 from .markers import marker_help_lines
 from .runners.remote_child import from_environment
@@ -23,6 +23,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in marker_help_lines():
         config.addinivalue_line("markers", line)
+    restore_path_order(config)
     remote = from_environment(config)
     if remote is not None:  # a session the plugin started to run isolated tests
         config.pluginmanager.register(remote, _REMOTE_CHILD_NAME)
