@@ -118,4 +118,7 @@ def child_command(config: pytest.Config) -> List[str]:
         command += ["-c", str(config.inipath)]
     if config.pluginmanager.hasplugin("xdist"):
         command += ["-n", "0"]
+    if getattr(config.option, "cov_source", None):
+        # pytest-cov in the child must add to the run's coverage data, not erase it.
+        command.append("--cov-append")
     return command
