@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Set, Tuple
 
 import pytest
 
-from conftest import Runner, arena_table_growth
+from conftest import MODE_FLAGS, Runner, arena_table_growth
 
 
 def _figures(report: Path) -> Dict[str, Tuple[int, int]]:
@@ -170,3 +170,26 @@ def test_coverage_of_code_run_in_children_is_kept(
     result = run(isolated_flag, "--cov=covered", "--cov-report=term-missing", *workers)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["covered.py * 6 * 1 * 83% * 6"])
+
+
+def test_pytest_randomly_gives_a_test_the_same_numbers_in_every_mode(pytester: pytest.Pytester) -> None:
+    """A test draws the same random numbers in process and in each kind of child.
+
+    (A forked child's ``random`` module reseeds itself unless the plugin keeps its state.)
+    """
+    pytester.makepyfile(
+        """
+        import random
+
+        def test_draws():
+            print("DRAWN", random.random())
+        """
+    )
+    drawn: Set[str] = set()
+    for flag in MODE_FLAGS.values():
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "randomly", "--randomly-seed=7", flag, "-rP"
+        )
+        result.assert_outcomes(passed=1)
+        drawn |= {line for line in result.outlines if line.startswith("DRAWN ")}
+    assert len(drawn) == 1, drawn

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import os
+import random
 import sys
 import warnings
 from typing import Callable
@@ -25,7 +26,12 @@ __all__ = ["ForkRunner", "quiet_fork"]
 
 
 def quiet_fork() -> int:
-    """``os.fork()`` with the output flushed and no pending watchdog."""
+    """``os.fork()`` with the output flushed and no pending watchdog.
+
+    The child keeps the parent's ``random`` state: the ``random`` module reseeds itself in
+    a forked child, which would give a test other numbers than without isolation (and
+    undo pytest-randomly's seeding).
+    """
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     # A dump_traceback_later watchdog does not survive fork and hangs the child
@@ -35,7 +41,11 @@ def quiet_fork() -> int:
         # Python 3.12+ warns about forking with threads; the child only runs the
         # test's call, and the threads it would need are the test's own.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return os.fork()
+        random_state = random.getstate()
+        pid = os.fork()
+    if pid == 0:
+        random.setstate(random_state)
+    return pid
 
 
 class ForkRunner:

@@ -118,6 +118,9 @@ def child_command(config: pytest.Config) -> List[str]:
         command += ["-c", str(config.inipath)]
     if config.pluginmanager.hasplugin("xdist"):
         command += ["-n", "0"]
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):  # pytest-randomly: the seed it chose for this run
+        command.append(f"--randomly-seed={seed}")
     if getattr(config.option, "cov_source", None):
         # pytest-cov in the child must add to the run's coverage data, not erase it.
         command.append("--cov-append")
