@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,6 +71,24 @@ def test_the_printed_default_prefix_is_the_one_the_files_carry(
     prefix = line.rsplit(" ", 1)[1]
     assert len(_kept(folder)) == 2
     assert all(path.name.startswith(prefix + "-") for path in _kept(folder))
+
+
+def test_a_crashed_childs_kept_capture_is_counted_and_named(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
+    """The capture a crashed child leaves is kept like the others, and the JSON report names it."""
+    pytester.makepyfile("import os\n\ndef test_crashes():\n    os._exit(3)\n")
+    folder = pytester.path / "captures"
+    result = run(
+        isolated_flag, f"--memray-bin-path={folder}", "--memray-bin-prefix=run", "--memray-json=out.json"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"Created 1 binary dumps at {folder} with prefix run"])
+    (test,) = json.loads((pytester.path / "out.json").read_text())["tests"]
+    assert test["capture_file"] == str(
+        folder / "run-test_a_crashed_childs_kept_capture_is_counted_and_named.py-test_crashes.bin"
+    )
+    assert Path(test["capture_file"]).exists()
 
 
 def test_kept_files_have_portable_names_and_memray_reads_them(

@@ -56,7 +56,7 @@ def _test_entry(record: Dict[str, Any]) -> Dict[str, Any]:
             {"function": function, "filename": filename, "lineno": lineno, "size": size}
             for function, filename, lineno, size in result.get("top_locations", [])
         ],
-        "capture_file": result.get("kept_file"),
+        "capture_file": result.get("kept_file") or record.get("unread_capture"),
         "flamegraph": result.get("flamegraph"),
         "child": record["child"],
         "leaks": record.get("leaks"),

@@ -212,12 +212,19 @@ class Manager:
             "limit": plan.limit_description(),
             "child": job.child_end,
             "leaks": job.leaks,
+            # A crashed child's capture has no figures, but a kept one is still the user's.
+            "unread_capture": self._unread_kept_capture(job, result),
         }
         setattr(report, RESULT_ATTRIBUTE, record)
         if result is not None:
             item.user_properties.append(("memray_peak_memory", result.peak_memory))
             item.user_properties.append(("memray_total_allocations", result.total_allocations))
         return report
+
+    def _unread_kept_capture(self, job: Job, result: Optional[MemoryResult]) -> Optional[str]:
+        if result is not None or self._files.keep_in is None or not job.capture.exists():
+            return None
+        return str(job.capture)
 
     def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> Optional[MemoryResult]:
         """Read the capture and apply the limits; the figures, or ``None`` without a capture."""
@@ -325,6 +332,8 @@ class Manager:
             delattr(report, RESULT_ATTRIBUTE)
         if self._settings.json_path is not None:
             self.records[report.nodeid] = {**record, "nodeid": report.nodeid, "outcome": report.outcome}
+        if record.get("unread_capture") is not None:
+            self._files.record_kept(record["unread_capture"])
         if record["result"] is not None:
             result = MemoryResult.from_dict(record["result"])
             if result.kept_file is not None:
