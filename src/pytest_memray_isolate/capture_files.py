@@ -13,8 +13,9 @@ from typing import Optional, Set, Tuple
 
 __all__ = ["CaptureFiles", "kept_file_name"]
 
-#: Most file systems cap one path component at 255 bytes.
-_MAX_NAME_BYTES = 255
+#: Most file systems cap one path component at 255 bytes. Kept names leave room for what
+#: is added to them, such as the ``.lz4.tmp`` of memray's compression when tracking stops.
+_MAX_NAME_BYTES = 255 - 40
 _SUFFIX = ".bin"
 _UNPORTABLE = re.compile(r"[^\w.\-\[\]=+,@]+")
 
