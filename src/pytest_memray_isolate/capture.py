@@ -13,7 +13,9 @@ from memray import AllocationRecord, FileReader
 __all__ = [
     "Location",
     "MemoryResult",
+    "frames_of_test",
     "high_watermark_records",
+    "is_own_file",
     "leaked_records",
     "read_capture",
     "top_frame",
@@ -53,29 +55,47 @@ class MemoryResult:
     flamegraph: Optional[str] = None
     #: Whether the histogram and top locations were read (only for tests the report can show).
     detailed: bool = True
+    #: Kept capture files besides ``kept_file``: earlier repetitions'.
+    kept_others: Tuple[str, ...] = ()
 
     def as_dict(self) -> Dict[str, Any]:
         """Plain data that survives pytest's report serialization (and so pytest-xdist)."""
         data = asdict(self)
         data["top_locations"] = [list(astuple(location)) for location in self.top_locations]
+        data["kept_others"] = list(self.kept_others)
         return data
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> MemoryResult:
         locations = tuple(Location(*location) for location in data["top_locations"])
-        return cls(**{**data, "top_locations": locations})
+        others = tuple(data.get("kept_others", ()))
+        return cls(**{**data, "top_locations": locations, "kept_others": others})
 
 
-def _is_own(filename: str) -> bool:
+def is_own_file(filename: str) -> bool:
+    """Whether code in ``filename`` is the plugin's own (its frames are not the test's)."""
     return filename.startswith(_OWN_DIRS)
 
 
 def top_frame(frames: Iterable[Frame]) -> Optional[Frame]:
     """The innermost frame that is not the plugin's own, or ``None``."""
     for frame in frames:
-        if not _is_own(frame[1]):
+        if not is_own_file(frame[1]):
             return frame
     return None
+
+
+def frames_of_test(frames: Sequence[Frame]) -> List[Frame]:
+    """The test's part of a stack (innermost first): from the innermost frame outside the
+    plugin, outwards to the plugin's frame that called the test."""
+    found: List[Frame] = []
+    for frame in frames:
+        if is_own_file(frame[1]):
+            if found:
+                break
+            continue
+        found.append(frame)
+    return found
 
 
 def _of_thread(

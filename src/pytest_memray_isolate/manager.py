@@ -17,12 +17,16 @@ from .capture_files import CaptureFiles
 from .flamegraph import write_flamegraph
 from .jsonreport import build_document, write_atomically
 from .limits import (
+    GrowingLeak,
     Verdict,
     check_allocations,
+    check_growing_leaks,
     check_increase,
     check_leaks,
     check_memory_limit,
     counted_leaks,
+    growing_leaks,
+    leaks_by_place,
 )
 from .markers import TrackingPlan, plan_for
 from .report import closing_lines, ranked, summary_block
@@ -88,7 +92,31 @@ def _leak_facts(record: AllocationRecord) -> Dict[str, Any]:
     """One counted leak as plain data: its size and innermost Python frame outside the plugin."""
     frame = top_frame(record.stack_trace()) or ("???", "???", 0)
     function, filename, lineno = frame
-    return {"size": record.size, "function": function, "filename": filename, "lineno": lineno}
+    return {
+        "size": record.size,
+        "function": function,
+        "filename": filename,
+        "lineno": lineno,
+        "growth": [record.size],
+    }
+
+
+def _growing_leak_facts(leak: GrowingLeak) -> Dict[str, Any]:
+    """A place whose leaks grew on every repetition, as plain data: the last repetition's size,
+    its innermost Python frame outside the plugin, and what it leaked on each repetition."""
+    function, filename, lineno = top_frame(leak.place) or ("???", "???", 0)
+    return {
+        "size": leak.growth[-1],
+        "function": function,
+        "filename": filename,
+        "lineno": lineno,
+        "growth": list(leak.growth),
+    }
+
+
+def _writes_several_captures(plan: TrackingPlan) -> bool:
+    """Whether the test writes captures besides its own (a repeated test's repetitions)."""
+    return plan.leaks is not None and plan.leaks.repeated
 
 
 class _TopPeaks:
@@ -159,8 +187,10 @@ class Manager:
         plan = item.stash.get(PLAN_KEY, None)
         if plan is None or plan.error is not None or child.current_job() is not None:
             return (yield)
-        capture, scratch = self._files.paths_for(item.nodeid)
+        capture, scratch = self._files.paths_for(item.nodeid, derived=_writes_several_captures(plan))
         job = Job(item.nodeid, capture, scratch, tracker=plan.tracker, objects=plan.objects)
+        if plan.leaks is not None:
+            job.warmups, job.repeats = plan.leaks.warmups, plan.leaks.repeats
         if plan.isolated:
             job.timeout = self._timeout_for(item, plan)
             job.max_rss = self._settings.max_rss
@@ -217,7 +247,7 @@ class Manager:
         try:
             result = self._judge(plan, job, report)
         finally:
-            self._files.done_with(job.capture, job.scratch)
+            self._files.done_with(job.capture, job.scratch, derived=_writes_several_captures(plan))
         # The figures travel with the report, so pytest-xdist brings them to the controller.
         record = {
             "result": None if result is None else result.as_dict(),
@@ -234,14 +264,16 @@ class Manager:
 
     def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> Optional[MemoryResult]:
         """Read the capture and apply the limits; the figures, or ``None`` without a capture."""
+        kept = self._files.keep_in is not None
         try:
-            result = read_capture(
-                job.capture, job.nodeid, kept=self._files.keep_in is not None, wanted=self._reported.wanted
-            )
+            result = read_capture(job.capture, job.nodeid, kept=kept, wanted=self._reported.wanted)
         except OSError:
             # No readable capture: a child that died before its Tracker finished. The
             # test's own outcome already says why; there is no figure to report.
             return None
+        if kept and job.repeats > 1:
+            earlier = [str(path) for path in job.repetition_captures()[:-1] if path.exists()]
+            result = replace(result, kept_others=(*earlier, *result.kept_others))
         # Limits judge only tests that passed on their own, as pytest-memray's do.
         verdict = self._verdict(plan, job) if report.passed else None
         graph = self._flamegraph(plan, job, failed=verdict is not None)
@@ -285,6 +317,15 @@ class Manager:
                 )
                 allocated = sum(record.size for record in records)
             return verdict or self._check_increase(job.nodeid, allocated)
+        if plan.leaks is not None and plan.leaks.repeated:
+            repetitions = []
+            for path in job.repetition_captures():
+                with FileReader(path) as reader:
+                    leaks = leaked_records(reader, current_thread_only=plan.leaks.current_thread_only)
+                    repetitions.append(leaks_by_place(leaks, plan.leaks))
+            growing = growing_leaks(repetitions, plan.leaks)
+            job.leaks = [_growing_leak_facts(leak) for leak in growing]
+            return check_growing_leaks(growing, plan.leaks, stacks=settings.stacks)
         if plan.leaks is not None:
             with FileReader(job.capture) as reader:
                 leaks = leaked_records(reader, current_thread_only=plan.leaks.current_thread_only)
@@ -342,8 +383,9 @@ class Manager:
             self.records[report.nodeid] = {**record, "nodeid": report.nodeid, "outcome": report.outcome}
         if record["result"] is not None:
             result = MemoryResult.from_dict(record["result"])
-            if result.kept_file is not None:
-                self._files.record_kept(result.kept_file)
+            for kept in (result.kept_file, *result.kept_others):
+                if kept is not None:
+                    self._files.record_kept(kept)
             if result.detailed:  # the others can never be among the tests the report shows
                 self.results[result.nodeid] = result
 

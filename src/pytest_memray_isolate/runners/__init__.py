@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from memray import FileFormat
 
+from ..capture_files import repetition_capture
 from ..limits import Verdict
 from ..markers import LeakedObjectsCheck, TrackerOptions
 
@@ -49,6 +50,15 @@ class Job:
     child_end: Optional[Dict[str, Any]] = None
     #: The leaks that counted against a limit_leaks marker, for reports.
     leaks: Optional[List[Dict[str, Any]]] = None
+    #: Untracked calls, then calls each tracked alone (a repeated limit_leaks test).
+    warmups: int = 0
+    repeats: int = 1
+
+    def repetition_captures(self) -> List[Path]:
+        """One capture per tracked call; the last is ``capture``, whose figures are reported."""
+        return [
+            repetition_capture(self.capture, number, self.repeats) for number in range(1, self.repeats + 1)
+        ]
 
     @property
     def message(self) -> Path:
