@@ -283,6 +283,11 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
         ),
         (
             [],
+            "memray_follow_fork = sometimes",
+            "ERROR: memray_follow_fork = 'sometimes' (from the ini file *tox.ini): expected true or false",
+        ),
+        (
+            [],
             "native = maybe",
             "ERROR: native = 'maybe' (from the ini file *tox.ini): expected true or false",
         ),

@@ -5,7 +5,7 @@ Schema, version 1 (documented in docs/reports.rst)::
     {
       "schema": "pytest-memray-isolate/report", "version": 1,
       "exit_status": 0,
-      "settings": {"isolate": "fork", "capture_format": "aggregated",
+      "settings": {"isolate": "fork", "capture_format": "aggregated", "follow_fork": false,
                    "repeat_leaks": {"warmups": 1, "repeats": 3} | null, ...},
       "summary": {"tracked": 12, "outcomes": {"passed": 11, "failed": 1},
                   "highest_peak": {"nodeid": "...", "peak_memory": 40509536} | null},
@@ -20,14 +20,19 @@ Schema, version 1 (documented in docs/reports.rst)::
          "child": {"exit_code": 3 | null, "signal": "SIGSEGV" | null,
                    "killed_for": "timeout" | "memory" | null, "max_rss": ...} | null,
          "leaks": [{"size": ..., "function": ..., "filename": ..., "lineno": ...,
-                    "growth": [..., ...]}] | null}
+                    "growth": [..., ...]}] | null,
+         "processes": [{"pid": 4242, "role": "test" | "forked", "peak_memory": ... | null,
+                        "total_allocations": ... | null, "counted": true, "note": ... | null,
+                        "capture_file": ... | null}] | null}
       ]
     }
 
 Sizes are integers in bytes. ``leaks`` lists, for a ``limit_leaks`` test that passed its
 own checks, the leaks that counted against the limit (``growth``: bytes leaked there on
 each tracked repetition). ``child`` is set when an isolated child ended without
-reporting (a crash, or killed at its deadline or memory ceiling).
+reporting (a crash, or killed at its deadline or memory ceiling). ``processes`` is set
+with --memray-follow-fork: the test's process and each one it forked; ``peak_memory``
+and ``total_allocations`` of the test are then the sums over the counted ones.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ def _test_entry(record: Dict[str, Any]) -> Dict[str, Any]:
         "flamegraph": result.get("flamegraph"),
         "child": record["child"],
         "leaks": record.get("leaks"),
+        "processes": result.get("processes") or None,
     }
 
 
@@ -74,6 +80,7 @@ def _settings(settings: Settings) -> Dict[str, Any]:
         "memray": settings.memray,
         "isolate": settings.isolate,
         "capture_format": settings.capture_format,
+        "follow_fork": settings.follow_fork,
         "repeat_leaks": None
         if repetition is None
         else {"warmups": repetition.warmups, "repeats": repetition.repeats},

@@ -11,8 +11,9 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from memray import AllocationRecord, AllocatorType
 
-from .capture import Frame, frames_of_test, top_frame
+from .capture import Frame, ProcessFigures, frames_of_test, top_frame
 from .markers import AllocationLimit, LeakedObjectsCheck, LeakLimit, MemoryLimit
+from .report import process_lines
 from .settings import Tolerance
 from .sizes import format_size
 from .stacks import Stack, StackFrame
@@ -78,12 +79,20 @@ def check_memory_limit(
     verbosity: int,
     stacks: int = 1,
     native: bool = False,
+    processes: Sequence[ProcessFigures] = (),
 ) -> Optional[Verdict]:
-    """Fail when the allocations alive at the high watermark add up to the limit or more."""
+    """Fail when the allocations alive at the high watermark add up to the limit or more.
+
+    ``records`` may come from several processes (--memray-follow-fork): each counted
+    process's high watermark. ``processes`` then gives each process's figures.
+    """
     allocated = sum(record.size for record in records)
     if allocated < limit.limit:
         return None
     message = f"Test was limited to {format_size(limit.limit)} but allocated {format_size(allocated)}"
+    counted = sum(1 for process in processes if process.counted)
+    if counted > 1:
+        message += f" (the sum of {counted} processes' peaks)"
     if verbosity < 0:
         return Verdict(message, None)
     if verbosity >= 2:
@@ -93,6 +102,10 @@ def check_memory_limit(
     body = "\n".join(allocation_lines(listed, stacks=stacks, native=native))
     if len(records) > len(listed):
         body += f"\n    ...and {len(records) - len(listed)} more"
+    if processes:
+        body += "\nPeak of each process:\n" + "\n".join(
+            f"{_INDENT}- {line}" for line in process_lines(processes)
+        )
     return Verdict(message, ("memray-max-memory", "List of allocations:\n" + body))
 
 

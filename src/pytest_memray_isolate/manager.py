@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Generator, Iterator, List, Optional, cast
@@ -13,7 +13,7 @@ import pytest
 from memray import AllocationRecord, FileReader
 
 from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture, top_frame
-from .capture_files import CaptureFiles
+from .capture_files import CaptureFiles, forked_captures
 from .flamegraph import write_flamegraph
 from .jsonreport import build_document, write_atomically
 from .limits import (
@@ -32,6 +32,7 @@ from .markers import TrackingPlan, plan_for
 from .report import closing_lines, ranked, summary_block
 from .runners import Job, child
 from .runners.fork import ForkRunner
+from .runners.forked import still_running
 from .runners.tracking import tracked
 from .settings import Settings
 
@@ -115,8 +116,16 @@ def _growing_leak_facts(leak: GrowingLeak) -> Dict[str, Any]:
 
 
 def _writes_several_captures(plan: TrackingPlan) -> bool:
-    """Whether the test writes captures besides its own (a repeated test's repetitions)."""
-    return plan.leaks is not None and plan.leaks.repeated
+    """Whether the test writes captures besides its own: repetitions', forked processes'."""
+    return plan.tracker.follow_fork or (plan.leaks is not None and plan.leaks.repeated)
+
+
+def _counted_captures(job: Job, result: MemoryResult) -> List[Path]:
+    """The test's capture and, following forks, those of the forked processes that count."""
+    counted = {process.pid for process in result.processes if process.role == "forked" and process.counted}
+    if not counted:
+        return [job.capture]
+    return [job.capture, *(path for pid, path in forked_captures(job.capture) if pid in counted)]
 
 
 class _TopPeaks:
@@ -266,7 +275,14 @@ class Manager:
         """Read the capture and apply the limits; the figures, or ``None`` without a capture."""
         kept = self._files.keep_in is not None
         try:
-            result = read_capture(job.capture, job.nodeid, kept=kept, wanted=self._reported.wanted)
+            result = read_capture(
+                job.capture,
+                job.nodeid,
+                kept=kept,
+                wanted=self._reported.wanted,
+                forked=forked_captures(job.capture) if plan.tracker.follow_fork else None,
+                running=still_running(job) if plan.tracker.follow_fork else frozenset(),
+            )
         except OSError:
             # No readable capture: a child that died before its Tracker finished. The
             # test's own outcome already says why; there is no figure to report.
@@ -275,7 +291,7 @@ class Manager:
             earlier = [str(path) for path in job.repetition_captures()[:-1] if path.exists()]
             result = replace(result, kept_others=(*earlier, *result.kept_others))
         # Limits judge only tests that passed on their own, as pytest-memray's do.
-        verdict = self._verdict(plan, job) if report.passed else None
+        verdict = self._verdict(plan, job, result) if report.passed else None
         graph = self._flamegraph(plan, job, failed=verdict is not None)
         if graph is not None:
             result = replace(result, flamegraph=str(graph))
@@ -296,24 +312,30 @@ class Manager:
             return None
         return write_flamegraph(job.capture, directory, job.nodeid, leaks=plan.leaks is not None)
 
-    def _verdict(self, plan: TrackingPlan, job: Job) -> Optional[Verdict]:
-        verdict = self._memory_verdict(plan, job)
+    def _verdict(self, plan: TrackingPlan, job: Job, result: MemoryResult) -> Optional[Verdict]:
+        verdict = self._memory_verdict(plan, job, result)
         if verdict is None and plan.allocations is not None:
             with FileReader(job.capture) as reader:
                 verdict = check_allocations(reader.get_allocation_records(), plan.allocations)
         return verdict
 
-    def _memory_verdict(self, plan: TrackingPlan, job: Job) -> Optional[Verdict]:
+    def _memory_verdict(self, plan: TrackingPlan, job: Job, result: MemoryResult) -> Optional[Verdict]:
         settings = self._settings
         if plan.memory is not None:
-            with FileReader(job.capture) as reader:
-                records = high_watermark_records(reader, current_thread_only=plan.memory.current_thread_only)
+            with ExitStack() as stack:
+                records = []
+                for path in _counted_captures(job, result):
+                    reader = stack.enter_context(FileReader(path))
+                    records += high_watermark_records(
+                        reader, current_thread_only=plan.memory.current_thread_only
+                    )
                 verdict = check_memory_limit(
                     records,
                     plan.memory,
                     verbosity=self._verbosity(),
                     stacks=settings.stacks,
                     native=plan.tracker.native_traces,
+                    processes=result.processes,
                 )
                 allocated = sum(record.size for record in records)
             return verdict or self._check_increase(job.nodeid, allocated)

@@ -141,6 +141,8 @@ class TrackerOptions:
     trace_python_allocators: bool = False
     track_object_lifetimes: bool = False
     all_allocations: bool = False
+    #: Whether processes the test forks are tracked too (each writes a capture of its own).
+    follow_fork: bool = False
 
 
 @dataclass(frozen=True)
@@ -384,11 +386,15 @@ def _repeated_mode(mode: str, settings: Settings) -> str:
 
 def _plan_with_limit(mode: str, mark: Optional[pytest.Mark], settings: Settings) -> TrackingPlan:
     """The plan for a test with at most one limit marker (``mark``) and the run's settings."""
-    capture_all = settings.capture_format == "all"
+    # A forked process that ends with os._exit (as multiprocessing's do) leaves an
+    # aggregated capture unreadable; the "all" format survives it.
+    capture_all = settings.capture_format == "all" or settings.follow_fork
+    follow_fork = settings.follow_fork
     tracker = TrackerOptions(
         native_traces=settings.native,
         trace_python_allocators=settings.trace_python_allocators,
         all_allocations=capture_all,
+        follow_fork=follow_fork,
     )
     if mark is None:
         default = settings.limit_memory
@@ -403,7 +409,10 @@ def _plan_with_limit(mode: str, mark: Optional[pytest.Mark], settings: Settings)
     if mark.name == "limit_leaks":
         # Leaks are told apart by their stacks: native frames and every Python allocation.
         leak_tracker = TrackerOptions(
-            native_traces=True, trace_python_allocators=True, all_allocations=capture_all
+            native_traces=True,
+            trace_python_allocators=True,
+            all_allocations=capture_all,
+            follow_fork=follow_fork,
         )
         leaks = _parse_limit_leaks(mark, settings)
         if leaks.repeated:
@@ -422,5 +431,6 @@ def _plan_with_limit(mode: str, mark: Optional[pytest.Mark], settings: Settings)
         trace_python_allocators=settings.trace_python_allocators,
         track_object_lifetimes=True,
         all_allocations=capture_all,
+        follow_fork=follow_fork,
     )
     return TrackingPlan(mode=mode, tracker=object_tracker, objects=check)

@@ -353,6 +353,17 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         bare="1,3",
     ),
     OptionSpec(
+        name="follow_fork",
+        flag="--memray-follow-fork",
+        ini="memray_follow_fork",
+        help=(
+            "Also track the processes a test forks (os.fork, multiprocessing's fork context); "
+            "limit_memory applies to the sum of their peaks and the test's own."
+        ),
+        parse=_parse_bool,
+        default=False,
+    ),
+    OptionSpec(
         name="limit_memory",
         flag="--memray-limit-memory",
         ini="memray_limit_memory",
@@ -451,6 +462,7 @@ class Settings:
     native: bool = False
     trace_python_allocators: bool = False
     repeat_leaks: Optional[Repetition] = None
+    follow_fork: bool = False
     limit_memory: Optional[int] = None
     fail_on_increase: Optional[Tolerance] = None
     timeout: Optional[float] = None

@@ -61,6 +61,11 @@ class Job:
         ]
 
     @property
+    def running(self) -> Path:
+        """Where the process that ran the test lists the forked processes still running after it."""
+        return self.scratch.with_suffix(".running")
+
+    @property
     def message(self) -> Path:
         """Where the child writes its report for the parent."""
         return self.scratch.with_suffix(".report")
@@ -82,4 +87,6 @@ def tracker_arguments(options: TrackerOptions) -> Dict[str, Any]:
     }
     if options.track_object_lifetimes:
         arguments["track_object_lifetimes"] = True
+    if options.follow_fork:
+        arguments["follow_fork"] = True
     return arguments

@@ -19,6 +19,7 @@ from memray import Tracker
 
 from ..limits import check_leaked_objects
 from . import Job, tracker_arguments
+from .forked import note_running
 from .heap import settle
 from .repeat import calls_of, not_repeatable
 
@@ -47,10 +48,13 @@ def _before_stopping(job: Job) -> None:
         getattr(sys, "_clear_internal_caches", lambda: None)()
 
 
-def _after_stopping(job: Job, tracker: Tracker) -> None:
-    """Judge leaked objects here, in the process where they live."""
+def _after_stopping(job: Job, tracker: Tracker, capture: Path) -> None:
+    """Judge leaked objects here, in the process where they live; note which forked
+    processes are still running, which only this process can tell."""
     if job.objects is not None:
         job.objects_verdict = check_leaked_objects(tracker.get_surviving_objects(), job.objects)
+    if job.tracker.follow_fork and capture == job.capture:
+        note_running(job)
 
 
 def _call_tracked(
@@ -70,7 +74,7 @@ def _call_tracked(
             finally:
                 _before_stopping(job)
     finally:
-        _after_stopping(job, tracker)
+        _after_stopping(job, tracker, capture)
 
 
 async def _call_tracked_async(
@@ -90,7 +94,7 @@ async def _call_tracked_async(
             finally:
                 _before_stopping(job)
     finally:
-        _after_stopping(job, tracker)
+        _after_stopping(job, tracker, capture)
 
 
 def tracked(function: Callable[..., Any], job: Job, *, settle_heap: bool = False) -> Callable[..., Any]:
