@@ -221,12 +221,14 @@ def test_cache_opted_out():
 def test_the_switch_repeats_every_limit_leaks_test(
     pytester: pytest.Pytester, run: Runner, where: str
 ) -> None:
-    """--memray-repeat-leaks (or the ini key) repeats plain limit_leaks tests; warmups=0, repeats=1 opts out."""
+    """--memray-repeat-leaks (or the ini key, which =off overrides) repeats plain limit_leaks tests;
+    warmups=0, repeats=1 opts out."""
     pytester.makepyfile(_SWITCHABLE)
     run("--memray", "-rf").assert_outcomes(failed=2)
     if where == "ini":
         pytester.makeini("[pytest]\nmemray_repeat_leaks = 1,2\n")
         result = run("--memray", "--memray-json=out.json")
+        run("--memray", "--memray-repeat-leaks=off").assert_outcomes(failed=2)
     else:
         result = run("--memray", "--memray-repeat-leaks", "--memray-json=out.json")
     result.assert_outcomes(passed=1, failed=1)
@@ -275,3 +277,33 @@ def test_kept_files_hold_every_repetition(pytester: pytest.Pytester, run: Runner
     names = sorted(path.name for path in folder.iterdir())
     stem = "p-test_kept_files_hold_every_repetition.py-test_repeated"
     assert names == [f"{stem}-repeat1.bin", f"{stem}-repeat2.bin", f"{stem}.bin"]
+
+
+def test_coroutine_tests_are_repeated_too(pytester: pytest.Pytester, mode_flag: str) -> None:
+    """An async test (pytest-asyncio) is awaited once per call, each tracked repetition alone."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+
+        LEAKED = []
+
+        @pytest.mark.asyncio
+        @pytest.mark.limit_leaks("1 KB", warmups=1, repeats=2)
+        async def test_awaits_and_leaks():
+            await asyncio.sleep(0)
+            LEAKED.append(bytearray(4096))
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", mode_flag)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "Test was allowed to leak 1.0KiB per location on each repetition but 1 location leaked that much"
+            " or more on every one of its 2 tracked repetitions (after 1 warm-up call)",
+            "*",
+            "    - 4.?KiB, 4.?KiB leaked here:",
+            "        test_awaits_and_leaks:*.py:10",
+        ]
+    )
