@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from memray import FileReader
+from memray import FileFormat, FileReader, Tracker
 
 from conftest import Runner
+from pytest_memray_isolate.capture import STILL_RUNNING, UNREADABLE, read_capture
+from pytest_memray_isolate.capture_files import forked_captures
 
 _FORKING = """
 import multiprocessing
@@ -180,3 +183,27 @@ def test_a_process_still_running_when_the_call_ends_is_not_counted(
     assert forked["peak_memory"] is None
     assert forked["note"] == "still running when the test's call ended"
     assert test["peak_memory"] == own["peak_memory"]
+
+
+def test_forked_captures_that_cannot_count_are_named_with_the_reason(tmp_path: Path) -> None:
+    """A forked process still running, or whose capture is not memray's, is listed without figures."""
+    capture = tmp_path / "t.bin"
+    with Tracker(capture, file_format=FileFormat.ALL_ALLOCATIONS):
+        data = bytearray(1024 * 1024)
+        del data
+    (tmp_path / "t.bin.101").write_bytes(b"not a capture")
+    (tmp_path / "t.bin.102").write_bytes(b"still being written")
+    (tmp_path / "t.bin.lz4.tmp").write_bytes(b"not a forked process's capture")
+    forked = forked_captures(capture)
+    assert [pid for pid, _ in forked] == [101, 102]
+    result = read_capture(capture, "t.py::t", forked=forked, running=frozenset({102}))
+    own, unreadable, running = result.processes
+    assert own.role == "test"
+    assert own.counted
+    assert own.peak_memory is not None
+    assert own.peak_memory >= 1024 * 1024
+    assert (unreadable.pid, unreadable.counted, unreadable.note) == (101, False, UNREADABLE)
+    assert (running.pid, running.counted, running.note) == (102, False, STILL_RUNNING)
+    assert unreadable.peak_memory is None
+    assert running.peak_memory is None
+    assert result.peak_memory == own.peak_memory
