@@ -217,6 +217,37 @@ def test_limit_does_not_change_the_outcome_of_a_failing_test(
             "*invalid marker @pytest.mark.limit_leaks(1024): location_limit must be a string,*; got int 1024",
         ),
         (
+            'limit_leaks("1 KB", warmups=-1)',
+            "*::test_marked: invalid marker @pytest.mark.limit_leaks('1 KB', warmups=-1):"
+            " warmups must be a whole number, 0 or more; got int -1",
+        ),
+        (
+            'limit_leaks("1 KB", warmups=1.5)',
+            "*invalid marker @pytest.mark.limit_leaks('1 KB', warmups=1.5):"
+            " warmups must be a whole number, 0 or more; got float 1.5",
+        ),
+        (
+            'limit_leaks("1 KB", repeats=0)',
+            "*::test_marked: invalid marker @pytest.mark.limit_leaks('1 KB', repeats=0):"
+            " repeats must be a whole number, 1 or more; got int 0",
+        ),
+        (
+            'limit_leaks("1 KB", repeats="3")',
+            "*invalid marker @pytest.mark.limit_leaks('1 KB', repeats='3'):"
+            " repeats must be a whole number, 1 or more; got str '3'",
+        ),
+        (
+            'limit_leaks("1 KB", repeats=True)',
+            "*invalid marker @pytest.mark.limit_leaks('1 KB', repeats=True):"
+            " repeats must be a whole number, 1 or more; got bool True",
+        ),
+        (
+            'limit_leaks("1 KB", 1, 3)',
+            "*invalid marker @pytest.mark.limit_leaks('1 KB', 1, 3): too many positional arguments;"
+            " the signature is limit_leaks(location_limit: str, *, *warmups: Optional[[]int[]] = None,"
+            " repeats: Optional[[]int[]] = None)",
+        ),
+        (
             "limit_leaked_objects(filter_fn=3)",
             "*invalid marker @pytest.mark.limit_leaked_objects(filter_fn=3): filter_fn must be a function or None;"
             " got int 3",
@@ -272,7 +303,9 @@ def test_markers_are_documented_with_their_signatures(run: Runner) -> None:
             "@pytest.mark.limit_memory(limit: str, *, current_thread_only: bool = False):"
             " Fail the test when its call phase allocates ``limit`` or more at its high watermark.",
             "@pytest.mark.limit_leaks(location_limit: str, *, filter_fn: Optional[[]LeaksFilterFunction[]] = None,"
-            " current_thread_only: bool = False): Fail the test when memory allocated at one place*",
+            " current_thread_only: bool = False, warmups: Optional[[]int[]] = None,"
+            " repeats: Optional[[]int[]] = None): Fail the test when memory allocated at one place*"
+            " (with ``warmups`` or ``repeats``: on every tracked repetition).",
             "@pytest.mark.limit_leaked_objects(*, filter_fn: Optional[[]LeakedObjectsFilterFunction[]] = None):"
             " Fail the test when objects it created outlive it (Python 3.13.3 or newer).",
             "@pytest.mark.limit_allocations(count: int): Fail the test when its call phase makes more than"

@@ -287,6 +287,32 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
             "ERROR: verbosity_memray = 'loud' (from the ini file *tox.ini): expected a whole number*or auto",
         ),
         (
+            ["--memray-repeat-leaks=3"],
+            "",
+            "ERROR: --memray-repeat-leaks = '3' (from the command line): expected WARMUPS,REPEATS such as 1,3"
+            " (warm-ups 0 or more, repetitions 1 or more), or off",
+        ),
+        (
+            ["--memray-repeat-leaks=1,0"],
+            "",
+            "ERROR: --memray-repeat-leaks = '1,0' (from the command line): expected WARMUPS,REPEATS such as 1,3*",
+        ),
+        (
+            ["--memray-repeat-leaks=-1,3"],
+            "",
+            "ERROR: --memray-repeat-leaks = '-1,3' (from the command line): expected WARMUPS,REPEATS such as 1,3*",
+        ),
+        (
+            [],
+            "memray_repeat_leaks = 1,3,5",
+            "ERROR: memray_repeat_leaks = '1,3,5' (from the ini file *tox.ini): expected WARMUPS,REPEATS*",
+        ),
+        (
+            [],
+            "memray_follow_fork = sometimes",
+            "ERROR: memray_follow_fork = 'sometimes' (from the ini file *tox.ini): expected true or false",
+        ),
+        (
             [],
             "native = maybe",
             "ERROR: native = 'maybe' (from the ini file *tox.ini): expected true or false",

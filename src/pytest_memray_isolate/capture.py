@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import ExitStack
 from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from memray import AllocationRecord, FileReader
 
 __all__ = [
+    "STILL_RUNNING",
+    "UNREADABLE",
     "Location",
     "MemoryResult",
+    "ProcessFigures",
+    "frames_of_test",
     "high_watermark_records",
+    "is_own_file",
     "leaked_records",
     "read_capture",
     "top_frame",
@@ -39,6 +45,29 @@ class Location:
 
 
 @dataclass(frozen=True)
+class ProcessFigures:
+    """One process of a test followed into its forks (--memray-follow-fork).
+
+    ``role`` is ``"test"`` for the process that ran the test and ``"forked"`` for the
+    processes it forked. A process that is not ``counted`` has no figures; ``note`` says why.
+    """
+
+    pid: int
+    role: str
+    peak_memory: Optional[int]
+    total_allocations: Optional[int]
+    counted: bool = True
+    note: Optional[str] = None
+    #: Its capture file, when the user keeps them (--memray-bin-path).
+    capture_file: Optional[str] = None
+
+
+#: Why a forked process's figures are left out.
+STILL_RUNNING = "still running when the test's call ended"
+UNREADABLE = "its capture file could not be read"
+
+
+@dataclass(frozen=True)
 class MemoryResult:
     """The figures of one tracked test, small enough to keep for the whole run."""
 
@@ -53,29 +82,51 @@ class MemoryResult:
     flamegraph: Optional[str] = None
     #: Whether the histogram and top locations were read (only for tests the report can show).
     detailed: bool = True
+    #: With --memray-follow-fork, each process's figures; ``peak_memory`` and
+    #: ``total_allocations`` above are then the sums over the counted ones.
+    processes: Tuple[ProcessFigures, ...] = ()
+    #: Kept capture files besides ``kept_file``: earlier repetitions' and forked processes'.
+    kept_others: Tuple[str, ...] = ()
 
     def as_dict(self) -> Dict[str, Any]:
         """Plain data that survives pytest's report serialization (and so pytest-xdist)."""
         data = asdict(self)
         data["top_locations"] = [list(astuple(location)) for location in self.top_locations]
+        data["kept_others"] = list(self.kept_others)
         return data
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> MemoryResult:
         locations = tuple(Location(*location) for location in data["top_locations"])
-        return cls(**{**data, "top_locations": locations})
+        processes = tuple(ProcessFigures(**process) for process in data.get("processes", ()))
+        others = tuple(data.get("kept_others", ()))
+        return cls(**{**data, "top_locations": locations, "processes": processes, "kept_others": others})
 
 
-def _is_own(filename: str) -> bool:
+def is_own_file(filename: str) -> bool:
+    """Whether code in ``filename`` is the plugin's own (its frames are not the test's)."""
     return filename.startswith(_OWN_DIRS)
 
 
 def top_frame(frames: Iterable[Frame]) -> Optional[Frame]:
     """The innermost frame that is not the plugin's own, or ``None``."""
     for frame in frames:
-        if not _is_own(frame[1]):
+        if not is_own_file(frame[1]):
             return frame
     return None
+
+
+def frames_of_test(frames: Sequence[Frame]) -> List[Frame]:
+    """The test's part of a stack (innermost first): from the innermost frame outside the
+    plugin, outwards to the plugin's frame that called the test."""
+    found: List[Frame] = []
+    for frame in frames:
+        if is_own_file(frame[1]):
+            if found:
+                break
+            continue
+        found.append(frame)
+    return found
 
 
 def _of_thread(
@@ -137,28 +188,88 @@ def _top_locations(records: Sequence[AllocationRecord]) -> Tuple[Location, ...]:
     return tuple(found)
 
 
+def _forked_figures(
+    stack: ExitStack, forked: Sequence[Tuple[int, Path]], running: AbstractSet[int], kept: bool
+) -> Tuple[List[ProcessFigures], List[FileReader]]:
+    """Figures of each forked process, and open readers of the counted ones' captures."""
+    figures: List[ProcessFigures] = []
+    readers: List[FileReader] = []
+    for pid, path in forked:
+        kept_file = str(path) if kept else None
+        if pid in running:
+            figures.append(ProcessFigures(pid, "forked", None, None, False, STILL_RUNNING, kept_file))
+            continue
+        try:
+            reader = stack.enter_context(FileReader(path))
+        except OSError:
+            figures.append(ProcessFigures(pid, "forked", None, None, False, UNREADABLE, kept_file))
+            continue
+        metadata = reader.metadata
+        figures.append(
+            ProcessFigures(
+                pid, "forked", metadata.peak_memory, metadata.total_allocations, capture_file=kept_file
+            )
+        )
+        readers.append(reader)
+    return figures, readers
+
+
 def read_capture(
-    path: Path, nodeid: str, *, kept: bool = False, wanted: Callable[[int], bool] = lambda peak: True
+    path: Path,
+    nodeid: str,
+    *,
+    kept: bool = False,
+    wanted: Callable[[int], bool] = lambda peak: True,
+    forked: Optional[Sequence[Tuple[int, Path]]] = None,
+    running: AbstractSet[int] = frozenset(),
 ) -> MemoryResult:
     """Summarise a capture file: peak, allocation count, and, when ``wanted(peak)``, the
     size histogram and top locations (the costly part, skipped for tests the report
-    will not show)."""
-    with FileReader(path) as reader:
+    will not show).
+
+    With ``forked`` (pid and capture of each process the test forked, --memray-follow-fork)
+    the figures are sums over the test's process and the forked ones that had ended
+    (those in ``running`` had not), and each process's own figures are kept too.
+    """
+    with ExitStack() as stack:
+        reader = stack.enter_context(FileReader(path))
         metadata = reader.metadata
-        detailed = wanted(metadata.peak_memory)
-        if not detailed:
-            records: List[AllocationRecord] = []
-            top_locations: Tuple[Location, ...] = ()
-        else:
-            records = list(reader.get_high_watermark_allocation_records(merge_threads=True))
-            # Stack traces are looked up through the open reader.
+        processes: List[ProcessFigures] = []
+        readers = [reader]
+        if forked is not None:
+            own = ProcessFigures(
+                metadata.pid,
+                "test",
+                metadata.peak_memory,
+                metadata.total_allocations,
+                capture_file=str(path) if kept else None,
+            )
+            others, other_readers = _forked_figures(stack, forked, running, kept)
+            processes = [own, *others]
+            readers += other_readers
+        counted = [process for process in processes if process.counted]
+        peak = sum(process.peak_memory or 0 for process in counted) if processes else metadata.peak_memory
+        total = (
+            sum(process.total_allocations or 0 for process in counted)
+            if processes
+            else metadata.total_allocations
+        )
+        detailed = wanted(peak)
+        records: List[AllocationRecord] = []
+        top_locations: Tuple[Location, ...] = ()
+        if detailed:
+            for each in readers:
+                records += each.get_high_watermark_allocation_records(merge_threads=True)
+            # Stack traces are looked up through the open readers.
             top_locations = _top_locations(records)
     return MemoryResult(
         nodeid=nodeid,
-        peak_memory=metadata.peak_memory,
-        total_allocations=metadata.total_allocations,
+        peak_memory=peak,
+        total_allocations=total,
         histogram=histogram([record.size for record in records]),
         top_locations=top_locations,
         kept_file=str(path) if kept else None,
         detailed=detailed,
+        processes=tuple(processes),
+        kept_others=tuple(process.capture_file for process in processes[1:] if process.capture_file),
     )

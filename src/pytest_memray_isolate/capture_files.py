@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import itertools
 import re
@@ -9,12 +10,14 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Optional, Set, Tuple
+from typing import List, Optional, Set, Tuple
 
-__all__ = ["CaptureFiles", "kept_file_name"]
+__all__ = ["CaptureFiles", "derived_captures", "forked_captures", "kept_file_name", "repetition_capture"]
 
-#: Most file systems cap one path component at 255 bytes.
-_MAX_NAME_BYTES = 255
+#: Most file systems cap one path component at 255 bytes. Kept names leave room for what
+#: is added to them, such as the ``.lz4.tmp`` of memray's compression when tracking
+#: stops, ``-repeatN``, and a forked process's ``.PID``.
+_MAX_NAME_BYTES = 255 - 40
 _SUFFIX = ".bin"
 _UNPORTABLE = re.compile(r"[^\w.\-\[\]=+,@]+")
 
@@ -33,6 +36,39 @@ def kept_file_name(prefix: str, nodeid: str) -> str:
     return head + digest
 
 
+def repetition_capture(capture: Path, number: int, repeats: int) -> Path:
+    """The capture of tracked repetition ``number`` (from 1): ``NAME-repeatN.bin``, the last one ``capture``."""
+    if number == repeats:
+        return capture
+    return capture.with_name(f"{capture.stem}-repeat{number}{capture.suffix}")
+
+
+def forked_captures(capture: Path) -> List[Tuple[int, Path]]:
+    """The captures memray wrote for processes forked while ``capture`` was being written.
+
+    With ``follow_fork`` memray names each forked process's capture ``NAME.bin.PID``
+    (forks of forks too: they keep the first name). Each comes with its pid, in pid order.
+    """
+    pattern = re.compile(re.escape(capture.name) + r"\.(\d+)")
+    found = []
+    for path in capture.parent.glob(glob.escape(capture.name) + ".*"):
+        match = pattern.fullmatch(path.name)
+        if match is not None:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def derived_captures(capture: Path) -> List[Path]:
+    """Every capture memray may write for the same test besides ``capture``: earlier
+    repetitions' (``NAME-repeatN.bin``) and forked processes' (``NAME.bin.PID``)."""
+    pattern = re.compile(re.escape(capture.stem) + r"(-repeat\d+)?" + re.escape(capture.suffix) + r"(\.\d+)?")
+    return [
+        path
+        for path in capture.parent.glob(glob.escape(capture.stem) + "*")
+        if path != capture and pattern.fullmatch(path.name)
+    ]
+
+
 class CaptureFiles:
     """Hands out one fresh capture path (and message path) per tracked test."""
 
@@ -43,21 +79,28 @@ class CaptureFiles:
         self._kept: Set[Path] = set()
         self._numbers = itertools.count()
 
-    def paths_for(self, nodeid: str) -> Tuple[Path, Path]:
-        """The capture path, and a stem for the job's other scratch files, for one run of a test."""
+    def paths_for(self, nodeid: str, *, derived: bool = False) -> Tuple[Path, Path]:
+        """The capture path, and a stem for the job's other scratch files, for one run of a test.
+
+        ``derived``: the test may write more than one capture (repetitions, forked processes).
+        """
         stem = self.scratch / str(next(self._numbers))
         if self.keep_in is None:
             return stem.with_suffix(".bin"), stem
         capture = self.keep_in / kept_file_name(self.prefix, nodeid)
-        capture.unlink(missing_ok=True)  # a file from an earlier run of the same test
+        # Files from an earlier run of the same test: memray refuses to overwrite them,
+        # and a forked process's file must not be read as this run's.
+        for earlier in (capture, *(derived_captures(capture) if derived else ())):
+            earlier.unlink(missing_ok=True)
         return capture, stem
 
-    def done_with(self, capture: Path, stem: Path) -> None:
-        """Delete a job's scratch files, and its capture unless the user keeps them."""
-        for leftover in (".report", ".faults", ".request", ".startup"):
+    def done_with(self, capture: Path, stem: Path, *, derived: bool = False) -> None:
+        """Delete a job's scratch files, and its captures unless the user keeps them."""
+        for leftover in (".report", ".faults", ".running", ".request", ".startup"):
             stem.with_suffix(leftover).unlink(missing_ok=True)
         if self.keep_in is None:
-            capture.unlink(missing_ok=True)
+            for path in (capture, *(derived_captures(capture) if derived else ())):
+                path.unlink(missing_ok=True)
 
     def record_kept(self, capture: str) -> None:
         """Count a kept capture file (reported by this process or by a pytest-xdist worker)."""

@@ -5,25 +5,34 @@ Schema, version 1 (documented in docs/reports.rst)::
     {
       "schema": "pytest-memray-isolate/report", "version": 1,
       "exit_status": 0,
-      "settings": {"isolate": "fork", "capture_format": "aggregated", ...},
+      "settings": {"isolate": "fork", "capture_format": "aggregated", "follow_fork": false,
+                   "repeat_leaks": {"warmups": 1, "repeats": 3} | null, ...},
       "summary": {"tracked": 12, "outcomes": {"passed": 11, "failed": 1},
                   "highest_peak": {"nodeid": "...", "peak_memory": 40509536} | null},
       "tests": [
         {"nodeid": "...", "outcome": "passed", "mode": "fork" | "in-process",
          "peak_memory": 40509536 | null, "total_allocations": 4 | null,
-         "limit": {"kind": "limit_memory", "bytes": ..., "text": "24 MB", "source": "marker"} | null,
+         "limit": {"kind": "limit_memory", "bytes": ..., "text": "24 MB", "source": "marker"}
+                | {"kind": "limit_leaks", ..., "warmups": 1, "repeats": 3} | null,
          "top_locations": [{"function": ..., "filename": ..., "lineno": ..., "size": ...}],
          "capture_file": "/path/prefix-test.bin" | null,
          "flamegraph": "/path/flamegraph-test.html" | null,
          "child": {"exit_code": 3 | null, "signal": "SIGSEGV" | null,
                    "killed_for": "timeout" | "memory" | null, "max_rss": ...} | null,
-         "leaks": [{"size": ..., "function": ..., "filename": ..., "lineno": ...}] | null}
+         "leaks": [{"size": ..., "function": ..., "filename": ..., "lineno": ...,
+                    "growth": [..., ...]}] | null,
+         "processes": [{"pid": 4242, "role": "test" | "forked", "peak_memory": ... | null,
+                        "total_allocations": ... | null, "counted": true, "note": ... | null,
+                        "capture_file": ... | null}] | null}
       ]
     }
 
 Sizes are integers in bytes. ``leaks`` lists, for a ``limit_leaks`` test that passed its
-own checks, the leaks that counted against the limit. ``child`` is set when an isolated
-child ended without reporting (a crash, or killed at its deadline or memory ceiling).
+own checks, the leaks that counted against the limit (``growth``: bytes leaked there on
+each tracked repetition). ``child`` is set when an isolated child ended without
+reporting (a crash, or killed at its deadline or memory ceiling). ``processes`` is set
+with --memray-follow-fork: the test's process and each one it forked; ``peak_memory``
+and ``total_allocations`` of the test are then the sums over the counted ones.
 """
 
 from __future__ import annotations
@@ -60,15 +69,21 @@ def _test_entry(record: Dict[str, Any]) -> Dict[str, Any]:
         "flamegraph": result.get("flamegraph"),
         "child": record["child"],
         "leaks": record.get("leaks"),
+        "processes": result.get("processes") or None,
     }
 
 
 def _settings(settings: Settings) -> Dict[str, Any]:
     tolerance = settings.fail_on_increase
+    repetition = settings.repeat_leaks
     return {
         "memray": settings.memray,
         "isolate": settings.isolate,
         "capture_format": settings.capture_format,
+        "follow_fork": settings.follow_fork,
+        "repeat_leaks": None
+        if repetition is None
+        else {"warmups": repetition.warmups, "repeats": repetition.repeats},
         "native": settings.native,
         "trace_python_allocators": settings.trace_python_allocators,
         "stacks": settings.stacks,

@@ -11,21 +11,26 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from memray import AllocationRecord, AllocatorType
 
-from .capture import Frame, top_frame
+from .capture import Frame, ProcessFigures, frames_of_test, top_frame
 from .markers import AllocationLimit, LeakedObjectsCheck, LeakLimit, MemoryLimit
+from .report import process_lines
 from .settings import Tolerance
 from .sizes import format_size
 from .stacks import Stack, StackFrame
 
 __all__ = [
+    "GrowingLeak",
     "Verdict",
     "allocation_lines",
     "check_allocations",
+    "check_growing_leaks",
     "check_increase",
     "check_leaked_objects",
     "check_leaks",
     "check_memory_limit",
     "counted_leaks",
+    "growing_leaks",
+    "leaks_by_place",
 ]
 
 _INDENT = " " * 4
@@ -74,12 +79,20 @@ def check_memory_limit(
     verbosity: int,
     stacks: int = 1,
     native: bool = False,
+    processes: Sequence[ProcessFigures] = (),
 ) -> Optional[Verdict]:
-    """Fail when the allocations alive at the high watermark add up to the limit or more."""
+    """Fail when the allocations alive at the high watermark add up to the limit or more.
+
+    ``records`` may come from several processes (--memray-follow-fork): each counted
+    process's high watermark. ``processes`` then gives each process's figures.
+    """
     allocated = sum(record.size for record in records)
     if allocated < limit.limit:
         return None
     message = f"Test was limited to {format_size(limit.limit)} but allocated {format_size(allocated)}"
+    counted = sum(1 for process in processes if process.counted)
+    if counted > 1:
+        message += f" (the sum of {counted} processes' peaks)"
     if verbosity < 0:
         return Verdict(message, None)
     if verbosity >= 2:
@@ -89,6 +102,10 @@ def check_memory_limit(
     body = "\n".join(allocation_lines(listed, stacks=stacks, native=native))
     if len(records) > len(listed):
         body += f"\n    ...and {len(records) - len(listed)} more"
+    if processes:
+        body += "\nPeak of each process:\n" + "\n".join(
+            f"{_INDENT}- {line}" for line in process_lines(processes)
+        )
     return Verdict(message, ("memray-max-memory", "List of allocations:\n" + body))
 
 
@@ -158,6 +175,79 @@ def check_leaks(leaked: Sequence[AllocationRecord], limit: LeakLimit, *, stacks:
     message = f"Test was allowed to leak {format_size(limit.limit)} per location but at least one location leaked more"
     body = "\n".join(allocation_lines(leaked, stacks=max(stacks, _LEAK_STACKS), native=True))
     return Verdict(message, ("memray-leaked-memory", "List of leaked allocations:\n" + body))
+
+
+#: A place leaks are told apart by across repetitions: its Python stack, innermost first.
+#: (Native frames are left out: the interpreter takes other C paths once it has
+#: specialised the test's code, so the same line would look like another place.)
+Place = Tuple[Frame, ...]
+
+
+@dataclass(frozen=True)
+class GrowingLeak:
+    """A place whose leaks reached the limit on every tracked repetition."""
+
+    place: Place
+    #: Bytes leaked there on each tracked repetition, in order.
+    growth: Tuple[int, ...]
+
+
+def leaks_by_place(records: Iterable[AllocationRecord], limit: LeakLimit) -> Counter[Place]:
+    """Bytes leaked by one repetition, per place, of the leaks ``filter_fn`` keeps."""
+    sizes: Counter[Place] = Counter()
+    for record in records:
+        if limit.filter_fn is not None and not limit.filter_fn(_stack(record.hybrid_stack_trace())):
+            continue
+        try:
+            place: Place = tuple(record.stack_trace())
+        except NotImplementedError:  # memray keeps no stack for some records
+            place = ()
+        sizes[place] += record.size
+    return sizes
+
+
+def growing_leaks(repetitions: Sequence[Counter[Place]], limit: LeakLimit) -> List[GrowingLeak]:
+    """The places that leaked the limit or more on every repetition, steadiest growth first.
+
+    Memory kept by a warm-up (a cache filled on first use) or kept once along the way
+    (a table that grew) does not grow on every repetition, so it does not count.
+    """
+    if not repetitions:
+        return []
+    found = [
+        GrowingLeak(place, tuple(sizes[place] for sizes in repetitions))
+        for place in repetitions[0]
+        if all(sizes[place] >= limit.limit for sizes in repetitions)
+    ]
+    return sorted(found, key=lambda leak: min(leak.growth), reverse=True)
+
+
+def check_growing_leaks(leaks: Sequence[GrowingLeak], limit: LeakLimit, *, stacks: int) -> Optional[Verdict]:
+    """Fail when a place leaked the limit or more on every tracked repetition; show each one's growth."""
+    if not leaks:
+        return None
+    warmups = f"{limit.warmups} warm-up call{'s' if limit.warmups != 1 else ''}"
+    places = f"{len(leaks)} location{'s' if len(leaks) != 1 else ''}"
+    every = (
+        f"every one of its {limit.repeats} tracked repetitions" if limit.repeats > 1 else "its tracked call"
+    )
+    message = (
+        f"Test was allowed to leak {format_size(limit.limit)} per location on each repetition but {places}"
+        f" leaked that much or more on {every} (after {warmups})"
+    )
+    numbers = ", ".join(str(number) for number in range(1, limit.repeats + 1))
+    lines = [f"Locations whose leaks grew on every repetition (leaked on repetitions {numbers}):"]
+    shown = max(stacks, _LEAK_STACKS)
+    for leak in leaks:
+        frames = frames_of_test(leak.place) or list(leak.place)
+        growth = ", ".join(format_size(size) for size in leak.growth)
+        lines.append(f"{_INDENT}- {growth} leaked here:")
+        lines += [
+            f"{_INDENT * 2}{function}:{filename}:{lineno}" for function, filename, lineno in frames[:shown]
+        ]
+        if len(frames) > shown:
+            lines.append(f"{_INDENT * 2}...")
+    return Verdict(message, ("memray-leaked-memory", "\n".join(lines)))
 
 
 def _short_repr(value: object) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import os
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Generator, List, Optional
@@ -12,21 +13,26 @@ import pytest
 from memray import AllocationRecord, FileReader
 
 from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture, top_frame
-from .capture_files import CaptureFiles
+from .capture_files import CaptureFiles, forked_captures
 from .flamegraph import write_flamegraph
 from .jsonreport import build_document, write_atomically
 from .limits import (
+    GrowingLeak,
     Verdict,
     check_allocations,
+    check_growing_leaks,
     check_increase,
     check_leaks,
     check_memory_limit,
     counted_leaks,
+    growing_leaks,
+    leaks_by_place,
 )
 from .markers import TrackingPlan, plan_for
 from .report import closing_lines, ranked, summary_block
 from .runners import IsolationRunner, Job, child
 from .runners.fork import ForkRunner
+from .runners.forked import still_running
 from .runners.forkserver import ForkserverRunner
 from .runners.spawn import SpawnRunner
 from .runners.tracking import patched_call
@@ -50,7 +56,39 @@ def _leak_facts(record: AllocationRecord) -> Dict[str, Any]:
     """One counted leak as plain data: its size and innermost Python frame outside the plugin."""
     frame = top_frame(record.stack_trace()) or ("???", "???", 0)
     function, filename, lineno = frame
-    return {"size": record.size, "function": function, "filename": filename, "lineno": lineno}
+    return {
+        "size": record.size,
+        "function": function,
+        "filename": filename,
+        "lineno": lineno,
+        "growth": [record.size],
+    }
+
+
+def _growing_leak_facts(leak: GrowingLeak) -> Dict[str, Any]:
+    """A place whose leaks grew on every repetition, as plain data: the last repetition's size,
+    its innermost Python frame outside the plugin, and what it leaked on each repetition."""
+    function, filename, lineno = top_frame(leak.place) or ("???", "???", 0)
+    return {
+        "size": leak.growth[-1],
+        "function": function,
+        "filename": filename,
+        "lineno": lineno,
+        "growth": list(leak.growth),
+    }
+
+
+def _writes_several_captures(plan: TrackingPlan) -> bool:
+    """Whether the test writes captures besides its own: repetitions', forked processes'."""
+    return plan.tracker.follow_fork or (plan.leaks is not None and plan.leaks.repeated)
+
+
+def _counted_captures(job: Job, result: MemoryResult) -> List[Path]:
+    """The test's capture and, following forks, those of the forked processes that count."""
+    counted = {process.pid for process in result.processes if process.role == "forked" and process.counted}
+    if not counted:
+        return [job.capture]
+    return [job.capture, *(path for pid, path in forked_captures(job.capture) if pid in counted)]
 
 
 class _TopPeaks:
@@ -121,8 +159,10 @@ class Manager:
         plan = item.stash.get(PLAN_KEY, None)
         if plan is None or plan.error is not None or child.current_job() is not None:
             return (yield)
-        capture, scratch = self._files.paths_for(item.nodeid)
+        capture, scratch = self._files.paths_for(item.nodeid, derived=_writes_several_captures(plan))
         job = Job(item.nodeid, capture, scratch, tracker=plan.tracker, objects=plan.objects)
+        if plan.leaks is not None:
+            job.warmups, job.repeats = plan.leaks.warmups, plan.leaks.repeats
         if plan.isolated:
             job.timeout = self._timeout_for(item, plan)
             job.max_rss = self._settings.max_rss
@@ -204,7 +244,7 @@ class Manager:
         try:
             result = self._judge(plan, job, report)
         finally:
-            self._files.done_with(job.capture, job.scratch)
+            self._files.done_with(job.capture, job.scratch, derived=_writes_several_captures(plan))
         # The figures travel with the report, so pytest-xdist brings them to the controller.
         record = {
             "result": None if result is None else result.as_dict(),
@@ -228,16 +268,25 @@ class Manager:
 
     def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> Optional[MemoryResult]:
         """Read the capture and apply the limits; the figures, or ``None`` without a capture."""
+        kept = self._files.keep_in is not None
         try:
             result = read_capture(
-                job.capture, job.nodeid, kept=self._files.keep_in is not None, wanted=self._reported.wanted
+                job.capture,
+                job.nodeid,
+                kept=kept,
+                wanted=self._reported.wanted,
+                forked=forked_captures(job.capture) if plan.tracker.follow_fork else None,
+                running=still_running(job) if plan.tracker.follow_fork else frozenset(),
             )
         except OSError:
             # No readable capture: a child that died before its Tracker finished. The
             # test's own outcome already says why; there is no figure to report.
             return None
+        if kept and job.repeats > 1:
+            earlier = [str(path) for path in job.repetition_captures()[:-1] if path.exists()]
+            result = replace(result, kept_others=(*earlier, *result.kept_others))
         # Limits judge only tests that passed on their own, as pytest-memray's do.
-        verdict = self._verdict(plan, job) if report.passed else None
+        verdict = self._verdict(plan, job, result) if report.passed else None
         graph = self._flamegraph(plan, job, failed=verdict is not None)
         if graph is not None:
             result = replace(result, flamegraph=str(graph))
@@ -258,27 +307,42 @@ class Manager:
             return None
         return write_flamegraph(job.capture, directory, job.nodeid, leaks=plan.leaks is not None)
 
-    def _verdict(self, plan: TrackingPlan, job: Job) -> Optional[Verdict]:
-        verdict = self._memory_verdict(plan, job)
+    def _verdict(self, plan: TrackingPlan, job: Job, result: MemoryResult) -> Optional[Verdict]:
+        verdict = self._memory_verdict(plan, job, result)
         if verdict is None and plan.allocations is not None:
             with FileReader(job.capture) as reader:
                 verdict = check_allocations(reader.get_allocation_records(), plan.allocations)
         return verdict
 
-    def _memory_verdict(self, plan: TrackingPlan, job: Job) -> Optional[Verdict]:
+    def _memory_verdict(self, plan: TrackingPlan, job: Job, result: MemoryResult) -> Optional[Verdict]:
         settings = self._settings
         if plan.memory is not None:
-            with FileReader(job.capture) as reader:
-                records = high_watermark_records(reader, current_thread_only=plan.memory.current_thread_only)
+            with ExitStack() as stack:
+                records = []
+                for path in _counted_captures(job, result):
+                    reader = stack.enter_context(FileReader(path))
+                    records += high_watermark_records(
+                        reader, current_thread_only=plan.memory.current_thread_only
+                    )
                 verdict = check_memory_limit(
                     records,
                     plan.memory,
                     verbosity=self._verbosity(),
                     stacks=settings.stacks,
                     native=plan.tracker.native_traces,
+                    processes=result.processes,
                 )
                 allocated = sum(record.size for record in records)
             return verdict or self._check_increase(job.nodeid, allocated)
+        if plan.leaks is not None and plan.leaks.repeated:
+            repetitions = []
+            for path in job.repetition_captures():
+                with FileReader(path) as reader:
+                    leaks = leaked_records(reader, current_thread_only=plan.leaks.current_thread_only)
+                    repetitions.append(leaks_by_place(leaks, plan.leaks))
+            growing = growing_leaks(repetitions, plan.leaks)
+            job.leaks = [_growing_leak_facts(leak) for leak in growing]
+            return check_growing_leaks(growing, plan.leaks, stacks=settings.stacks)
         if plan.leaks is not None:
             with FileReader(job.capture) as reader:
                 leaks = leaked_records(reader, current_thread_only=plan.leaks.current_thread_only)
@@ -336,8 +400,9 @@ class Manager:
             self._files.record_kept(record["unread_capture"])
         if record["result"] is not None:
             result = MemoryResult.from_dict(record["result"])
-            if result.kept_file is not None:
-                self._files.record_kept(result.kept_file)
+            for kept in (result.kept_file, *result.kept_others):
+                if kept is not None:
+                    self._files.record_kept(kept)
             if result.detailed:  # the others can never be among the tests the report shows
                 self.results[result.nodeid] = result
 

@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from .settings import ISOLATION_MODES, Settings, default_isolation_mode
+from .settings import DEFAULT_REPETITION, ISOLATION_MODES, Repetition, Settings, default_isolation_mode
 from .sizes import SIZE_HINT, format_size, parse_size
 from .stacks import LeakedObjectsFilterFunction, LeaksFilterFunction
 
@@ -41,8 +41,10 @@ def limit_leaks(
     *,
     filter_fn: Optional[LeaksFilterFunction] = None,
     current_thread_only: bool = False,
+    warmups: Optional[int] = None,
+    repeats: Optional[int] = None,
 ) -> None:
-    """Fail the test when memory allocated at one place, and still alive at its end, reaches ``location_limit``."""
+    """Fail the test when memory allocated at one place, and still alive at its end, reaches ``location_limit`` (with ``warmups`` or ``repeats``: on every tracked repetition)."""
 
 
 def limit_leaked_objects(*, filter_fn: Optional[LeakedObjectsFilterFunction] = None) -> None:
@@ -99,12 +101,22 @@ class MemoryLimit:
 
 @dataclass(frozen=True)
 class LeakLimit:
-    """A validated ``limit_leaks`` marker."""
+    """A validated ``limit_leaks`` marker.
+
+    ``warmups`` untracked calls come first, then ``repeats`` calls each under a Tracker
+    of its own; one tracked call and no warm-up is pytest-memray's ``limit_leaks``.
+    """
 
     limit: int
     text: str
     filter_fn: Optional[LeaksFilterFunction] = None
     current_thread_only: bool = False
+    warmups: int = 0
+    repeats: int = 1
+
+    @property
+    def repeated(self) -> bool:
+        return (self.warmups, self.repeats) != (0, 1)
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,8 @@ class TrackerOptions:
     trace_python_allocators: bool = False
     track_object_lifetimes: bool = False
     all_allocations: bool = False
+    #: Whether processes the test forks are tracked too (each writes a capture of its own).
+    follow_fork: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,8 @@ class TrackingPlan:
                 "bytes": self.leaks.limit,
                 "text": self.leaks.text,
                 "source": "marker",
+                "warmups": self.leaks.warmups,
+                "repeats": self.leaks.repeats,
             }
         if self.objects is not None:
             return {"kind": "limit_leaked_objects", "source": "marker"}
@@ -227,13 +243,46 @@ def _parse_limit_memory(mark: pytest.Mark) -> MemoryLimit:
     return MemoryLimit(limit=limit, text=str(text), current_thread_only=current)
 
 
-def _parse_limit_leaks(mark: pytest.Mark) -> LeakLimit:
+def _whole_number_argument(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise MarkerError(
+            f"{name} must be a whole number, {minimum} or more; got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _repetition(arguments: Dict[str, object], settings: Settings) -> Repetition:
+    """The marker's ``warmups`` and ``repeats``, each falling back on --memray-repeat-leaks.
+
+    Without either (and without the option) the test is called once, as pytest-memray does.
+    """
+    warmups, repeats = arguments["warmups"], arguments["repeats"]
+    default = settings.repeat_leaks
+    if default is None:
+        if warmups is None and repeats is None:
+            return Repetition(warmups=0, repeats=1)
+        default = DEFAULT_REPETITION
+    return Repetition(
+        warmups=default.warmups if warmups is None else _whole_number_argument("warmups", warmups, 0),
+        repeats=default.repeats if repeats is None else _whole_number_argument("repeats", repeats, 1),
+    )
+
+
+def _parse_limit_leaks(mark: pytest.Mark, settings: Settings) -> LeakLimit:
     arguments = _bind(mark)
     text = arguments["location_limit"]
     limit = _size_argument("location_limit", text)
     filter_fn = _filter_argument(arguments["filter_fn"])
     current = _bool_argument("current_thread_only", arguments["current_thread_only"])
-    return LeakLimit(limit=limit, text=str(text), filter_fn=filter_fn, current_thread_only=current)  # type: ignore[arg-type]
+    repetition = _repetition(arguments, settings)
+    return LeakLimit(
+        limit=limit,
+        text=str(text),
+        filter_fn=filter_fn,  # type: ignore[arg-type]
+        current_thread_only=current,
+        warmups=repetition.warmups,
+        repeats=repetition.repeats,
+    )
 
 
 def _parse_limit_leaked_objects(mark: pytest.Mark) -> LeakedObjectsCheck:
@@ -242,10 +291,7 @@ def _parse_limit_leaked_objects(mark: pytest.Mark) -> LeakedObjectsCheck:
 
 
 def _parse_limit_allocations(mark: pytest.Mark) -> AllocationLimit:
-    count = _bind(mark)["count"]
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise MarkerError(f"count must be a whole number, 0 or more; got {type(count).__name__} {count!r}")
-    return AllocationLimit(count)
+    return AllocationLimit(_whole_number_argument("count", _bind(mark)["count"], 0))
 
 
 def _parse_isolate(mark: pytest.Mark, run_mode: Optional[str]) -> Tuple[str, Optional[float]]:
@@ -328,13 +374,29 @@ def _plan_without_allocations(
     return replace(_plan_with_limit(mode, None, settings), timeout=timeout)
 
 
+def _repeated_mode(mode: str, settings: Settings) -> str:
+    """Where a repeated test runs: isolated, unless in-process was asked for by name.
+
+    Its warm-ups and repetitions leave their leaks and side effects in the process that
+    ran them; a child takes them away with it. ``--memray-isolate=off`` (or the ini key)
+    keeps them in pytest's process.
+    """
+    if mode == IN_PROCESS and settings.source_of("isolate") == "default":
+        return default_isolation_mode()
+    return mode
+
+
 def _plan_with_limit(mode: str, mark: Optional[pytest.Mark], settings: Settings) -> TrackingPlan:
     """The plan for a test with at most one limit marker (``mark``) and the run's settings."""
-    capture_all = settings.capture_format == "all"
+    # A forked process that ends with os._exit (as multiprocessing's do) leaves an
+    # aggregated capture unreadable; the "all" format survives it.
+    capture_all = settings.capture_format == "all" or settings.follow_fork
+    follow_fork = settings.follow_fork
     tracker = TrackerOptions(
         native_traces=settings.native,
         trace_python_allocators=settings.trace_python_allocators,
         all_allocations=capture_all,
+        follow_fork=follow_fork,
     )
     if mark is None:
         default = settings.limit_memory
@@ -349,9 +411,15 @@ def _plan_with_limit(mode: str, mark: Optional[pytest.Mark], settings: Settings)
     if mark.name == "limit_leaks":
         # Leaks are told apart by their stacks: native frames and every Python allocation.
         leak_tracker = TrackerOptions(
-            native_traces=True, trace_python_allocators=True, all_allocations=capture_all
+            native_traces=True,
+            trace_python_allocators=True,
+            all_allocations=capture_all,
+            follow_fork=follow_fork,
         )
-        return TrackingPlan(mode=mode, tracker=leak_tracker, leaks=_parse_limit_leaks(mark))
+        leaks = _parse_limit_leaks(mark, settings)
+        if leaks.repeated:
+            mode = _repeated_mode(mode, settings)
+        return TrackingPlan(mode=mode, tracker=leak_tracker, leaks=leaks)
     check = _parse_limit_leaked_objects(mark)
     if sys.version_info < OBJECT_TRACKING_SINCE:
         running = ".".join(map(str, sys.version_info[:3]))
@@ -365,5 +433,6 @@ def _plan_with_limit(mode: str, mark: Optional[pytest.Mark], settings: Settings)
         trace_python_allocators=settings.trace_python_allocators,
         track_object_lifetimes=True,
         all_allocations=capture_all,
+        follow_fork=follow_fork,
     )
     return TrackingPlan(mode=mode, tracker=object_tracker, objects=check)

@@ -18,13 +18,16 @@ from .sizes import SIZE_HINT, parse_size
 
 __all__ = [
     "CAPTURE_FORMATS",
+    "DEFAULT_REPETITION",
     "ISOLATION_MODES",
     "OPTIONS",
     "OptionSpec",
+    "Repetition",
     "Settings",
     "Tolerance",
     "default_isolation_mode",
     "parse_isolation_mode",
+    "parse_repetition",
     "parse_tolerance",
     "resolve_settings",
 ]
@@ -93,6 +96,36 @@ def _parse_increase(text: str) -> Optional[Tolerance]:
     if word in _FALSE_WORDS and word not in ("", "0"):
         return None
     return parse_tolerance(text)
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """How often a repeated ``limit_leaks`` test is called: untracked first, then each call tracked alone."""
+
+    warmups: int
+    repeats: int
+
+
+#: What ``--memray-repeat-leaks`` means without a value.
+DEFAULT_REPETITION = Repetition(warmups=1, repeats=3)
+_REPETITION_HINT = "expected WARMUPS,REPEATS such as 1,3 (warm-ups 0 or more, repetitions 1 or more), or off"
+
+
+def parse_repetition(text: str) -> Optional[Repetition]:
+    """``WARMUPS,REPEATS`` (``1,3``), ``on`` for the default, or ``off``."""
+    word = text.strip().lower()
+    if word in _OFF_WORDS:
+        return None
+    if word in ("true", "yes", "on"):
+        return DEFAULT_REPETITION
+    parts = word.split(",")
+    try:
+        warmups, repeats = (int(part.strip()) for part in parts)
+    except ValueError:
+        raise ValueError(_REPETITION_HINT) from None
+    if warmups < 0 or repeats < 1:
+        raise ValueError(_REPETITION_HINT)
+    return Repetition(warmups, repeats)
 
 
 def _parse_bool(text: str) -> bool:
@@ -308,6 +341,31 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         default=False,
     ),
     OptionSpec(
+        name="repeat_leaks",
+        flag="--memray-repeat-leaks",
+        ini="memray_repeat_leaks",
+        help=(
+            "Call every limit_leaks test WARMUPS times untracked, then REPEATS times each under a "
+            "Tracker of its own, and fail it only for places whose leaks grow on every repetition "
+            "(default 1,3; a marker's warmups= and repeats= win; off to switch it off)."
+        ),
+        parse=parse_repetition,
+        default=None,
+        metavar="WARMUPS,REPEATS",
+        bare="1,3",
+    ),
+    OptionSpec(
+        name="follow_fork",
+        flag="--memray-follow-fork",
+        ini="memray_follow_fork",
+        help=(
+            "Also track the processes a test forks (os.fork, multiprocessing's fork context); "
+            "limit_memory applies to the sum of their peaks and the test's own."
+        ),
+        parse=_parse_bool,
+        default=False,
+    ),
+    OptionSpec(
         name="limit_memory",
         flag="--memray-limit-memory",
         ini="memray_limit_memory",
@@ -405,6 +463,8 @@ class Settings:
     stacks: int = 1
     native: bool = False
     trace_python_allocators: bool = False
+    repeat_leaks: Optional[Repetition] = None
+    follow_fork: bool = False
     limit_memory: Optional[int] = None
     fail_on_increase: Optional[Tolerance] = None
     timeout: Optional[float] = None

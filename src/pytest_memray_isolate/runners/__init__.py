@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 import pytest
 from memray import FileFormat
 
+from ..capture_files import repetition_capture
 from ..limits import Verdict
 from ..markers import LeakedObjectsCheck, TrackerOptions
 
@@ -53,6 +54,20 @@ class Job:
     output_captured_here: bool = False
     #: The leaks that counted against a limit_leaks marker, for reports.
     leaks: Optional[List[Dict[str, Any]]] = None
+    #: Untracked calls, then calls each tracked alone (a repeated limit_leaks test).
+    warmups: int = 0
+    repeats: int = 1
+
+    def repetition_captures(self) -> List[Path]:
+        """One capture per tracked call; the last is ``capture``, whose figures are reported."""
+        return [
+            repetition_capture(self.capture, number, self.repeats) for number in range(1, self.repeats + 1)
+        ]
+
+    @property
+    def running(self) -> Path:
+        """Where the process that ran the test lists the forked processes still running after it."""
+        return self.scratch.with_suffix(".running")
 
     @property
     def message(self) -> Path:
@@ -86,6 +101,8 @@ def tracker_arguments(options: TrackerOptions) -> Dict[str, Any]:
     }
     if options.track_object_lifetimes:
         arguments["track_object_lifetimes"] = True
+    if options.follow_fork:
+        arguments["follow_fork"] = True
     return arguments
 
 

@@ -1,7 +1,7 @@
 """Starting memray's Tracker as close to the test's own code as possible.
 
-The Tracker is entered in the wrapper's own frame, never inside a generator (such as a
-``contextlib.contextmanager``): memray follows the frames entered after it starts, and a
+The Tracker is entered in an ordinary function's frame that then calls the test, never
+inside a generator (such as a ``contextlib.contextmanager``): memray follows the frames entered after it starts, and a
 Tracker started in a suspended generator records stacks without the test's frames.
 """
 
@@ -12,14 +12,17 @@ import gc
 import inspect
 import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, List, Optional, cast
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
 import pytest
 from memray import Tracker
 
 from ..limits import check_leaked_objects
 from . import Job, tracker_arguments
+from .forked import note_running
 from .heap import settle
+from .repeat import calls_of, not_repeatable
 
 __all__ = ["patched_call", "tracked"]
 
@@ -27,11 +30,17 @@ __all__ = ["patched_call", "tracked"]
 RuntestWrapper = Callable[[Callable[[], object]], Callable[[], object]]
 
 
-def _prepared_tracker(job: Job, settle_heap: bool, keep_alive: List[object]) -> Tracker:
-    """A Tracker for ``job``, constructed before the allocator is settled: constructing it
-    runs Python code whose allocations would otherwise undo part of the settling."""
-    tracker = Tracker(job.capture, **tracker_arguments(job.tracker))
-    if settle_heap:
+#: What a failing call raises: exceptions, and pytest's fail, skip and xfail outcomes
+#: (which are not ``Exception``s). Interruptions and pytest.exit stop the run instead.
+_CALL_FAILURES = (Exception, pytest.fail.Exception, pytest.skip.Exception, pytest.xfail.Exception)
+
+
+def _prepared_tracker(job: Job, capture: Path, settle_heap: bool, keep_alive: List[object]) -> Tracker:
+    """A Tracker writing ``capture``, constructed before the allocator is settled:
+    constructing it runs Python code whose allocations would otherwise undo part of the
+    settling. The allocator is settled once, before the first tracked call."""
+    tracker = Tracker(capture, **tracker_arguments(job.tracker))
+    if settle_heap and not keep_alive:
         keep_alive.append(settle())
     return tracker
 
@@ -43,47 +52,104 @@ def _before_stopping(job: Job) -> None:
         getattr(sys, "_clear_internal_caches", lambda: None)()
 
 
-def _after_stopping(job: Job, tracker: Tracker) -> None:
-    """Judge leaked objects here, in the process where they live."""
+def _after_stopping(job: Job, tracker: Tracker, capture: Path) -> None:
+    """Judge leaked objects here, in the process where they live; note which forked
+    processes are still running, which only this process can tell."""
     if job.objects is not None:
         job.objects_verdict = check_leaked_objects(tracker.get_surviving_objects(), job.objects)
+    if job.tracker.follow_fork and capture == job.capture:
+        note_running(job)
+
+
+def _call_tracked(
+    function: Callable[..., Any],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    job: Job,
+    capture: Path,
+    settle_heap: bool,
+    keep_alive: List[object],
+) -> Any:
+    tracker = _prepared_tracker(job, capture, settle_heap, keep_alive)
+    try:
+        with tracker:
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _before_stopping(job)
+    finally:
+        _after_stopping(job, tracker, capture)
+
+
+async def _call_tracked_async(
+    function: Callable[..., Any],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    job: Job,
+    capture: Path,
+    settle_heap: bool,
+    keep_alive: List[object],
+) -> Any:
+    tracker = _prepared_tracker(job, capture, settle_heap, keep_alive)
+    try:
+        with tracker:
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                _before_stopping(job)
+    finally:
+        _after_stopping(job, tracker, capture)
 
 
 def tracked(function: Callable[..., Any], job: Job, *, settle_heap: bool = False) -> Callable[..., Any]:
-    """Wrap ``function`` so each call runs under a Tracker writing ``job.capture``.
+    """Wrap ``function`` so a call runs it under a Tracker writing ``job.capture``.
 
-    With ``settle_heap`` (isolated children) the allocator is brought to its canonical
-    state first, so the figures do not depend on what the parent did before forking.
+    A repeated test (``job.warmups``, ``job.repeats``) is called untracked for its
+    warm-ups, then once per repetition under a Tracker of its own, with the same
+    arguments each time. With ``settle_heap`` (isolated children) the allocator is
+    brought to its canonical state first, so the figures do not depend on what the
+    parent did before forking.
     """
     keep_alive: List[object] = []
+    calls = calls_of(job)
 
     if inspect.iscoroutinefunction(function):
 
         @functools.wraps(function)
         async def run_tracked_async(*args: Any, **kwargs: Any) -> Any:
-            tracker = _prepared_tracker(job, settle_heap, keep_alive)
-            try:
-                with tracker:
-                    try:
-                        return await function(*args, **kwargs)
-                    finally:
-                        _before_stopping(job)
-            finally:
-                _after_stopping(job, tracker)
+            __tracebackhide__ = True  # pytest shows the test's frames, not these
+            result = None
+            for index, (_, capture) in enumerate(calls):
+                try:
+                    if capture is None:
+                        result = await function(*args, **kwargs)
+                    else:
+                        result = await _call_tracked_async(
+                            function, args, kwargs, job, capture, settle_heap, keep_alive
+                        )
+                except _CALL_FAILURES as error:
+                    if index == 0:
+                        raise
+                    raise not_repeatable(job, index, error) from None
+            return result
 
         return run_tracked_async
 
     @functools.wraps(function)
     def run_tracked(*args: Any, **kwargs: Any) -> Any:
-        tracker = _prepared_tracker(job, settle_heap, keep_alive)
-        try:
-            with tracker:
-                try:
-                    return function(*args, **kwargs)
-                finally:
-                    _before_stopping(job)
-        finally:
-            _after_stopping(job, tracker)
+        __tracebackhide__ = True  # pytest shows the test's frames, not these
+        result = None
+        for index, (_, capture) in enumerate(calls):
+            try:
+                if capture is None:
+                    result = function(*args, **kwargs)
+                else:
+                    result = _call_tracked(function, args, kwargs, job, capture, settle_heap, keep_alive)
+            except _CALL_FAILURES as error:
+                if index == 0:
+                    raise
+                raise not_repeatable(job, index, error) from None
+        return result
 
     return run_tracked
 
