@@ -10,6 +10,7 @@ def build_index():
     assert len(index) == 8 * 1024 * 1024
 
 
+@pytest.mark.filterwarnings("ignore:This process:DeprecationWarning")  # Python 3.12+, see the docs
 @pytest.mark.limit_memory("4 MB")
 def test_index_built_in_a_worker():  # passes; fails with --memray-follow-fork
     worker = multiprocessing.get_context("fork").Process(target=build_index)

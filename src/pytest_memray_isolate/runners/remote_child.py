@@ -11,11 +11,13 @@ exactly as a forked child's does (child.py). Nothing here prints: the parent rep
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import socket
+import sys
 import traceback
-from typing import Any, Dict, Generator, List, NoReturn, Optional, Set
+from typing import Any, Dict, Generator, List, NoReturn, Optional, Set, TextIO
 
 import pytest
 
@@ -42,6 +44,25 @@ def from_environment(config: pytest.Config) -> Optional[RemoteChild]:
     return None
 
 
+def _text_stream(descriptor: int, like: TextIO) -> TextIO:
+    """An unbuffered text stream on ``descriptor``: nothing is lost when the child dies."""
+    raw = io.FileIO(descriptor, "w", closefd=False)
+    return io.TextIOWrapper(raw, encoding=like.encoding, errors=like.errors, write_through=True)
+
+
+def _keep_session_output_apart() -> None:
+    """Give this session's own output (pytest's terminal reporter, made after this) streams
+    of its own, on copies of the start-up descriptors.
+
+    Once the child reaches its test, descriptors 1 and 2 become the parent's stdout and
+    stderr and ``sys.stdout``/``sys.stderr`` are made anew on them; whatever kept the old
+    streams (the terminal reporter, which pytest's assertion messages need) goes on
+    writing to the start-up output, never into the parent's capture.
+    """
+    sys.stdout = _text_stream(os.dup(1), sys.stdout)
+    sys.stderr = _text_stream(os.dup(2), sys.stderr)
+
+
 def _in_child(runtest: Any) -> Any:
     def run_in_child() -> None:
         child.run_call(runtest)
@@ -63,6 +84,7 @@ class RemoteChild:
         self._config = config
         #: The parent's stdout and stderr, which the test writes to (a spawned child's).
         self._streams = streams or []
+        _keep_session_output_apart()
         self._request = request
         self._server = server
         self._values: Dict[str, Any] = {}
@@ -70,13 +92,6 @@ class RemoteChild:
         self._setup_failure: Optional[str] = None
 
     # -- collection: only what was asked for -------------------------------------------
-
-    def pytest_plugin_registered(
-        self, plugin: object, plugin_name: str, manager: pytest.PytestPluginManager
-    ) -> None:
-        # The parent reports; this session's terminal output would only be noise.
-        if plugin_name == "terminalreporter":
-            manager.unregister(plugin)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> bool:
@@ -178,6 +193,7 @@ class RemoteChild:
             )
         for target, stream in enumerate(self._streams, start=1):  # the parent's stdout, stderr
             os.dup2(stream, target)
+        sys.stdout, sys.stderr = _text_stream(1, sys.stdout), _text_stream(2, sys.stderr)
         os.environ.clear()
         os.environ.update(request.environ)
         with contextlib.suppress(OSError):
