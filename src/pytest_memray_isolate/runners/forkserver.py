@@ -94,8 +94,11 @@ class _Server:
             how = "it closed its socket"
         else:
             how = f"it exited with status {code}" if code >= 0 else f"it was killed by signal {-code}"
-        output = self._output.read_text(errors="replace").strip() if self._output.exists() else ""
-        return f"{how}; its output:\n{output}" if output else how
+        return how
+
+    def output(self) -> str:
+        """What the server printed (its session's own output, and any error that ended it)."""
+        return self._output.read_text(errors="replace").strip() if self._output.exists() else ""
 
     def stop(self) -> None:
         """Close the server's socket, so it ends; kill it if it does not."""
@@ -163,10 +166,13 @@ class ForkserverRunner:
             self._server = None
             if pid is not None:
                 kill_group(pid)  # the test's child, orphaned
-            pytest.fail(  # outside the except block: no chained tracebacks
+            text = (
                 f"The forkserver running this test's child ended unexpectedly ({ended});"
-                " a new one starts for the next test.",
-                pytrace=False,
+                " a new one starts for the next test."
+            )
+            output = server.output()
+            pytest.fail(  # outside the except block: no chained tracebacks
+                f"{text}\n\nThe forkserver's output:\n{output}" if output else text, pytrace=False
             )
 
         return run_served
