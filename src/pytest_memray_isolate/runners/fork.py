@@ -20,6 +20,7 @@ import pytest
 
 from . import Job, child
 from .outcome import collect
+from .tracking import prepare_for_forks
 from .watch import OwnChild
 
 __all__ = ["ForkRunner", "quiet_fork"]
@@ -53,11 +54,7 @@ class ForkRunner:
 
     def __init__(self, *, own_group: bool = True) -> None:
         self._own_group = own_group
-        # memray's Tracker imports and computes this on first use; doing it once here
-        # saves every child about 10 ms.
-        from memray.reporters.module_tools import get_python_path_info
-
-        get_python_path_info()
+        prepare_for_forks()
 
     #: The forked child inherits the test function already wrapped in its Tracker.
     tracks_here = True

@@ -25,7 +25,7 @@ from . import child
 from .fixture_values import unpack_values
 from .fork import quiet_fork
 from .remote import REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Request, load_request
-from .tracking import patched_call
+from .tracking import patched_call, prepare_for_forks
 from .watch import max_rss_bytes
 
 __all__ = ["RemoteChild", "from_environment"]
@@ -126,10 +126,7 @@ class RemoteChild:
     def _serve(self, session: pytest.Session, connection: socket.socket) -> NoReturn:
         """Answer the parent's requests until it closes the socket, then end without a summary."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the server
-        # memray's Tracker computes this on first use; once here saves every child ~10 ms.
-        from memray.reporters.module_tools import get_python_path_info
-
-        get_python_path_info()
+        prepare_for_forks()
         items: Dict[str, pytest.Item] = {}
         collected: Set[str] = set()
         while True:

@@ -24,7 +24,7 @@ from .forked import note_running
 from .heap import settle
 from .repeat import calls_of, not_repeatable
 
-__all__ = ["patched_call", "tracked"]
+__all__ = ["patched_call", "prepare_for_forks", "tracked"]
 
 #: Turns an item's ``runtest`` into one that runs it elsewhere (a child process).
 RuntestWrapper = Callable[[Callable[[], object]], Callable[[], object]]
@@ -33,6 +33,15 @@ RuntestWrapper = Callable[[Callable[[], object]], Callable[[], object]]
 #: What a failing call raises: exceptions, and pytest's fail, skip and xfail outcomes
 #: (which are not ``Exception``s). Interruptions and pytest.exit stop the run instead.
 _CALL_FAILURES = (Exception, pytest.fail.Exception, pytest.skip.Exception, pytest.xfail.Exception)
+
+
+def prepare_for_forks() -> None:
+    """Do once, in a process that forks tracked children, what each child's first Tracker
+    would otherwise do: memray imports and computes its Python path information on first
+    use, about 10 ms a child."""
+    from memray.reporters.module_tools import get_python_path_info
+
+    get_python_path_info()
 
 
 def _prepared_tracker(job: Job, capture: Path, settle_heap: bool, keep_alive: List[object]) -> Tracker:
