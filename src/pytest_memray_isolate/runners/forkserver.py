@@ -16,7 +16,6 @@ in the job's message file). The server ends when the parent closes the socket.
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import subprocess
@@ -28,7 +27,7 @@ import pytest
 
 from . import Job
 from .outcome import collect, read_message
-from .remote import SERVER_ENV, child_command, send_request
+from .remote import SERVER_ENV, child_command, send_request, start_session
 from .watch import kill_group
 
 __all__ = ["ForkserverRunner", "ServerLost"]
@@ -51,15 +50,12 @@ class _Server:
         # The server's own output (start-up, importing test files) goes to a file, shown
         # if it fails; its children write to the streams each request brings.
         with server_end, open(output, "wb") as server_output:
-            self.process = subprocess.Popen(
+            self.process = start_session(
                 child_command(config),
-                cwd=config.invocation_params.dir,
-                env={**os.environ, SERVER_ENV: str(server_end.fileno())},
-                stdin=subprocess.DEVNULL,
-                stdout=server_output,
-                stderr=server_output,
-                pass_fds=(server_end.fileno(),),
-                start_new_session=True,  # no Ctrl-C from the terminal: the parent stops it
+                config.invocation_params.dir,
+                environment={SERVER_ENV: str(server_end.fileno())},
+                output=server_output,
+                keep_descriptors=[server_end.fileno()],
             )
 
     @property

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import IO, Dict, List, Optional, Sequence
 
 import cloudpickle
 import pytest
@@ -30,6 +31,7 @@ __all__ = [
     "child_command",
     "load_request",
     "send_request",
+    "start_session",
 ]
 
 #: Set in a spawned child's environment: the path of its one request file.
@@ -125,3 +127,29 @@ def child_command(config: pytest.Config) -> List[str]:
         # pytest-cov in the child must add to the run's coverage data, not erase it.
         command.append("--cov-append")
     return command
+
+
+def start_session(
+    command: List[str],
+    directory: Path,
+    *,
+    environment: Dict[str, str],
+    output: IO[bytes],
+    keep_descriptors: Sequence[int],
+) -> subprocess.Popen[bytes]:
+    """Start a child pytest session (a spawned child, or the forkserver).
+
+    It runs in a session and process group of its own (killed at the end, and out of
+    reach of Ctrl-C in the terminal: pytest stops it), reads nothing, and its own output
+    goes to ``output``; ``keep_descriptors`` stay open in it.
+    """
+    return subprocess.Popen(
+        command,
+        cwd=directory,
+        env={**os.environ, **environment},
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        pass_fds=tuple(keep_descriptors),
+        start_new_session=True,
+    )

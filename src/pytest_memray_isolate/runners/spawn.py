@@ -18,7 +18,7 @@ import pytest
 
 from . import Job
 from .outcome import collect
-from .remote import REQUEST_ENV, STREAMS_ENV, child_command, send_request
+from .remote import REQUEST_ENV, STREAMS_ENV, child_command, send_request, start_session
 from .watch import OwnChild
 
 __all__ = ["SpawnRunner"]
@@ -62,19 +62,12 @@ class SpawnRunner:
             streams = [os.dup(1), os.dup(2)]
             try:
                 with open(job.startup_output, "wb") as startup:
-                    process = subprocess.Popen(
+                    process = start_session(
                         self._command,
-                        cwd=self._directory,
-                        env={
-                            **os.environ,
-                            REQUEST_ENV: str(request),
-                            STREAMS_ENV: ",".join(map(str, streams)),
-                        },
-                        stdin=subprocess.DEVNULL,
-                        stdout=startup,
-                        stderr=startup,
-                        pass_fds=streams,
-                        start_new_session=True,  # a process group of its own, killed at the end
+                        self._directory,
+                        environment={REQUEST_ENV: str(request), STREAMS_ENV: ",".join(map(str, streams))},
+                        output=startup,
+                        keep_descriptors=streams,
                     )
             finally:
                 for stream in streams:
