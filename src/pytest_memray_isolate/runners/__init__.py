@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
@@ -13,7 +14,7 @@ from ..capture_files import repetition_capture
 from ..limits import Verdict
 from ..markers import LeakedObjectsCheck, TrackerOptions
 
-__all__ = ["ChildReport", "IsolationRunner", "Job", "tracker_arguments"]
+__all__ = ["ChildReport", "IsolationRunner", "Job", "flush_output", "tracker_arguments"]
 
 WarningRecord = Tuple[str, str, str, str, int]
 
@@ -88,6 +89,12 @@ class Job:
     def faults(self) -> Path:
         """Where the child's faulthandler writes its stacks (crash or timeout)."""
         return self.scratch.with_suffix(".faults")
+
+
+def flush_output() -> None:
+    """Flush what this process buffered for stdout and stderr, before a child shares them."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
 
 
 def tracker_arguments(options: TrackerOptions) -> Dict[str, Any]:

@@ -127,9 +127,7 @@ def cannot_run(job: Job, text: str) -> NoReturn:
     try:
         tell_unrunnable(job, text)
     finally:
-        for output in (sys.stdout, sys.stderr):
-            with contextlib.suppress(BaseException):
-                output.flush()
+        _flush_quietly()
         os._exit(0)
 
 
@@ -183,6 +181,14 @@ def _save_coverage() -> None:
             measuring.save()
 
 
+def _flush_quietly() -> None:
+    """Flush every standard stream before ``os._exit``; a child on its way out must not fail."""
+    for output in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if output is not None:
+            with contextlib.suppress(BaseException):
+                output.flush()
+
+
 def _finish(message: Dict[str, Any]) -> NoReturn:
     assert _state is not None
     if os.getpid() != _state.pid:  # a process the test forked, back in pytest's code
@@ -200,12 +206,7 @@ def _finish(message: Dict[str, Any]) -> NoReturn:
                 stream.write(pickle.dumps({"error": traceback.format_exc()}))
         except BaseException:
             pass
-    for output in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            if output is not None:
-                output.flush()
-        except BaseException:
-            pass
+    _flush_quietly()
     os._exit(status)
 
 

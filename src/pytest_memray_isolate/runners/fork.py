@@ -11,14 +11,13 @@ import contextlib
 import faulthandler
 import os
 import random
-import sys
 import warnings
 from typing import Callable
 
 import psutil
 import pytest
 
-from . import Job, child
+from . import Job, child, flush_output
 from .outcome import collect
 from .tracking import prepare_for_forks
 from .watch import OwnChild
@@ -33,8 +32,7 @@ def quiet_fork() -> int:
     a forked child, which would give a test other numbers than without isolation (and
     undo pytest-randomly's seeding).
     """
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+    flush_output()
     # A dump_traceback_later watchdog does not survive fork and hangs the child
     # when it is cancelled there (pytest's faulthandler_timeout).
     faulthandler.cancel_dump_traceback_later()

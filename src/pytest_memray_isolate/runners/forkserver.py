@@ -19,13 +19,12 @@ from __future__ import annotations
 import select
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Optional, Tuple
 
 import pytest
 
-from . import Job
+from . import Job, flush_output
 from .outcome import collect, read_message
 from .remote import SERVER_ENV, child_command, send_request, start_session
 from .watch import kill_group
@@ -64,8 +63,7 @@ class _Server:
 
     def send(self, line: str) -> None:
         """Send a request line, with this process's stdout and stderr for the child."""
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+        flush_output()
         try:
             socket.send_fds(self._socket, [(line + "\n").encode()], [1, 2])
         except OSError as error:

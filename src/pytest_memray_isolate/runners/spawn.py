@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from typing import Callable, Optional, Tuple
 
 import pytest
 
-from . import Job
+from . import Job, flush_output
 from .outcome import collect
 from .remote import REQUEST_ENV, STREAMS_ENV, child_command, send_request, start_session
 from .watch import OwnChild
@@ -53,8 +52,7 @@ class SpawnRunner:
 
         def run_spawned() -> None:
             __tracebackhide__ = True  # pytest shows the test's frames, not these
-            for output in (sys.stdout, sys.stderr):
-                output.flush()
+            flush_output()
             job.output_captured_here = True
             request = send_request(item, job, "spawn")
             # The child writes to these (pytest's capture, during the call) once it reaches
