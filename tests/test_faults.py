@@ -364,3 +364,28 @@ def test_runs_long():
     assert "no tests ran" in output or "in " in output.splitlines()[-1]
     assert _gone(pids)
     assert list(private_tmp.iterdir()) == []
+
+
+def test_a_crash_is_seen_while_a_process_the_test_started_still_runs(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
+    """A child that dies while a process it forked lives on, holding every descriptor it
+    inherited, still fails its test with the cause; the process it left is killed."""
+    _suite(
+        pytester,
+        """
+import time
+
+def test_forks_then_dies():
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(600)
+        os._exit(0)
+    record(os.getpid(), pid)
+    os._exit(3)
+""",
+    )
+    result = run(isolated_flag)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*The isolated child process running this test exited with status 3*"])
+    assert _gone(_pids_written(pytester))

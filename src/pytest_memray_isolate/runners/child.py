@@ -50,6 +50,8 @@ class _ChildState:
     call_done: bool = False
     #: Reports logged during the call (subtests), to be logged again in the parent.
     during_call: List[Dict[str, Any]] = field(default_factory=list)
+    #: Where to say the report is complete (a :func:`watch.report_pipe`), if the parent listens.
+    report_signal: Optional[int] = None
 
 
 _state: Optional[_ChildState] = None
@@ -60,12 +62,13 @@ def current_job() -> Optional[Job]:
     return _state.job if _state is not None else None
 
 
-def become_child(job: Job, *, own_group: bool) -> None:
+def become_child(job: Job, *, own_group: bool, report_signal: Optional[int] = None) -> None:
     """Prepare a freshly forked child.
 
     It gets a process group of its own (so the parent can kill whatever it starts), its
     warnings are recorded for the parent, and faulthandler writes its stacks to the
-    job's file on a fatal signal or when the parent asks with SIGUSR1 (timeout).
+    job's file on a fatal signal or when the parent asks with SIGUSR1 (timeout). With
+    ``report_signal`` it writes a byte there once its report is complete.
     """
     global _state
     if own_group:
@@ -76,7 +79,7 @@ def become_child(job: Job, *, own_group: bool) -> None:
     faulthandler.register(signal.SIGUSR1, file=faults, all_threads=True)
     recorder = warnings.catch_warnings(record=True)
     recorded = recorder.__enter__()  # left open: the process ends inside it
-    _state = _ChildState(job, recorded, os.getpid(), faults)
+    _state = _ChildState(job, recorded, os.getpid(), faults, report_signal=report_signal)
 
 
 def run_call(runtest: Callable[[], object]) -> None:
@@ -207,7 +210,16 @@ def _finish(message: Dict[str, Any]) -> NoReturn:
         except BaseException:
             pass
     _flush_quietly()
+    if status == 0 and "report" in message:
+        _say_reported(_state.report_signal)
     os._exit(status)
+
+
+def _say_reported(report_signal: Optional[int]) -> None:
+    """Tell the parent the report is complete: it need not wait for this process to exit."""
+    if report_signal is not None:
+        with contextlib.suppress(OSError):
+            os.write(report_signal, b"!")
 
 
 def escaped() -> NoReturn:

@@ -20,7 +20,7 @@ import pytest
 from . import Job, child, flush_output
 from .outcome import collect
 from .tracking import prepare_for_forks
-from .watch import OwnChild
+from .watch import OwnChild, reap_reported, report_pipe
 
 __all__ = ["ForkRunner", "quiet_fork"]
 
@@ -62,18 +62,32 @@ class ForkRunner:
 
         def run_isolated() -> None:
             __tracebackhide__ = True  # pytest shows the test's frames, not these
-            started_rss = psutil.Process().memory_info().rss
-            pid = quiet_fork()
+            reap_reported()
+            reported, report_signal = report_pipe()
+            try:
+                pid = quiet_fork()
+            except BaseException:
+                os.close(reported)
+                os.close(report_signal)
+                raise
             if pid == 0:
-                child.become_child(job, own_group=self._own_group)
+                os.close(reported)
+                child.become_child(job, own_group=self._own_group, report_signal=report_signal)
                 child.run_call(runtest)
                 return  # back up pytest's stack in the child, to the call report
+            os.close(report_signal)
             if self._own_group:
                 with contextlib.suppress(OSError):  # the child does the same; whichever runs first
                     os.setpgid(pid, pid)
-            collect(OwnChild(pid), job, started_rss=started_rss, own_group=self._own_group)
+            # The child started from this process's size, which has not changed since.
+            collect(OwnChild(pid, reported), job, started_rss=_resident_size, own_group=self._own_group)
 
         return run_isolated
 
     def close(self) -> None:
-        """Nothing outlives a test in fork mode."""
+        """Reap the last child; nothing else outlives a test in fork mode."""
+        reap_reported()
+
+
+def _resident_size() -> int:
+    return int(psutil.Process().memory_info().rss)

@@ -122,6 +122,10 @@ class _ServedChild:
     def exit_descriptor(self) -> int:
         return self._server.replies
 
+    def report_descriptor(self) -> int:
+        """The server says when its child has ended, not before."""
+        return -1
+
     def close(self) -> None:
         """The server's pipes outlive the child."""
 

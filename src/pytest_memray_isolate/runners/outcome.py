@@ -13,7 +13,7 @@ import pickle
 import signal
 import sys
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 from memray import FileReader
@@ -81,13 +81,13 @@ def collect(
     child: WatchedChild,
     job: Job,
     *,
-    started_rss: Optional[int],
+    started_rss: Optional[Callable[[], int]],
     own_group: bool = True,
     time_from_start: bool = False,
 ) -> None:
     """Wait for ``child``, then put its report on ``job`` or fail the test saying why there is none.
 
-    ``started_rss`` is the resident size the child started from (a forked child shares
+    ``started_rss`` gives the resident size the child started from (a forked child shares
     pytest's), to say how much it grew before a crash; ``None`` for a fresh interpreter.
     With ``time_from_start`` the timeout counts from when the child reaches the test
     (it creates the job's faults file there), not from its start-up.
@@ -124,7 +124,7 @@ def collect(
             "The isolated child process running this test could not send its report:\n" + message["error"],
             pytrace=False,
         )
-    pytest.fail(_crash_text(job, end, started_rss), pytrace=False)
+    pytest.fail(_crash_text(job, end, None if started_rss is None else started_rss()), pytrace=False)
 
 
 def _killed_text(job: Job, end: ChildEnd) -> str:

@@ -1,9 +1,16 @@
-"""Waiting for an isolated child: until it exits, its deadline passes, or its memory runs away.
+"""Waiting for an isolated child: until it reports or exits, its deadline passes, or its memory runs away.
 
-Without a deadline or a memory ceiling the parent simply blocks until the child ends.
-With one, it sleeps on a descriptor that wakes it the moment the child ends (the child's
+The parent sleeps on a descriptor that wakes it the moment the child ends (the child's
 pidfd, or the forkserver's reply pipe) or, where there is none, in short steps, and
-checks the clock and the child's resident memory in between.
+checks the clock and the child's resident memory in between. Without a deadline, a
+memory ceiling or such a descriptor it simply blocks until the child ends.
+
+A forked child also writes one byte on a pipe once its report is complete. The parent
+then goes on with the next test at once and reaps the child later
+(:func:`reap_reported`): a process with pytest loaded takes a millisecond or two to
+exit, time the parent need not spend waiting. The pipe is read for that byte, never
+for its end, so a process the test started that holds the pipe open cannot stall the
+parent; a child that dies without the byte is seen through its pidfd as before.
 """
 
 from __future__ import annotations
@@ -16,11 +23,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, Tuple
+from typing import List, Optional, Protocol, Tuple
 
 import psutil
 
-__all__ = ["ChildEnd", "Limits", "OwnChild", "WatchedChild", "kill_group", "wait_for_child"]
+__all__ = [
+    "ChildEnd",
+    "Limits",
+    "OwnChild",
+    "WatchedChild",
+    "kill_group",
+    "reap_reported",
+    "report_pipe",
+    "wait_for_child",
+]
 
 #: How often the child's resident memory is read while it runs.
 _RSS_INTERVAL = 0.01
@@ -54,6 +70,29 @@ class ChildEnd:
     rss_when_killed: int = 0
 
 
+#: What :func:`wait_for_child` returns for a child that said its report is complete
+#: before it exited: it has no exit status yet, and needs none.
+REPORTED = ChildEnd(0, 0)
+
+#: Children that reported before they exited, reaped by :func:`reap_reported`.
+_unreaped: List[int] = []
+
+
+def report_pipe() -> Tuple[int, int]:
+    """A pipe for a forked child to say its report is complete: the parent reads one
+    byte from the first descriptor, the child writes it on the second."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    return read_end, write_end
+
+
+def reap_reported() -> None:
+    """Reap the children that reported before they exited (they are exiting, or killed)."""
+    while _unreaped:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(_unreaped.pop(), 0)
+
+
 def max_rss_bytes(ru_maxrss: int) -> int:
     """``ru_maxrss`` in bytes (Linux counts kibibytes, macOS bytes)."""
     return ru_maxrss if sys.platform == "darwin" else ru_maxrss * 1024
@@ -76,21 +115,35 @@ class WatchedChild(Protocol):
     def exit_descriptor(self) -> int:
         """A descriptor that becomes readable when it ends, or -1 where there is none."""
 
+    def report_descriptor(self) -> int:
+        """A descriptor on which it says its report is complete, or -1 where there is none."""
+
     def close(self) -> None:
         """Release what watching it took."""
 
 
 class OwnChild:
-    """A child of this process (forked or spawned): reaped with ``wait4``, watched by pidfd."""
+    """A child of this process (forked or spawned): reaped with ``wait4``, watched by pidfd.
 
-    def __init__(self, pid: int) -> None:
+    ``report_signal`` is the read end of a :func:`report_pipe` the child writes on, if any.
+    """
+
+    def __init__(self, pid: int, report_signal: int = -1) -> None:
         self.pid = pid
         self._fd = -1
+        self._report_signal = report_signal
+        self._reaped = False
 
     def reap(self, block: bool) -> Optional[Tuple[int, int]]:
         __tracebackhide__ = True  # pytest shows the test's frames, not these
         reaped, status, usage = os.wait4(self.pid, 0 if block else os.WNOHANG)
-        return None if reaped == 0 else (status, max_rss_bytes(usage.ru_maxrss))
+        if reaped == 0:
+            return None
+        self._reaped = True
+        return status, max_rss_bytes(usage.ru_maxrss)
+
+    def report_descriptor(self) -> int:
+        return self._report_signal
 
     def exit_descriptor(self) -> int:
         pidfd_open = getattr(os, "pidfd_open", None)
@@ -100,26 +153,59 @@ class OwnChild:
         return self._fd
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        for descriptor in (self._fd, self._report_signal):
+            if descriptor >= 0:
+                os.close(descriptor)
+        self._fd = self._report_signal = -1
+        if not self._reaped:
+            _unreaped.append(self.pid)
 
 
 class _ExitSignal:
-    """Sleeps until the child ends or the timeout passes."""
+    """Sleeps until the child ends, says its report is complete, or the timeout passes.
+
+    The report byte is watched only together with the child's end: without a pidfd a
+    child that dies without reporting would leave nothing to wake on.
+    """
 
     def __init__(self, child: WatchedChild) -> None:
         self._poll: Optional[select.poll] = None
+        self._report = -1
         descriptor = child.exit_descriptor()
         if descriptor >= 0:
             self._poll = select.poll()
             self._poll.register(descriptor, select.POLLIN)
+            self._report = child.report_descriptor()
+            if self._report >= 0:
+                self._poll.register(self._report, select.POLLIN)
 
-    def sleep(self, seconds: float) -> None:
+    @property
+    def sees_report(self) -> bool:
+        """Whether the child's report-complete byte can still arrive and wake this."""
+        return self._report >= 0
+
+    def reported(self) -> bool:
+        """Whether the child said its report is complete (it may still be exiting)."""
+        if self._report < 0:
+            return False
+        try:
+            byte = os.read(self._report, 1)
+        except BlockingIOError:
+            return False
+        if byte:
+            return True
+        # Closed without the byte (the child died, or closed it): only its end can tell now.
+        assert self._poll is not None
+        self._poll.unregister(self._report)
+        self._report = -1
+        return False
+
+    def sleep(self, seconds: Optional[float]) -> None:
+        """Sleep at most ``seconds`` (``None``: until something happens)."""
         if self._poll is not None:
-            self._poll.poll(max(0, int(seconds * 1000)) + 1)
+            self._poll.poll(None if seconds is None else max(0, int(seconds * 1000)) + 1)
         else:
-            time.sleep(min(seconds, 0.005))
+            time.sleep(min(5.0 if seconds is None else seconds, 0.005))
 
 
 def _resident(pid: int) -> int:
@@ -174,19 +260,26 @@ class _Deadline:
 
 
 def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
-    """Wait for ``child`` to end, enforcing ``limits``; the child is always reaped."""
+    """Wait for ``child`` to end, enforcing ``limits``; the child is reaped, unless it said its
+    report is complete before it ended (then :data:`REPORTED`, and :func:`reap_reported` later)."""
     __tracebackhide__ = True  # pytest shows the test's frames, not these
     try:
-        if limits.timeout is None and limits.max_rss is None:
+        exit_signal = _ExitSignal(child)
+        unlimited = limits.timeout is None and limits.max_rss is None
+        if unlimited and not exit_signal.sees_report:
             end = _ended(child, True)
             assert end is not None
             return end
         deadline = _Deadline(limits)
-        exit_signal = _ExitSignal(child)
         while True:
+            if exit_signal.reported():
+                return REPORTED
             end = _ended(child, False)
             if end is not None:
                 return end
+            if unlimited:
+                exit_signal.sleep(None)
+                continue
             now = time.monotonic()
             deadline.update(now)
             if deadline.at is not None and now >= deadline.at:
