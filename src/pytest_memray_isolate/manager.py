@@ -115,6 +115,21 @@ class _TopPeaks:
         return False
 
 
+def _share_identity(from_child: pytest.TestReport, here: pytest.TestReport) -> None:
+    """Let the child's report use this process's strings for what both reports say alike.
+
+    pytest keeps every report until the run ends; a report rebuilt from the child's data
+    would otherwise hold its own copies of the node id, location and keywords (about a
+    quarter of a kibibyte a test).
+    """
+    if from_child.nodeid == here.nodeid:
+        from_child.nodeid = here.nodeid
+    if from_child.location == here.location:
+        from_child.location = here.location
+    if from_child.keywords == here.keywords:
+        from_child.keywords = here.keywords
+
+
 class Manager:
     """Owns the session's capture files, the runners and the results."""
 
@@ -236,6 +251,7 @@ class Manager:
                 from_child.sections = report.sections + [
                     section for section in from_child.sections if section[0] not in names
                 ]
+            _share_identity(from_child, report)
             report = from_child
             # Properties recorded in the child belong to the item here too: the teardown
             # report (which junitxml reads them from) is made in this process.
