@@ -31,10 +31,7 @@ from .limits import (
 from .markers import TrackingPlan, plan_for
 from .report import closing_lines, ranked, summary_block
 from .runners import IsolationRunner, Job, child
-from .runners.fork import ForkRunner
 from .runners.forked import still_running
-from .runners.forkserver import ForkserverRunner
-from .runners.spawn import SpawnRunner
 from .runners.tracking import patched_call
 from .settings import Settings
 
@@ -214,10 +211,18 @@ class Manager:
         return runner
 
     def _new_runner(self, mode: str) -> IsolationRunner:
+        # Each runner is imported when first needed: a run that isolates nothing (or
+        # only forks) need not pay for the others, or for cloudpickle, at start-up.
         if mode == "spawn":
+            from .runners.spawn import SpawnRunner
+
             return SpawnRunner(self._config)
         if mode == "forkserver":
+            from .runners.forkserver import ForkserverRunner
+
             return ForkserverRunner(self._config, self._files.scratch)
+        from .runners.fork import ForkRunner
+
         # A child in its own process group cannot read the terminal; keep it in
         # pytest's group when the tests may (-s with a terminal on stdin, for pdb).
         reads_terminal = self._config.getoption("capture") == "no" and os.isatty(0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from .cli import register_options, restore_path_order
 from .manager import Manager
 from .markers import marker_help_lines
-from .runners.remote_child import from_environment
+from .runners import REQUEST_ENV, SERVER_ENV
 from .settings import resolve_settings
 from .timeouts import PytestTimeoutBridge
 from .xdist import XdistController
@@ -24,10 +26,15 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in marker_help_lines():
         config.addinivalue_line("markers", line)
     restore_path_order(config)
-    remote = from_environment(config)
-    if remote is not None:  # a session the plugin started to run isolated tests
-        config.pluginmanager.register(remote, _REMOTE_CHILD_NAME)
-        return
+    if REQUEST_ENV in os.environ or SERVER_ENV in os.environ:
+        # A session the plugin started to run isolated tests (imported only here: other
+        # sessions need not pay for it at start-up).
+        from .runners.remote_child import from_environment
+
+        remote = from_environment(config)
+        if remote is not None:
+            config.pluginmanager.register(remote, _REMOTE_CHILD_NAME)
+            return
     settings = resolve_settings(config)
     manager = Manager(config, settings)
     config.pluginmanager.register(manager, _MANAGER_NAME)

@@ -14,9 +14,25 @@ from ..capture_files import repetition_capture
 from ..limits import Verdict
 from ..markers import LeakedObjectsCheck, TrackerOptions
 
-__all__ = ["ChildReport", "IsolationRunner", "Job", "flush_output", "tracker_arguments"]
+__all__ = [
+    "REQUEST_ENV",
+    "SERVER_ENV",
+    "STREAMS_ENV",
+    "ChildReport",
+    "IsolationRunner",
+    "Job",
+    "flush_output",
+    "tracker_arguments",
+]
 
 WarningRecord = Tuple[str, str, str, str, int]
+
+#: Set in a spawned child's environment: the path of its one request file.
+REQUEST_ENV = "PYTEST_MEMRAY_ISOLATE_REQUEST"
+#: Set in a spawned child's environment: the descriptors of the parent's stdout and stderr.
+STREAMS_ENV = "PYTEST_MEMRAY_ISOLATE_STREAMS"
+#: Set in the forkserver's environment: the descriptor of its socket to the parent.
+SERVER_ENV = "PYTEST_MEMRAY_ISOLATE_SERVER"
 
 
 @dataclass

@@ -14,7 +14,6 @@ import random
 import warnings
 from typing import Callable
 
-import psutil
 import pytest
 
 from . import Job, child, flush_output
@@ -90,4 +89,6 @@ class ForkRunner:
 
 
 def _resident_size() -> int:
+    import psutil  # here, not at the top: it would cost every pytest start-up 7 ms
+
     return int(psutil.Process().memory_info().rss)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 from typing import FrozenSet
 
-import psutil
-
 from ..capture_files import forked_captures
 from . import Job
 
@@ -21,6 +19,8 @@ __all__ = ["note_running", "still_running"]
 
 
 def _is_running(pid: int) -> bool:
+    import psutil  # here, not at the top: it would cost every pytest start-up 7 ms
+
     try:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:  # gone: it has ended and been reaped

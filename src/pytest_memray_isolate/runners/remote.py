@@ -20,7 +20,7 @@ from typing import IO, Dict, List, Optional, Sequence
 import cloudpickle
 import pytest
 
-from . import Job
+from . import REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Job
 from .fixture_values import CannotSend, pack_values
 
 __all__ = [
@@ -33,13 +33,6 @@ __all__ = [
     "send_request",
     "start_session",
 ]
-
-#: Set in a spawned child's environment: the path of its one request file.
-REQUEST_ENV = "PYTEST_MEMRAY_ISOLATE_REQUEST"
-#: Set in a spawned child's environment: the descriptors of the parent's stdout and stderr.
-STREAMS_ENV = "PYTEST_MEMRAY_ISOLATE_STREAMS"
-#: Set in the forkserver's environment: the descriptor of its socket to the parent.
-SERVER_ENV = "PYTEST_MEMRAY_ISOLATE_SERVER"
 
 
 @dataclass

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Protocol, Tuple
 
-import psutil
-
 __all__ = [
     "ChildEnd",
     "Limits",
@@ -209,6 +207,8 @@ class _ExitSignal:
 
 
 def _resident(pid: int) -> int:
+    import psutil  # here, not at the top: it would cost every pytest start-up 7 ms
+
     try:
         return int(psutil.Process(pid).memory_info().rss)
     except psutil.Error:

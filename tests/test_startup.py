@@ -1,0 +1,58 @@
+"""What the plugin costs a pytest run that isolates nothing: the isolation machinery and
+its dependencies are imported only when a test is isolated."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import QUIET_PLUGINS
+
+#: Imported only by a run (or a child) that isolates tests.
+_ISOLATION_ONLY = (
+    "pytest_memray_isolate.runners.fork",
+    "pytest_memray_isolate.runners.forkserver",
+    "pytest_memray_isolate.runners.spawn",
+    "pytest_memray_isolate.runners.remote",
+    "pytest_memray_isolate.runners.remote_child",
+)
+
+_REPORT_MODULES = """
+import sys
+
+def pytest_sessionfinish(session):
+    names = {names!r}
+    print("\\nLOADED", sorted(name for name in names if name in sys.modules))
+"""
+
+
+def test_importing_the_plugin_imports_neither_psutil_nor_cloudpickle() -> None:
+    """Both serve isolation only (watching children, sending fixture values)."""
+    code = (
+        "import sys, pytest_memray_isolate.plugin, pytest_memray_isolate.manager;"
+        "print(sorted(name for name in ('psutil', 'cloudpickle') if name in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("flags", "loaded"),
+    [
+        ((), []),
+        (("--memray",), []),
+        (("--memray-isolate=fork",), ["pytest_memray_isolate.runners.fork"]),
+    ],
+    ids=["no tracking", "in process", "fork"],
+)
+def test_the_isolation_runners_are_imported_when_a_test_is_isolated(
+    pytester: pytest.Pytester, flags: tuple[str, ...], loaded: list[str]
+) -> None:
+    pytester.makeconftest(_REPORT_MODULES.format(names=_ISOLATION_ONLY))
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", *QUIET_PLUGINS, *flags)
+    assert result.ret == 0
+    line = next(line for line in result.stdout.lines if line.startswith("LOADED"))
+    assert line == f"LOADED {loaded}"
