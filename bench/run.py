@@ -76,6 +76,18 @@ def _python(environment: str) -> Path:
     return VENVS / environment / "bin" / "python"
 
 
+def _environment() -> Dict[str, str]:
+    """The environment of every measured run: the caller's, with bytecode caching on.
+
+    pytest caches the modules it rewrites (test files, plugins) as bytecode; with
+    ``PYTHONDONTWRITEBYTECODE`` set, as on some build machines, every run and every
+    spawned child compiles them again, which users do not pay.
+    """
+    environment = dict(os.environ)
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    return environment
+
+
 def _pip(environment: str, *args: str) -> None:
     subprocess.run([str(_python(environment)), "-m", "pip", "install", "-q", *args], check=True)
 
@@ -177,12 +189,36 @@ def write_real_suite(directory: Path, count: int) -> int:
 SUITES = {"trivial": write_trivial_suite, "heavy": write_heavy_suite, "real": write_real_suite}
 
 
+def _pytest_command(configuration: Configuration, suite: Path) -> List[str]:
+    target = "tests" if (suite / "tests").is_dir() else "."
+    python = str(_python(configuration.environment))
+    return [
+        python,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        *configuration.args,
+        target,
+    ]
+
+
+def warm_up(configurations: List[Configuration], suite: Path) -> None:
+    """Collect the suite once in each environment, so the bytecode of the plugins and of
+    the rewritten test files is cached before the first timed run, for every configuration."""
+    for environment in sorted({configuration.environment for configuration in configurations}):
+        command = _pytest_command(Configuration("warm-up", environment, ["--collect-only"], None), suite)
+        subprocess.run(command, cwd=suite, capture_output=True, env=_environment(), check=True)
+
+
 def time_run(configuration: Configuration, suite: Path) -> float:
     """Wall time of one pytest run of the suite, in seconds."""
-    command = [str(_python(configuration.environment)), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    command += ["-p", "no:randomly", *configuration.args, "tests" if (suite / "tests").is_dir() else "."]
+    command = _pytest_command(configuration, suite)
     start = time.perf_counter()
-    completed = subprocess.run(command, cwd=suite, capture_output=True, text=True)
+    completed = subprocess.run(command, cwd=suite, capture_output=True, text=True, env=_environment())
     elapsed = time.perf_counter() - start
     if completed.returncode != 0:
         raise SystemExit(
@@ -197,6 +233,7 @@ def bench_suite(name: str, tests: int, rounds: int, configurations: List[Configu
         suite = Path(temporary)
         (suite / "pytest.ini").write_text("[pytest]\n")
         count = SUITES[name](suite, tests)
+        warm_up(configurations, suite)
         for round_number in range(rounds):
             for configuration in configurations:
                 timings[configuration.name].append(time_run(configuration, suite))
@@ -233,6 +270,7 @@ def measure_floor() -> Dict[str, float]:
         check=True,
         capture_output=True,
         text=True,
+        env=_environment(),
     )
     floor: Dict[str, float] = json.loads(done.stdout)
     return floor
@@ -251,24 +289,40 @@ def pytest_terminal_summary(terminalreporter):
 """
 
 
-def measure_rss(count: int) -> Dict[str, int]:
-    """pytest's resident memory after test 500 and after the last of ``count`` isolated tests."""
+#: Whose memory growth is measured, side by side: pytest's own is the floor.
+RSS_CONFIGURATIONS = [
+    "plain pytest (this venv)",
+    "pytest-memray 1.11 --memray",
+    "this plugin --memray",
+    "this plugin --memray-isolate=fork",
+]
+
+
+def measure_rss(count: int) -> Dict[str, Dict[str, int]]:
+    """pytest's resident memory after test 500 and after the last of ``count`` tests, for
+    plain pytest, pytest-memray and this plugin in process and isolated."""
+    by_name = {configuration.name: configuration for configuration in CONFIGURATIONS}
+    figures: Dict[str, Dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as temporary:
         suite = Path(temporary)
         (suite / "pytest.ini").write_text("[pytest]\n")
         write_trivial_suite(suite, count)
         (suite / "conftest.py").write_text(_RSS_CONFTEST)
-        _pip("this", "psutil")
-        done = subprocess.run(
-            [str(_python("this")), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--memray-isolate", "."],
-            cwd=suite,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    line = next(line for line in done.stdout.splitlines() if line.startswith("RSS-AT-500"))
-    words = line.split()
-    return {"tests": count, "rss_after_500": int(words[1]), "rss_at_end": int(words[3])}
+        for environment in ("this", "pytest-memray"):
+            _pip(environment, "psutil")
+        for name in RSS_CONFIGURATIONS:
+            done = subprocess.run(
+                _pytest_command(by_name[name], suite),
+                cwd=suite,
+                capture_output=True,
+                text=True,
+                check=True,
+                env=_environment(),
+            )
+            line = next(line for line in done.stdout.splitlines() if line.startswith("RSS-AT-500"))
+            words = line.split()
+            figures[name] = {"tests": count, "rss_after_500": int(words[1]), "rss_at_end": int(words[3])}
+    return figures
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -331,10 +385,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     if options.rss:
         rss = measure_rss(options.rss)
         document["rss"] = rss
-        growth = (rss["rss_at_end"] - rss["rss_after_500"]) / 1024 / 1024
-        print(
-            f"pytest's RSS over {options.rss} isolated tests: {growth:+.1f} MiB between test 500 and the end"
-        )
+        print(f"\npytest's resident memory over {options.rss} trivial tests, between test 500 and the end:")
+        for name, figures in rss.items():
+            growth = (figures["rss_at_end"] - figures["rss_after_500"]) / 1024 / 1024
+            print(f"{name:40} {growth:+6.1f} MiB")
     options.json.parent.mkdir(parents=True, exist_ok=True)
     options.json.write_text(json.dumps(document, indent=2) + "\n")
 
