@@ -12,10 +12,15 @@ a test's call, are pytest's capture files, so the child's output is captured exa
 forked child's is); the server answers ``started PID`` then ``ended STATUS MAX_RSS`` when
 it has reaped that child, or ``unrunnable`` when it could not get the test (the reason is
 in the job's message file). The server ends when the parent closes the socket.
+
+Each request also carries the write end of a pipe on which the child says its report is
+complete (see watch.py): the parent then goes on with the next test while the child
+exits, and skips the ``ended`` line that the server sends for it later.
 """
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import subprocess
@@ -27,7 +32,7 @@ import pytest
 from . import Job, flush_output
 from .outcome import collect, read_message
 from .remote import SERVER_ENV, child_command, send_request, start_session
-from .watch import kill_group
+from .watch import kill_group, report_pipe
 
 __all__ = ["ForkserverRunner", "ServerLost"]
 
@@ -45,6 +50,9 @@ class _Server:
     def __init__(self, config: pytest.Config, output: Path) -> None:
         self._socket, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._buffer = b""
+        #: Children that said their report was complete before they ended: the server's
+        #: "ended" line for each is still to come, and nobody waits for it.
+        self._ends_to_skip = 0
         self._output = output
         # The server's own output (start-up, importing test files) goes to a file, shown
         # if it fails; its children write to the streams each request brings.
@@ -61,16 +69,28 @@ class _Server:
     def replies(self) -> int:
         return self._socket.fileno()
 
-    def send(self, line: str) -> None:
-        """Send a request line, with this process's stdout and stderr for the child."""
+    def send(self, line: str, report_signal: int) -> None:
+        """Send a request line, with this process's stdout and stderr for the child, and the
+        pipe on which the child says its report is complete."""
         flush_output()
         try:
-            socket.send_fds(self._socket, [(line + "\n").encode()], [1, 2])
+            socket.send_fds(self._socket, [(line + "\n").encode()], [1, 2, report_signal])
         except OSError as error:
             raise ServerLost(str(error)) from error
 
+    def skip_end(self) -> None:
+        """Nobody waits for the current child's end any more: skip the line that says it."""
+        self._ends_to_skip += 1
+
     def reply(self, timeout: Optional[float]) -> Optional[str]:
-        """The server's next line; ``None`` if none came within ``timeout`` seconds."""
+        """The server's next line (but the skipped ends); ``None`` if none came within ``timeout`` seconds."""
+        while True:
+            line = self._next_line(timeout)
+            if line is None or not (self._ends_to_skip and line.startswith("ended ")):
+                return line
+            self._ends_to_skip -= 1
+
+    def _next_line(self, timeout: Optional[float]) -> Optional[str]:
         while b"\n" not in self._buffer:
             if timeout is not None and not select.select([self._socket], [], [], timeout)[0]:
                 return None
@@ -107,9 +127,10 @@ class _Server:
 class _ServedChild:
     """A test's child forked by the server: the server reaps it and says how it ended."""
 
-    def __init__(self, server: _Server, pid: int) -> None:
+    def __init__(self, server: _Server, pid: int, report_signal: int) -> None:
         self.pid = pid
         self._server = server
+        self._report_signal = report_signal
 
     def reap(self, block: bool) -> Optional[Tuple[int, int]]:
         line = self._server.reply(None if block else 0)
@@ -119,15 +140,19 @@ class _ServedChild:
         assert kind == "ended", line
         return int(status), int(max_rss)
 
+    def reap_later(self) -> None:
+        """The server reaps it; its line saying so is skipped when it comes."""
+        self._server.skip_end()
+
     def exit_descriptor(self) -> int:
         return self._server.replies
 
     def report_descriptor(self) -> int:
-        """The server says when its child has ended, not before."""
-        return -1
+        return self._report_signal
 
     def close(self) -> None:
-        """The server's pipes outlive the child."""
+        """The server's socket outlives the child."""
+        os.close(self._report_signal)
 
 
 class ForkserverRunner:
@@ -150,17 +175,26 @@ class ForkserverRunner:
             request = send_request(item, job, "forkserver")
             server = self._running_server()
             pid = None
+            reported, report_signal = report_pipe()
+            watched: Optional[_ServedChild] = None
             try:
-                server.send(str(request))
+                try:
+                    server.send(str(request), report_signal)
+                finally:
+                    os.close(report_signal)
                 answer = (server.reply(None) or "").split()
                 if answer[0] != "started":
                     collect_unrunnable(job)
                 pid = int(answer[1])
-                collect(_ServedChild(server, pid), job, started_rss=None, time_from_start=True)
+                watched = _ServedChild(server, pid, reported)  # closes ``reported`` when done
+                collect(watched, job, started_rss=None, time_from_start=True)
             except ServerLost as lost:
                 ended = str(lost)
             else:
                 return
+            finally:
+                if watched is None:
+                    os.close(reported)
             self._server = None
             if pid is not None:
                 kill_group(pid)  # the test's child, orphaned

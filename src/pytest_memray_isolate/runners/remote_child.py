@@ -88,6 +88,8 @@ class RemoteChild:
         self._request = request
         self._server = server
         self._values: Dict[str, Any] = {}
+        #: Where a forkserver's child says its report is complete (see watch.report_pipe).
+        self._report_signal: Optional[int] = None
         self._collection_errors: List[str] = []
         self._setup_failure: Optional[str] = None
 
@@ -130,7 +132,8 @@ class RemoteChild:
         items: Dict[str, pytest.Item] = {}
         collected: Set[str] = set()
         while True:
-            line, streams, _, _ = socket.recv_fds(connection, 65536, 2)
+            # pytest's stdout and stderr, then the pipe its child says "reported" on.
+            line, streams, _, _ = socket.recv_fds(connection, 65536, 3)
             if not line:
                 os._exit(0)
             request = load_request(line.decode().strip())
@@ -154,7 +157,8 @@ class RemoteChild:
         if pid == 0:
             os.setpgid(0, 0)
             connection.close()
-            self._streams = streams
+            self._streams = streams[:2]
+            self._report_signal = streams[2] if len(streams) > 2 else None
             signal.signal(signal.SIGINT, signal.default_int_handler)
             self._run(item, request)
         with contextlib.suppress(OSError):  # the child does the same; whichever runs first
@@ -229,7 +233,8 @@ class RemoteChild:
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         assert self._request is not None
         job = self._request.job
-        child.become_child(job, own_group=False)  # the process group is set already
+        # The process group is set already.
+        child.become_child(job, own_group=False, report_signal=self._report_signal)
         with patched_call(item, job, settle_heap=True, outer=_in_child):
             return (yield)
 

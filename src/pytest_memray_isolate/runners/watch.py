@@ -116,6 +116,10 @@ class WatchedChild(Protocol):
     def report_descriptor(self) -> int:
         """A descriptor on which it says its report is complete, or -1 where there is none."""
 
+    def reap_later(self) -> None:
+        """It said its report is complete but may still be exiting: have it reaped without
+        waiting for it now."""
+
     def close(self) -> None:
         """Release what watching it took."""
 
@@ -130,15 +134,14 @@ class OwnChild:
         self.pid = pid
         self._fd = -1
         self._report_signal = report_signal
-        self._reaped = False
 
     def reap(self, block: bool) -> Optional[Tuple[int, int]]:
         __tracebackhide__ = True  # pytest shows the test's frames, not these
         reaped, status, usage = os.wait4(self.pid, 0 if block else os.WNOHANG)
-        if reaped == 0:
-            return None
-        self._reaped = True
-        return status, max_rss_bytes(usage.ru_maxrss)
+        return None if reaped == 0 else (status, max_rss_bytes(usage.ru_maxrss))
+
+    def reap_later(self) -> None:
+        _unreaped.append(self.pid)
 
     def report_descriptor(self) -> int:
         return self._report_signal
@@ -155,8 +158,6 @@ class OwnChild:
             if descriptor >= 0:
                 os.close(descriptor)
         self._fd = self._report_signal = -1
-        if not self._reaped:
-            _unreaped.append(self.pid)
 
 
 class _ExitSignal:
@@ -273,6 +274,7 @@ def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
         deadline = _Deadline(limits)
         while True:
             if exit_signal.reported():
+                child.reap_later()
                 return REPORTED
             end = _ended(child, False)
             if end is not None:
