@@ -5,11 +5,10 @@ A forked child inherits its parent's pymalloc arenas. Without
 peak moves by whole arenas with the free space the parent happened to leave behind:
 the same test measures 1 MiB more or less depending on what ran before it.
 
-``settle`` fills that free space with objects the child keeps until it exits, leaving
-the same number of free pools every time (opening one fresh arena on purpose if there are
-fewer). When the Tracker starts, the pools in use have (almost) no free block and the
-free pools are that many, whatever the parent did before the fork, so a test's figure
-depends on the test alone.
+``settle`` fills that free space with objects the child keeps until it exits, then opens
+one fresh arena on purpose. When the Tracker starts, the only free pools are that
+arena's and the pools in use have (almost) no free block, whatever the parent did before
+the fork, so a test's figure depends on the test alone.
 
 Filling must not overshoot: one pool too many maps a new arena whose 63 free pools
 would hide the test's own first megabyte. The objects this code itself allocates while
@@ -37,12 +36,6 @@ _BYTES_HEADER = sys.getsizeof(b"")
 _RESERVED_BLOCK_SIZES = (32, 48, 64, 128)
 _RESERVE = 256
 _FILL_ROUNDS = 2
-#: Free pools left when the Tracker starts, the same number for every test. Whatever
-#: runs before the test (the Tracker starting) takes its pools from these, instead of
-#: mapping a new arena or not depending on a stray free block. A fresh arena has 64
-#: pools, or 63 when the address it is mapped at is not pool-aligned; one goes to the
-#: object that opens it.
-_POOLS_LEFT_FREE = 62
 
 FreeSpace = Tuple[Dict[int, int], int, int]
 
@@ -131,23 +124,18 @@ def settle() -> List[object]:
                 _new_objects(size, count, holder)
         keep.append(holder)
     # Last, and exactly, from one reading: the free blocks of every size class outside the
-    # reserve (so that what runs next finds the same classes full every time), then the
-    # free pools beyond _POOLS_LEFT_FREE. One-item lists, the only 16-byte objects at hand,
-    # would eat the reserve.
+    # reserve (so that what runs next finds the same classes full every time), then every
+    # free pool. One-item lists, the only 16-byte objects at hand, would eat the reserve.
     holder = _holder()
     free_blocks, free_pools, pool_size = free_space()
     for size, count in sorted(free_blocks.items()):
         if size > 16 and size not in _RESERVED_BLOCK_SIZES:
             _new_objects(size, count, holder)
     largest = max(free_blocks, default=512)
-    per_pool = (pool_size - _POOL_HEADER) // largest
-    if free_pools < _POOLS_LEFT_FREE:
-        # Too few: take them all, then open one fresh arena on purpose (its first pool
-        # goes to the last object) and count again.
-        _new_objects(largest, free_pools * per_pool + 1, holder)
-        _, free_pools, _ = free_space()
-    # Take all but that many: filling a pool writes all its pages (copies of the
-    # parent's, in a forked child), so the fewer the better.
-    _new_objects(largest, (free_pools - _POOLS_LEFT_FREE) * per_pool, holder)
+    _new_objects(largest, free_pools * ((pool_size - _POOL_HEADER) // largest), holder)
+    # Then open one fresh arena on purpose. Whatever runs before the test (the Tracker
+    # starting) takes its pools from that arena, instead of mapping a new arena or not
+    # depending on a stray free block, so every test starts with the same free pools.
+    _new_objects(largest, 1, holder)
     keep.append(holder)
     return keep
