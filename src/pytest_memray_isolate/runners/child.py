@@ -29,6 +29,7 @@ __all__ = [
     "become_child",
     "cannot_run",
     "current_job",
+    "flush_quietly",
     "on_call_report",
     "on_logreport",
     "run_call",
@@ -130,7 +131,7 @@ def cannot_run(job: Job, text: str) -> NoReturn:
     try:
         tell_unrunnable(job, text)
     finally:
-        _flush_quietly()
+        flush_quietly()
         os._exit(0)
 
 
@@ -184,7 +185,7 @@ def _save_coverage() -> None:
             measuring.save()
 
 
-def _flush_quietly() -> None:
+def flush_quietly() -> None:
     """Flush every standard stream before ``os._exit``; a child on its way out must not fail."""
     for output in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         if output is not None:
@@ -209,7 +210,7 @@ def _finish(message: Dict[str, Any]) -> NoReturn:
                 stream.write(pickle.dumps({"error": traceback.format_exc()}))
         except BaseException:
             pass
-    _flush_quietly()
+    flush_quietly()
     if status == 0 and "report" in message:
         _say_reported(_state.report_signal)
     os._exit(status)

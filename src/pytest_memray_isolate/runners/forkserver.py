@@ -20,6 +20,7 @@ exits, and skips the ``ended`` line that the server sends for it later.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -115,7 +116,14 @@ class _Server:
         return self._output.read_text(errors="replace").strip() if self._output.exists() else ""
 
     def stop(self) -> None:
-        """Close the server's socket, so it ends; kill it if it does not."""
+        """Close the server's socket, so it ends; kill it if it does not.
+
+        The ends still owed for children that reported are read first: the server sends
+        each once it has reaped that child, and would find the socket closed.
+        """
+        with contextlib.suppress(ServerLost, OSError):
+            while self._ends_to_skip and self._next_line(_STOP_GRACE) is not None:
+                self._ends_to_skip -= 1
         self._socket.close()
         try:
             self.process.wait(_STOP_GRACE)

@@ -118,12 +118,24 @@ class RemoteChild:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         if self._server is not None:
-            self._serve(session, self._server)
+            self._serve_until_closed(session, self._server)
         request = self._request
         assert request is not None
         self._run(self._find(session.items, request), request)
 
     # -- the forkserver ---------------------------------------------------------------
+
+    def _serve_until_closed(self, session: pytest.Session, connection: socket.socket) -> NoReturn:
+        """Serve; the server's session never reaches its end, where plugins would write the
+        parent's reports (--junitxml) over the parent's own."""
+        try:
+            self._serve(session, connection)
+        except (BrokenPipeError, ConnectionResetError):
+            os._exit(0)  # pytest went away: nobody is left to answer
+        except BaseException:
+            traceback.print_exc()  # into the server's output, which the parent shows
+            child.flush_quietly()
+            os._exit(1)
 
     def _serve(self, session: pytest.Session, connection: socket.socket) -> NoReturn:
         """Answer the parent's requests until it closes the socket, then end without a summary."""
