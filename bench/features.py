@@ -64,6 +64,14 @@ def test_forks(n):
 """
 
 PLAIN = ["-p", "no:memray"]
+#: The configurations of both fork suites: each tracking mode with and without following forks.
+FOLLOW_FORK_CONFIGURATIONS = [
+    ("plain pytest", PLAIN),
+    ("--memray", ["--memray"]),
+    ("--memray --memray-follow-fork", ["--memray", "--memray-follow-fork"]),
+    ("--memray-isolate", ["--memray-isolate"]),
+    ("--memray-isolate --memray-follow-fork", ["--memray-isolate", "--memray-follow-fork"]),
+]
 #: Each suite's configurations: a name and pytest's arguments; the first is the baseline.
 SUITES: Dict[str, Tuple[str, List[Tuple[str, List[str]]]]] = {
     "leaks": (
@@ -81,23 +89,11 @@ SUITES: Dict[str, Tuple[str, List[Tuple[str, List[str]]]]] = {
     ),
     "forks": (
         _FORKS,
-        [
-            ("plain pytest", PLAIN),
-            ("--memray", ["--memray"]),
-            ("--memray --memray-follow-fork", ["--memray", "--memray-follow-fork"]),
-            ("--memray-isolate", ["--memray-isolate"]),
-            ("--memray-isolate --memray-follow-fork", ["--memray-isolate", "--memray-follow-fork"]),
-        ],
+        FOLLOW_FORK_CONFIGURATIONS,
     ),
     "no-forks": (
         _NO_FORKS,
-        [
-            ("plain pytest", PLAIN),
-            ("--memray", ["--memray"]),
-            ("--memray --memray-follow-fork", ["--memray", "--memray-follow-fork"]),
-            ("--memray-isolate", ["--memray-isolate"]),
-            ("--memray-isolate --memray-follow-fork", ["--memray-isolate", "--memray-follow-fork"]),
-        ],
+        FOLLOW_FORK_CONFIGURATIONS,
     ),
 }
 
