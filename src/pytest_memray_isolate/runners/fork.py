@@ -19,7 +19,7 @@ import pytest
 from . import Job, child, flush_output
 from .outcome import collect
 from .tracking import prepare_for_forks
-from .watch import OwnChild, reap_reported, report_pipe
+from .watch import OwnChild, reap_reported, report_pipe, resident_size
 
 __all__ = ["ForkRunner", "quiet_fork"]
 
@@ -79,7 +79,7 @@ class ForkRunner:
                 with contextlib.suppress(OSError):  # the child does the same; whichever runs first
                     os.setpgid(pid, pid)
             # The child started from this process's size, which has not changed since.
-            collect(OwnChild(pid, reported), job, started_rss=_resident_size, own_group=self._own_group)
+            collect(OwnChild(pid, reported), job, started_rss=_own_resident_size, own_group=self._own_group)
 
         return run_isolated
 
@@ -88,7 +88,5 @@ class ForkRunner:
         reap_reported()
 
 
-def _resident_size() -> int:
-    import psutil  # here, not at the top: it would cost every pytest start-up 7 ms
-
-    return int(psutil.Process().memory_info().rss)
+def _own_resident_size() -> int:
+    return resident_size(os.getpid())

@@ -33,6 +33,7 @@ __all__ = [
     "kill_group",
     "reap_reported",
     "report_pipe",
+    "resident_size",
     "wait_for_child",
 ]
 
@@ -207,7 +208,8 @@ class _ExitSignal:
             time.sleep(min(5.0 if seconds is None else seconds, 0.005))
 
 
-def _resident(pid: int) -> int:
+def resident_size(pid: int) -> int:
+    """A process's resident memory in bytes; 0 once it is gone."""
     import psutil  # here, not at the top: it would cost every pytest start-up 7 ms
 
     try:
@@ -288,7 +290,7 @@ def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
                 _dump_then_kill(child.pid, dump)
                 return _ended(child, True, "timeout") or ChildEnd(0, 0, "timeout")
             if limits.max_rss is not None:
-                resident = _resident(child.pid)
+                resident = resident_size(child.pid)
                 if resident >= limits.max_rss:
                     kill_group(child.pid)
                     return _ended(child, True, "memory", resident) or ChildEnd(0, 0, "memory", resident)
