@@ -319,14 +319,19 @@ def test_no_warning_about_forking_a_threaded_pytest(
 def test_a_forkserver_that_dies_fails_its_test_and_a_new_one_takes_over(
     pytester: pytest.Pytester, run: Runner
 ) -> None:
-    """A test that kills the server: that test fails saying so; the next gets a new server."""
+    """A test that kills the server: that test fails saying so, even when its child could
+    still report; the next gets a new server."""
     pytester.makepyfile(
         """
         import os
         import signal
+        import time
 
         def test_kills_its_server():
-            os.kill(os.getppid(), signal.SIGKILL)
+            server = os.getppid()
+            os.kill(server, signal.SIGKILL)
+            while os.getppid() == server:  # the server is gone once this child is an orphan
+                time.sleep(0.01)
 
         def test_after():
             pass

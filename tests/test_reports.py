@@ -72,7 +72,8 @@ def test_json_report_has_every_tracked_test(pytester: pytest.Pytester, run: Runn
 def test_json_report_names_a_default_limit_kept_files_and_crashes(
     pytester: pytest.Pytester, run: Runner
 ) -> None:
-    """The limit's source, the kept capture file, and how a crashed child ended."""
+    """The limit's source, the kept capture file, and how a crashed child ended, with
+    memray's figures up to the crash."""
     pytester.makepyfile(
         """
         import os
@@ -82,6 +83,7 @@ def test_json_report_names_a_default_limit_kept_files_and_crashes(
             assert data is not None
 
         def test_crashes():
+            held = bytearray(8 * 1024 * 1024)
             os._exit(3)
         """
     )
@@ -102,7 +104,9 @@ def test_json_report_names_a_default_limit_kept_files_and_crashes(
     }
     assert Path(under["capture_file"]).exists()
     crashed = tests["test_crashes"]
-    assert crashed["peak_memory"] is None
+    assert crashed["peak_memory"] >= 8 * 1024 * 1024
+    assert crashed["top_locations"][0]["function"] == "test_crashes"
+    assert Path(crashed["capture_file"]).exists()
     assert crashed["child"]["exit_code"] == 3
     assert crashed["child"]["signal"] is None
     assert crashed["child"]["max_rss"] > 0

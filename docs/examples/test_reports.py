@@ -22,4 +22,6 @@ def test_over_its_limit():
 
 
 def test_crash():
+    rows = bytearray(8 * 1024 * 1024)
+    assert rows is not None
     os._exit(3)

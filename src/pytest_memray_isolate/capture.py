@@ -7,7 +7,7 @@ import os
 from contextlib import ExitStack
 from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
-from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from memray import AllocationRecord, FileReader
 
@@ -150,6 +150,25 @@ def leaked_records(reader: FileReader, *, current_thread_only: bool) -> List[All
     return _of_thread(reader, records, current_thread_only)
 
 
+def places_holding_memory(reader: FileReader) -> int:
+    """How many places (stack and thread) held memory at the high watermark or at the end.
+
+    That is what an aggregated capture counts as its allocations (memray writes one
+    record per such place), read here from a capture of every allocation, so that a
+    test's figure does not depend on the format its capture was written in.
+    """
+    places: Set[Tuple[int, int, int, int]] = set()
+    for records in (
+        reader.get_high_watermark_allocation_records(merge_threads=False),
+        reader.get_leaked_allocation_records(merge_threads=False),
+    ):
+        places.update(
+            (record.tid, record.stack_id, record.native_stack_id, record.native_segment_generation)
+            for record in records
+        )
+    return len(places)
+
+
 def histogram(sizes: Sequence[int], bins: int = _HISTOGRAM_BINS) -> str:
     """A one-line bar chart of allocation sizes on a log scale, as pytest-memray draws it.
 
@@ -222,6 +241,7 @@ def read_capture(
     wanted: Callable[[int], bool] = lambda peak: True,
     forked: Optional[Sequence[Tuple[int, Path]]] = None,
     running: AbstractSet[int] = frozenset(),
+    count_places: bool = False,
 ) -> MemoryResult:
     """Summarise a capture file: peak, allocation count, and, when ``wanted(peak)``, the
     size histogram and top locations (the costly part, skipped for tests the report
@@ -230,6 +250,9 @@ def read_capture(
     With ``forked`` (pid and capture of each process the test forked, --memray-follow-fork)
     the figures are sums over the test's process and the forked ones that had ended
     (those in ``running`` had not), and each process's own figures are kept too.
+
+    With ``count_places`` the allocation count of a capture of every allocation is the
+    one its aggregated capture would have given (see ``places_holding_memory``).
     """
     with ExitStack() as stack:
         reader = stack.enter_context(FileReader(path))
@@ -249,11 +272,12 @@ def read_capture(
             readers += other_readers
         counted = [process for process in processes if process.counted]
         peak = sum(process.peak_memory or 0 for process in counted) if processes else metadata.peak_memory
-        total = (
-            sum(process.total_allocations or 0 for process in counted)
-            if processes
-            else metadata.total_allocations
-        )
+        if processes:
+            total = sum(process.total_allocations or 0 for process in counted)
+        elif count_places:
+            total = places_holding_memory(reader)
+        else:
+            total = metadata.total_allocations
         detailed = wanted(peak)
         records: List[AllocationRecord] = []
         top_locations: Tuple[Location, ...] = ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Generator, List, Optional
@@ -33,6 +33,7 @@ from .report import closing_lines, ranked, summary_block
 from .runners import IsolationRunner, Job, child
 from .runners.forked import still_running
 from .runners.tracking import patched_call
+from .runners.window import new_marker, quiet_memray
 from .settings import Settings
 
 __all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "RESULT_ATTRIBUTE", "Manager"]
@@ -178,6 +179,8 @@ class Manager:
         if plan.isolated:
             job.timeout = self._timeout_for(item, plan)
             job.max_rss = self._settings.max_rss
+        if plan.tracker.ends_open:
+            job.window_marker = new_marker()
         self._jobs[item.nodeid] = job
         runner = self._runner_for(plan)
         if runner is None:
@@ -289,6 +292,14 @@ class Manager:
 
     def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> Optional[MemoryResult]:
         """Read the capture and apply the limits; the figures, or ``None`` without a capture."""
+        # A child that died during the call may have left a torn last record.
+        torn = job.window_marker is not None and not job.window_closed
+        with quiet_memray() if torn else nullcontext():
+            return self._judge_capture(plan, job, report)
+
+    def _judge_capture(
+        self, plan: TrackingPlan, job: Job, report: pytest.TestReport
+    ) -> Optional[MemoryResult]:
         kept = self._files.keep_in is not None
         try:
             result = read_capture(
@@ -298,6 +309,7 @@ class Manager:
                 wanted=self._reported.wanted,
                 forked=forked_captures(job.capture) if plan.tracker.follow_fork else None,
                 running=still_running(job) if plan.tracker.follow_fork else frozenset(),
+                count_places=plan.tracker.ends_open and not plan.tracker.all_allocations,
             )
         except OSError:
             # No readable capture: a child that died before its Tracker finished. The

@@ -143,6 +143,9 @@ class TrackerOptions:
     all_allocations: bool = False
     #: Whether processes the test forks are tracked too (each writes a capture of its own).
     follow_fork: bool = False
+    #: Whether an isolated child leaves its Tracker running and exits (see runners/window.py):
+    #: the capture is then written in the "all" format, whatever ``all_allocations`` says.
+    ends_open: bool = False
 
 
 @dataclass(frozen=True)
@@ -337,13 +340,36 @@ def plan_for(item: pytest.Item, settings: Settings) -> Optional[TrackingPlan]:
         return None
     plan = _plan_without_allocations(item, settings, limits, isolate_mark)
     if allocations_mark is None or plan.error is not None:
-        return plan
+        return _with_open_end(plan, settings)
     try:
         allocations = _parse_limit_allocations(allocations_mark)
     except MarkerError as error:
         return replace(plan, error=f"{item.nodeid}: invalid marker {_call_text(allocations_mark)}: {error}")
     # Only a capture of every allocation can count them (the aggregated format merges them).
-    return replace(plan, allocations=allocations, tracker=replace(plan.tracker, all_allocations=True))
+    plan = replace(plan, allocations=allocations, tracker=replace(plan.tracker, all_allocations=True))
+    return _with_open_end(plan, settings)
+
+
+def _with_open_end(plan: TrackingPlan, settings: Settings) -> TrackingPlan:
+    """Let an isolated child skip stopping its Tracker where that gives the same figures.
+
+    Not for what only a stopped Tracker gives (the objects that outlived the test), nor
+    for leak checks (a free the window's end might drop would be a leak), repeated calls
+    (one Tracker after another) or forks followed (whose files the real stop finishes),
+    and not when the user chose a capture format.
+    """
+    ends_open = (
+        plan.isolated
+        and plan.error is None
+        and plan.skip is None
+        and plan.leaks is None
+        and plan.objects is None
+        and not plan.tracker.follow_fork
+        and settings.source_of("capture_format") == "default"
+    )
+    if not ends_open:
+        return plan
+    return replace(plan, tracker=replace(plan.tracker, ends_open=True))
 
 
 def _plan_without_allocations(

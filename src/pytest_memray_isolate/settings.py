@@ -291,8 +291,10 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         flag="--memray-capture-format",
         ini="memray_capture_format",
         help=(
-            "memray file format of the captures: aggregated (small and fast; default) or all "
-            "(every allocation, needed by 'memray stats')."
+            "memray file format of the captures: aggregated (small and fast) or all (every "
+            "allocation, needed by 'memray stats'). By default in-process tests are captured "
+            "aggregated and isolated tests in full, which spares their children stopping memray; "
+            "a format given here applies to every test."
         ),
         parse=_parse_capture_format,
         default="aggregated",

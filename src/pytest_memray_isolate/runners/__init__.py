@@ -74,6 +74,10 @@ class Job:
     #: Untracked calls, then calls each tracked alone (a repeated limit_leaks test).
     warmups: int = 0
     repeats: int = 1
+    #: With ``tracker.ends_open``: the thread name that ends the tracked window (window.py).
+    window_marker: Optional[str] = None
+    #: Whether the parent found that marker and cut the capture there (the child reached it).
+    window_closed: bool = False
 
     def repetition_captures(self) -> List[Path]:
         """One capture per tracked call; the last is ``capture``, whose figures are reported."""
@@ -117,7 +121,7 @@ def tracker_arguments(options: TrackerOptions) -> Dict[str, Any]:
     """Keyword arguments for ``memray.Tracker``."""
     arguments: Dict[str, Any] = {
         "file_format": FileFormat.ALL_ALLOCATIONS
-        if options.all_allocations
+        if options.all_allocations or options.ends_open
         else FileFormat.AGGREGATED_ALLOCATIONS,
         "native_traces": options.native_traces,
         "trace_python_allocators": options.trace_python_allocators,

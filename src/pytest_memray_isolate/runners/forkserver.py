@@ -97,12 +97,12 @@ class _Server:
                 return None
             chunk = self._socket.recv(4096)
             if not chunk:
-                raise ServerLost(self._how_it_ended())
+                raise ServerLost(self.how_it_ended())
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode()
 
-    def _how_it_ended(self) -> str:
+    def how_it_ended(self) -> str:
         try:
             code = self.process.wait(_STOP_GRACE)
         except subprocess.TimeoutExpired:
@@ -196,6 +196,8 @@ class ForkserverRunner:
                 pid = int(answer[1])
                 watched = _ServedChild(server, pid, reported)  # closes ``reported`` when done
                 collect(watched, job, started_rss=None, time_from_start=True)
+                if server.process.poll() is not None:  # the test took its server down
+                    raise ServerLost(server.how_it_ended())
             except ServerLost as lost:
                 ended = str(lost)
             else:
@@ -218,6 +220,8 @@ class ForkserverRunner:
         return run_served
 
     def _running_server(self) -> _Server:
+        if self._server is not None and self._server.process.poll() is not None:
+            self._server = None  # it died after its last child reported
         if self._server is None:
             self._server = _Server(self._config, self._output)
         return self._server

@@ -16,11 +16,12 @@ import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
-from memray import FileReader
 
+from ..capture import MemoryResult, read_capture
 from ..sizes import format_size
 from . import ChildReport, Job, WarningRecord
 from .watch import ChildEnd, Limits, WatchedChild, kill_group, wait_for_child
+from .window import close_window, quiet_memray, trim_padding
 
 __all__ = ["collect", "describe_exit", "exit_facts", "read_message"]
 
@@ -102,6 +103,8 @@ def collect(
         raise
     if own_group:
         kill_group(child.pid)  # whatever the test started and left running
+    if job.window_marker is not None:
+        job.window_closed = close_window(job.capture, job.window_marker)
     message = read_message(job)
     if "report" not in message:
         job.child_end = exit_facts(end)
@@ -137,28 +140,33 @@ def _killed_text(job: Job, end: ChildEnd) -> str:
             f" of resident memory, over the limit of {format_size(job.max_rss)} (--memray-max-rss),"
             " and was killed."
         )
+    lines = [text, *_memray_lines(_figures_from_capture(job), "it was killed")]
     stacks = _read_text(job.faults)
-    return f"{text}\n\n{stacks}" if stacks else text
+    if stacks:
+        lines += ["", stacks]
+    return "\n".join(lines)
 
 
 def _crash_text(job: Job, end: ChildEnd, started_rss: Optional[int]) -> str:
     lines = [
         f"The isolated child process running this test {describe_exit(end.status)} before reporting a result."
     ]
-    peak = _peak_from_capture(job)
-    if peak is not None:
-        lines.append(f"Memory allocated at the peak before the crash: {format_size(peak)} (memray).")
-    elif started_rss is not None and end.max_rss > started_rss:
+    figures = _figures_from_capture(job)
+    lines += _memray_lines(figures, "the crash")
+    unreadable = (
+        ""
+        if figures is not None
+        else "; the aggregated capture is unreadable after a crash,"
+        " use --memray-capture-format=all for memray's figure"
+    )
+    if started_rss is not None and end.max_rss > started_rss:
         lines.append(
             f"Resident memory grew by about {format_size(end.max_rss - started_rss)} before the crash"
-            " (the child's peak resident size; the aggregated capture is unreadable after a crash,"
-            " use --memray-capture-format=all for memray's figure)."
+            f" (the child's peak resident size{unreadable})."
         )
     elif started_rss is None and end.max_rss > 0:
-        lines.append(
-            f"The child's peak resident size was {format_size(end.max_rss)} (the aggregated capture is"
-            " unreadable after a crash, use --memray-capture-format=all for memray's figure)."
-        )
+        note = f" ({unreadable[2:]})" if unreadable else ""
+        lines.append(f"The child's peak resident size was {format_size(end.max_rss)}{note}.")
     stacks = _read_text(job.faults)
     if stacks:
         lines += ["", stacks]
@@ -168,16 +176,33 @@ def _crash_text(job: Job, end: ChildEnd, started_rss: Optional[int]) -> str:
     return "\n".join(lines)
 
 
-def _peak_from_capture(job: Job) -> Optional[int]:
-    """memray's peak from the capture of a crashed child, where its format survives a crash."""
-    if not job.tracker.all_allocations:
+def _figures_from_capture(job: Job) -> Optional[MemoryResult]:
+    """memray's figures from the capture of a child that did not report, where its format
+    survives a crash (an aggregated capture is written only when its Tracker stops)."""
+    if not (job.tracker.all_allocations or job.tracker.ends_open) or job.repeats > 1:
         return None
-    try:
-        with FileReader(job.capture) as reader:
-            peak = int(reader.metadata.peak_memory)
-    except OSError:
-        return None
-    return peak
+    if job.window_marker is None:
+        trim_padding(job.capture)  # close_window trimmed the others
+    with quiet_memray():
+        try:
+            return read_capture(job.capture, job.nodeid)
+        except Exception:  # nothing written yet, or not a capture at all
+            return None
+
+
+def _memray_lines(figures: Optional[MemoryResult], until: str) -> List[str]:
+    """memray's peak up to ``until`` and the biggest allocating places at that peak (nothing
+    for a test that had allocated nothing yet)."""
+    if figures is None or figures.peak_memory == 0:
+        return []
+    lines = [f"Memory allocated at the peak before {until}: {format_size(figures.peak_memory)} (memray)."]
+    if figures.top_locations:
+        lines.append("Biggest allocating places at that peak:")
+        lines += [
+            f"\t- {where.function}:{where.filename}:{where.lineno} -> {format_size(where.size)}"
+            for where in figures.top_locations
+        ]
+    return lines
 
 
 def read_message(job: Job) -> Dict[str, Any]:

@@ -23,6 +23,7 @@ from . import Job, tracker_arguments
 from .forked import note_running
 from .heap import settle
 from .repeat import calls_of, not_repeatable
+from .window import end_window
 
 __all__ = ["patched_call", "prepare_for_forks", "tracked"]
 
@@ -54,6 +55,15 @@ def _prepared_tracker(job: Job, capture: Path, settle_heap: bool, keep_alive: Li
     return tracker
 
 
+#: Trackers left running in this child until it exits (see window.py); kept referenced.
+_left_running: List[Tracker] = []
+
+
+def _ends_open(job: Job, capture: Path) -> bool:
+    """Whether this call's Tracker is left running: a child's only tracked call."""
+    return job.tracker.ends_open and job.window_marker is not None and capture == job.capture
+
+
 def _before_stopping(job: Job) -> None:
     if job.objects is not None:
         # Cycles and interpreter caches would otherwise count as leaked objects.
@@ -80,6 +90,14 @@ def _call_tracked(
     keep_alive: List[object],
 ) -> Any:
     tracker = _prepared_tracker(job, capture, settle_heap, keep_alive)
+    if _ends_open(job, capture):
+        assert job.window_marker is not None
+        _left_running.append(tracker)
+        tracker.__enter__()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            end_window(job.window_marker)
     try:
         with tracker:
             try:
@@ -100,6 +118,14 @@ async def _call_tracked_async(
     keep_alive: List[object],
 ) -> Any:
     tracker = _prepared_tracker(job, capture, settle_heap, keep_alive)
+    if _ends_open(job, capture):
+        assert job.window_marker is not None
+        _left_running.append(tracker)
+        tracker.__enter__()
+        try:
+            return await function(*args, **kwargs)
+        finally:
+            end_window(job.window_marker)
     try:
         with tracker:
             try:
