@@ -27,6 +27,7 @@ import logging
 import mmap
 import os
 import secrets
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,10 +51,17 @@ def new_marker() -> str:
 
 
 def end_window(marker: str) -> None:
-    """End the tracked window here (in the child, with its Tracker still running)."""
+    """End the tracked window here (in the child, with its Tracker still running).
+
+    memray's profile function, which follows every Python call to know the stacks of
+    allocations, is taken off too: nothing after the window is read, and the child's
+    own work (its report) runs at full speed.
+    """
     thread = threading.current_thread()
     name = thread.name
     thread.name = marker  # memray records the name as it is set
+    sys.setprofile(None)
+    threading.setprofile(None)
     thread.name = name
 
 
