@@ -10,6 +10,10 @@ Suites:
   heavy    tests that allocate many small objects and large buffers, some with limits
   real     more-itertools 11.2.1's own tests, from its sdist, run unchanged
            (unittest style: pytest-memray 1.11 does not track them at all)
+  numpy    the trivial tests with ``import numpy`` at the top of their module: memray's
+           walk over loaded libraries grows with what is loaded
+  boltons  boltons 26.2.0's own tests, from its sdist, run unchanged (pytest style:
+           both plugins track every test)
 
 Also measures the floor of isolation (each step alone, see floor.py) and, with --rss N,
 the growth of pytest's resident memory between test 500 and test N of an isolated run.
@@ -40,6 +44,7 @@ VENVS = ROOT / "bench" / ".venvs"
 CACHE = ROOT / "bench" / ".cache"
 PYTEST_MEMRAY = "pytest-memray==1.11.0"
 REAL_PROJECT = "more-itertools==11.2.1"
+BOLTONS = "boltons==26.2.0"
 
 
 @dataclass(frozen=True)
@@ -109,12 +114,24 @@ def build_environments() -> Dict[str, str]:
     versions = {name: _version("this", name) for name in ("pytest", "memray")}
     pins = [f"{name}=={number}" for name, number in versions.items()]
     _pip("pytest-memray", PYTEST_MEMRAY, *pins)
+    numpy = _version("this", "numpy") if _has("this", "numpy") else None
+    if numpy is None:
+        _pip("this", "numpy")
+        numpy = _version("this", "numpy")
+    _pip("pytest-memray", f"numpy=={numpy}")
+    versions["numpy"] = numpy
     return versions
 
 
-def write_trivial_suite(directory: Path, count: int) -> int:
+def _has(environment: str, distribution: str) -> bool:
+    code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({distribution!r}) is None)"
+    return subprocess.run([str(_python(environment)), "-c", code]).returncode == 0
+
+
+def write_trivial_suite(directory: Path, count: int, imports: str = "") -> int:
     """``count`` tests that do almost nothing."""
     lines = [
+        *([imports] if imports else []),
         "import pytest",
         "",
         "",
@@ -124,6 +141,11 @@ def write_trivial_suite(directory: Path, count: int) -> int:
     lines.append("    assert n >= 0")
     (directory / "test_trivial.py").write_text("\n".join(lines) + "\n")
     return count
+
+
+def write_numpy_suite(directory: Path, count: int) -> int:
+    """The trivial tests in a module that imports numpy (and so loads its native libraries)."""
+    return write_trivial_suite(directory, count, imports="import numpy  # noqa: F401")
 
 
 _HEAVY = """
@@ -154,10 +176,11 @@ def write_heavy_suite(directory: Path, count: int) -> int:
     return 60
 
 
-def write_real_suite(directory: Path, count: int) -> int:
-    """more-itertools' tests from its sdist (downloaded once into bench/.cache)."""
+def _unpack_sdist(directory: Path, requirement: str) -> None:
+    """A project's sdist (downloaded once into bench/.cache), unpacked into ``directory``."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    archives = list(CACHE.glob("more_itertools-*.tar.gz"))
+    stem = requirement.split("==")[0].replace("-", "_")
+    archives = list(CACHE.glob(f"{stem}-*.tar.gz"))
     if not archives:
         subprocess.run(
             [
@@ -170,23 +193,66 @@ def write_real_suite(directory: Path, count: int) -> int:
                 "--no-deps",
                 "-d",
                 str(CACHE),
-                REAL_PROJECT,
+                requirement,
             ],
             check=True,
             capture_output=True,
         )
-        archives = list(CACHE.glob("more_itertools-*.tar.gz"))
+        archives = list(CACHE.glob(f"{stem}-*.tar.gz"))
     with tarfile.open(archives[0]) as archive:
         archive.extractall(directory, filter="data") if sys.version_info >= (3, 12) else archive.extractall(
             directory
         )
-    project = next(directory.glob("more_itertools-*"))
+    project = next(directory.glob(f"{stem}-*"))
     for item in project.iterdir():
         item.rename(directory / item.name)
-    return 765
+    (directory / "pytest.ini").unlink(missing_ok=True)  # the project's own configuration rules
 
 
-SUITES = {"trivial": write_trivial_suite, "heavy": write_heavy_suite, "real": write_real_suite}
+def _collected(directory: Path) -> int:
+    """How many tests pytest collects in ``directory`` (plain pytest, this plugin's venv)."""
+    done = subprocess.run(
+        [
+            str(_python("this")),
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:memray",
+            "-p",
+            "no:randomly",
+            "tests",
+        ],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        env=_environment(),
+        check=True,
+    )
+    last = [line for line in done.stdout.splitlines() if "collected" in line][-1]
+    return int(last.split()[0])
+
+
+def write_real_suite(directory: Path, count: int) -> int:
+    """more-itertools' tests from its sdist."""
+    _unpack_sdist(directory, REAL_PROJECT)
+    return _collected(directory)
+
+
+def write_boltons_suite(directory: Path, count: int) -> int:
+    """boltons' tests from its sdist."""
+    _unpack_sdist(directory, BOLTONS)
+    return _collected(directory)
+
+
+SUITES = {
+    "trivial": write_trivial_suite,
+    "numpy": write_numpy_suite,
+    "heavy": write_heavy_suite,
+    "real": write_real_suite,
+    "boltons": write_boltons_suite,
+}
 
 
 def _pytest_command(configuration: Configuration, suite: Path) -> List[str]:
@@ -330,7 +396,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--suites", default="trivial,heavy,real", help="comma-separated: trivial, heavy, real"
+        "--suites",
+        default="trivial,numpy,heavy,real,boltons",
+        help="comma-separated: trivial, numpy, heavy, real, boltons",
     )
     parser.add_argument("--tests", type=int, default=500, help="number of trivial tests (default 500)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
