@@ -1,5 +1,6 @@
 """The floor of isolation, each step measured alone: fork + wait, Tracker enter + exit
-(in this process and in a forked child), settling the child's allocator, reading a capture.
+(in this process and in a forked child), a Tracker started in a child and left running
+(as isolated children leave theirs), settling the child's allocator, reading a capture.
 
 Run by bench/run.py inside the plugin's benchmark venv; prints one JSON object.
 """
@@ -22,6 +23,9 @@ from memray import FileFormat, Tracker
 
 from pytest_memray_isolate.capture import read_capture
 from pytest_memray_isolate.runners.heap import settle
+from pytest_memray_isolate.runners.window import end_window, new_marker
+
+MARKER = new_marker()
 
 REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 50
 
@@ -47,6 +51,12 @@ def _track(path: Path) -> None:
         pass
 
 
+def _track_left_running(path: Path) -> None:
+    tracker = Tracker(path, file_format=FileFormat.ALL_ALLOCATIONS)
+    tracker.__enter__()
+    end_window(MARKER)
+
+
 def _settle() -> None:
     settle()
 
@@ -58,7 +68,14 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     samples: Dict[str, List[float]] = {
         name: []
-        for name in ("fork+wait", "tracker in process", "tracker in child", "settle in child", "read capture")
+        for name in (
+            "fork+wait",
+            "tracker in process",
+            "tracker in child",
+            "tracker left running in child",
+            "settle in child",
+            "read capture",
+        )
     }
     for number in range(REPEATS):
         start = time.perf_counter()
@@ -80,6 +97,10 @@ def main() -> None:
 
         child_capture = folder / f"child-{number}.bin"
         samples["tracker in child"].append(_in_child(functools.partial(_track, child_capture), folder / "t"))
+        open_capture = folder / f"open-{number}.bin"
+        samples["tracker left running in child"].append(
+            _in_child(functools.partial(_track_left_running, open_capture), folder / "o")
+        )
         samples["settle in child"].append(_in_child(_settle, folder / "s"))
     print(json.dumps({name: _median_ms(values) for name, values in samples.items()}))
 

@@ -438,7 +438,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     floor = measure_floor()
     document["floor_ms"] = floor
     isolation_floor = (
-        floor["fork+wait"] + floor["tracker in child"] + floor["settle in child"] + floor["read capture"]
+        floor["fork+wait"]
+        + floor["tracker left running in child"]
+        + floor["settle in child"]
+        + floor["read capture"]
     )
     print(
         "\nfloor of isolation, each step alone (medians, ms): "

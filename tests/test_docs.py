@@ -271,7 +271,8 @@ EXEMPT = {
     ".venv/bin/pip install .": "installs the plugin, which this suite runs with",
     ".venv/bin/pip install -e '.[test]'": "installs the plugin and the test dependencies this suite runs with",
     ".venv/bin/pytest -n auto": "runs this test suite itself",
-    "python bench/run.py --tests 300 --rounds 3 --skip real:spawn --rss 5000": (
+    "python bench/run.py --suites trivial,numpy,heavy,boltons --tests 300 --rounds 3"
+    " --skip trivial:spawn,numpy:spawn,boltons:spawn --rss 5000": (
         "the benchmark: it runs for minutes and its figures are the machine's (bench/README.md)"
     ),
 }

@@ -15,6 +15,7 @@ from memray import AllocationRecord, FileReader
 from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture, top_frame
 from .capture_files import CaptureFiles, forked_captures
 from .flamegraph import write_flamegraph
+from .heavy import HeavyCaptures
 from .jsonreport import build_document, write_atomically
 from .limits import (
     GrowingLeak,
@@ -145,6 +146,7 @@ class Manager:
         self.records: Dict[str, Dict[str, Any]] = {}
         every = settings.most_allocations == 0 or settings.json_path is not None
         self._reported = _TopPeaks(None if every else settings.most_allocations)
+        self._heavy = HeavyCaptures(config)
 
     # -- collection -------------------------------------------------------------------
 
@@ -173,13 +175,16 @@ class Manager:
         if plan is None or plan.error is not None or child.current_job() is not None:
             return (yield)
         capture, scratch = self._files.paths_for(item.nodeid, derived=_writes_several_captures(plan))
-        job = Job(item.nodeid, capture, scratch, tracker=plan.tracker, objects=plan.objects)
+        tracker = plan.tracker
+        if tracker.ends_open and self._heavy.is_heavy(item.nodeid):
+            tracker = replace(tracker, ends_open=False)  # its capture would be slow to read
+        job = Job(item.nodeid, capture, scratch, tracker=tracker, objects=plan.objects)
         if plan.leaks is not None:
             job.warmups, job.repeats = plan.leaks.warmups, plan.leaks.repeats
         if plan.isolated:
             job.timeout = self._timeout_for(item, plan)
             job.max_rss = self._settings.max_rss
-        if plan.tracker.ends_open:
+        if job.tracker.ends_open:
             job.window_marker = new_marker()
         self._jobs[item.nodeid] = job
         runner = self._runner_for(plan)
@@ -265,6 +270,8 @@ class Manager:
             # report (which junitxml reads them from) is made in this process.
             item.user_properties[:] = report.user_properties
         plan = item.stash[PLAN_KEY]
+        if job.window_closed:
+            self._heavy.record(job.nodeid, job.capture.stat().st_size)
         try:
             result = self._judge(plan, job, report)
         finally:
@@ -309,7 +316,7 @@ class Manager:
                 wanted=self._reported.wanted,
                 forked=forked_captures(job.capture) if plan.tracker.follow_fork else None,
                 running=still_running(job) if plan.tracker.follow_fork else frozenset(),
-                count_places=plan.tracker.ends_open and not plan.tracker.all_allocations,
+                count_places=job.tracker.ends_open and not job.tracker.all_allocations,
             )
         except OSError:
             # No readable capture: a child that died before its Tracker finished. The
@@ -464,6 +471,8 @@ class Manager:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if child.current_job() is None:
+            self._heavy.save()
         path = self._settings.json_path
         if path is None or hasattr(self._config, "workerinput") or child.current_job() is not None:
             return
