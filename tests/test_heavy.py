@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from memray import FileFormat, FileReader
@@ -78,20 +78,13 @@ def test_many_allocations(n):
 """
 
 
-def _formats(folder: Path) -> List[FileFormat]:
-    formats = []
+def _kept(folder: Path) -> List[Tuple[FileFormat, int]]:
+    """The format and peak of each capture kept in ``folder``, in the order of the tests."""
+    kept = []
     for path in sorted(folder.glob("*.bin")):
         with FileReader(path) as reader:
-            formats.append(reader.metadata.file_format)
-    return formats
-
-
-def _peaks(folder: Path) -> List[int]:
-    peaks = []
-    for path in sorted(folder.glob("*.bin")):
-        with FileReader(path) as reader:
-            peaks.append(reader.metadata.peak_memory)
-    return peaks
+            kept.append((reader.metadata.file_format, reader.metadata.peak_memory))
+    return kept
 
 
 def test_a_test_with_many_allocations_stops_its_tracker_from_then_on(
@@ -102,13 +95,12 @@ def test_a_test_with_many_allocations_stops_its_tracker_from_then_on(
     pytester.makepyfile(_SUITE)
     first = pytester.runpytest_subprocess(*QUIET_PLUGINS, isolated_flag, "--memray-bin-path=first")
     first.assert_outcomes(passed=2)
-    assert _formats(pytester.path / "first") == [
-        FileFormat.ALL_ALLOCATIONS,
-        FileFormat.AGGREGATED_ALLOCATIONS,
-    ]
+    first_kept = _kept(pytester.path / "first")
+    assert [kind for kind, _ in first_kept] == [FileFormat.ALL_ALLOCATIONS, FileFormat.AGGREGATED_ALLOCATIONS]
     second = pytester.runpytest_subprocess(*QUIET_PLUGINS, isolated_flag, "--memray-bin-path=second")
     second.assert_outcomes(passed=2)
-    assert _formats(pytester.path / "second") == [FileFormat.AGGREGATED_ALLOCATIONS] * 2
-    peaks = _peaks(pytester.path / "first") + _peaks(pytester.path / "second")
+    second_kept = _kept(pytester.path / "second")
+    assert [kind for kind, _ in second_kept] == [FileFormat.AGGREGATED_ALLOCATIONS] * 2
+    peaks = [peak for _, peak in first_kept + second_kept]
     assert len(set(peaks)) == 1, peaks
     assert peaks[0] > 20_000 * 600

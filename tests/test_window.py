@@ -167,15 +167,19 @@ def test_a_missing_or_empty_capture_is_not_closed(tmp_path: Path) -> None:
     assert not close_window(empty, new_marker())
 
 
+def _closed_capture(path: Path) -> bytes:
+    """The bytes of a capture left open by its child, then closed by ``close_window``."""
+    marker = new_marker()
+    _in_child(path, FileFormat.ALL_ALLOCATIONS, _workload, marker)
+    assert close_window(path, marker)
+    return path.read_bytes()
+
+
 def test_a_torn_last_record_is_dropped_without_memrays_error(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Cut anywhere in its last records, a capture reads, and memray prints nothing."""
-    capture = tmp_path / "open.bin"
-    marker = new_marker()
-    _in_child(capture, FileFormat.ALL_ALLOCATIONS, _workload, marker)
-    assert close_window(capture, marker)
-    whole = capture.read_bytes()
+    whole = _closed_capture(tmp_path / "open.bin")
     torn = tmp_path / "torn.bin"
     peaks = set()
     for cut in range(len(whole) - 1, len(whole) - 60, -1):
@@ -192,10 +196,7 @@ def test_quiet_memray_puts_memrays_error_messages_back_afterwards(
 ) -> None:
     """Outside ``quiet_memray`` the same torn file makes memray print its error (the control)."""
     capture = tmp_path / "open.bin"
-    marker = new_marker()
-    _in_child(capture, FileFormat.ALL_ALLOCATIONS, _workload, marker)
-    assert close_window(capture, marker)
-    whole = capture.read_bytes()
+    whole = _closed_capture(capture)
     errors = []
     for cut in range(len(whole) - 2, len(whole) - 30, -1):
         capture.write_bytes(whole[:cut])
