@@ -58,3 +58,16 @@ def test_a_settled_child_measures_the_same_peak_whatever_the_parent_freed(tmp_pa
         del leftovers
     low = min(peaks)
     assert all(peak == low or arena_table_growth(peak - low) for peak in peaks), peaks
+
+
+def test_fill_free_space_leaves_the_forking_process_no_free_pool_and_few_free_blocks() -> None:
+    """The process that forks fills its free space once, so its children do not copy those
+    pages when they settle; filling maps no arena of its own."""
+    leftovers = _churn(200_000)
+    blocks_before, _, _ = heap.free_space()
+    heap.fill_free_space()
+    blocks_after, pools_after, _ = heap.free_space()
+    assert sum(blocks_before.values()) > 50_000  # the churn left free space to fill
+    assert pools_after == 0
+    assert sum(blocks_after.values()) < 2_000, blocks_after
+    assert leftovers

@@ -10,6 +10,12 @@ one fresh arena on purpose. When the Tracker starts, the only free pools are tha
 arena's and the pools in use have (almost) no free block, whatever the parent did before
 the fork, so a test's figure depends on the test alone.
 
+Most of the free space a child finds is the parent's leftovers from collection, the same
+for every test. Each page a child fills there is a copy of the parent's page (a
+copy-on-write fault, several microseconds each on a virtual machine), so the process that
+forks fills that space once, for good (``fill_free_space``), and each child settles only
+what the parent freed since.
+
 Filling must not overshoot: one pool too many maps a new arena whose 63 free pools
 would hide the test's own first megabyte. The objects this code itself allocates while
 it works (parsing the statistics, iterators) therefore live in a reserve of free blocks
@@ -25,7 +31,7 @@ import sys
 from itertools import repeat
 from typing import Dict, List, Tuple
 
-__all__ = ["free_space", "settle"]
+__all__ = ["fill_free_space", "free_space", "settle"]
 
 _CLASS_LINE = re.compile(rb"^\s*\d+\s+(\d+)\s+\d+\s+\d+\s+(\d+)\s*$", re.MULTILINE)
 _FREE_POOLS = re.compile(rb"^(\d+) unused pools \* (\d+) bytes", re.MULTILINE)
@@ -92,6 +98,13 @@ def _holder() -> List[object]:
     return holder
 
 
+def _fill_pools(free_blocks: Dict[int, int], free_pools: int, pool_size: int, into: List[object]) -> int:
+    """Fill ``free_pools`` whole pools with objects of the largest block size; return that size."""
+    largest = max(free_blocks, default=512)
+    _new_objects(largest, free_pools * ((pool_size - _POOL_HEADER) // largest), into)
+    return largest
+
+
 def _pymalloc_in_use() -> bool:
     return hasattr(sys, "_debugmallocstats") and os.environ.get("PYTHONMALLOC", "") in ("", "pymalloc")
 
@@ -131,11 +144,34 @@ def settle() -> List[object]:
     for size, count in sorted(free_blocks.items()):
         if size > 16 and size not in _RESERVED_BLOCK_SIZES:
             _new_objects(size, count, holder)
-    largest = max(free_blocks, default=512)
-    _new_objects(largest, free_pools * ((pool_size - _POOL_HEADER) // largest), holder)
+    largest = _fill_pools(free_blocks, free_pools, pool_size, holder)
     # Then open one fresh arena on purpose. Whatever runs before the test (the Tracker
     # starting) takes its pools from that arena, instead of mapping a new arena or not
     # depending on a stray free block, so every test starts with the same free pools.
     _new_objects(largest, 1, holder)
     keep.append(holder)
     return keep
+
+
+#: What ``fill_free_space`` filled in this process: kept until the process ends.
+_filled: List[object] = []
+
+
+def fill_free_space() -> None:
+    """Fill the free space this process has now, and keep it filled; for a process that forks.
+
+    Its children then copy none of these pages when they settle. The process's resident
+    size does not grow (the pages are already its own); what it allocates later takes new
+    pools instead of these, once. Unlike ``settle`` this need not be exact: each child
+    still settles whatever is free when it starts.
+    """
+    if not _pymalloc_in_use():
+        return
+    holder = _holder()
+    free_blocks, _, _ = free_space()
+    for size, count in free_blocks.items():
+        _new_objects(size, count, holder)
+    # Filling blocks may have taken pools (a list's own block for each 16-byte item array):
+    # count the free pools afresh, so that filling them maps no new arena.
+    _fill_pools(*free_space(), holder)
+    _filled.append(holder)

@@ -24,6 +24,7 @@ import pytest
 from . import child
 from .fixture_values import unpack_values
 from .fork import quiet_fork
+from .heap import fill_free_space
 from .remote import REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Request, load_request
 from .tracking import patched_call, prepare_for_forks
 from .watch import max_rss_bytes
@@ -152,6 +153,7 @@ class RemoteChild:
             if request.nodeid not in items and request.path not in collected:
                 collected.add(request.path)
                 items.update((item.nodeid, item) for item in self._collect(session, request.path))
+                fill_free_space()  # what collecting left free, filled once for all its children
             item = items.get(request.nodeid)
             if item is None:
                 child.tell_unrunnable(request.job, self._not_collected_text(request))

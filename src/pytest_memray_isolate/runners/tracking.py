@@ -21,7 +21,7 @@ from memray import Tracker
 from ..limits import check_leaked_objects
 from . import Job, tracker_arguments
 from .forked import note_running
-from .heap import settle
+from .heap import fill_free_space, settle
 from .repeat import calls_of, not_repeatable
 from .window import end_window
 
@@ -37,12 +37,14 @@ _CALL_FAILURES = (Exception, pytest.fail.Exception, pytest.skip.Exception, pytes
 
 
 def prepare_for_forks() -> None:
-    """Do once, in a process that forks tracked children, what each child's first Tracker
-    would otherwise do: memray imports and computes its Python path information on first
-    use, about 10 ms a child."""
+    """Do once, in a process that forks tracked children, what each child would otherwise
+    do itself: memray imports and computes its Python path information on first use
+    (about 10 ms a child), and settling copies the pages of every free block the parent
+    has (see ``heap.fill_free_space``)."""
     from memray.reporters.module_tools import get_python_path_info
 
     get_python_path_info()
+    fill_free_space()
 
 
 def _prepared_tracker(job: Job, capture: Path, settle_heap: bool, keep_alive: List[object]) -> Tracker:
