@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 from typing import List
 
@@ -60,14 +61,30 @@ def test_a_settled_child_measures_the_same_peak_whatever_the_parent_freed(tmp_pa
     assert all(peak == low or arena_table_growth(peak - low) for peak in peaks), peaks
 
 
-def test_fill_free_space_leaves_the_forking_process_no_free_pool_and_few_free_blocks() -> None:
-    """The process that forks fills its free space once, so its children do not copy those
-    pages when they settle; filling maps no arena of its own."""
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_settles_with_fewer_page_copies_once_its_parent_filled_its_free_space() -> None:
+    """What the forking process filled once, its children do not copy again to settle."""
     leftovers = _churn(200_000)
-    blocks_before, _, _ = heap.free_space()
+    unfilled = _page_faults_to_settle_in_a_child()
     heap.fill_free_space()
-    blocks_after, pools_after, _ = heap.free_space()
-    assert sum(blocks_before.values()) > 50_000  # the churn left free space to fill
-    assert pools_after == 0
-    assert sum(blocks_after.values()) < 2_000, blocks_after
+    filled = _page_faults_to_settle_in_a_child()
+    assert filled * 3 < unfilled, (filled, unfilled)
     assert leftovers
+
+
+def _page_faults_to_settle_in_a_child() -> int:
+    """How many page faults (most of them copies of the parent's pages) settling takes in a child."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        keep = heap.settle()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        os.write(write_end, str(faults).encode())
+        os._exit(0 if keep else 1)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as stream:
+        faults = int(stream.read())
+    assert status == 0
+    return faults

@@ -42,6 +42,8 @@ _BYTES_HEADER = sys.getsizeof(b"")
 _RESERVED_BLOCK_SIZES = (32, 48, 64, 128)
 _RESERVE = 256
 _FILL_ROUNDS = 2
+#: Free pools ``fill_free_space`` leaves, so that its own reading cannot make it overshoot.
+_POOLS_LEFT = 2
 
 FreeSpace = Tuple[Dict[int, int], int, int]
 
@@ -167,11 +169,26 @@ def fill_free_space() -> None:
     """
     if not _pymalloc_in_use():
         return
+    # Garbage freed later would leave free space behind again: free it first. And no
+    # collection may free more while filling, or the last count would be out of date.
+    gc.collect()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _fill(_filled)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _fill(keep: List[object]) -> None:
     holder = _holder()
     free_blocks, _, _ = free_space()
     for size, count in free_blocks.items():
         _new_objects(size, count, holder)
     # Filling blocks may have taken pools (a list's own block for each 16-byte item array):
-    # count the free pools afresh, so that filling them maps no new arena.
-    _fill_pools(*free_space(), holder)
-    _filled.append(holder)
+    # count the free pools afresh. Reading them may take a pool or two more; filling one
+    # too many would map a new arena, so two are left.
+    free_blocks, free_pools, pool_size = free_space()
+    _fill_pools(free_blocks, max(0, free_pools - _POOLS_LEFT), pool_size, holder)
+    keep.append(holder)
