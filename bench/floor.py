@@ -23,6 +23,7 @@ from memray import FileFormat, Tracker
 
 from pytest_memray_isolate.capture import read_capture
 from pytest_memray_isolate.runners.heap import settle
+from pytest_memray_isolate.runners.tracking import prepare_for_forks
 from pytest_memray_isolate.runners.window import end_window, new_marker
 
 MARKER = new_marker()
@@ -62,9 +63,7 @@ def _settle() -> None:
 
 
 def main() -> None:
-    from memray.reporters.module_tools import get_python_path_info
-
-    get_python_path_info()
+    prepare_for_forks()  # what a forking runner does once: memray's imports, the heap's fill
     folder = Path(tempfile.mkdtemp())
     samples: Dict[str, List[float]] = {
         name: []
