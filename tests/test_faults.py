@@ -389,3 +389,33 @@ def test_forks_then_dies():
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*The isolated child process running this test exited with status 3*"])
     assert _gone(_pids_written(pytester))
+
+
+def test_a_test_that_removes_the_plugins_temp_dir_fails_alone(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """A test that deletes the plugin's private temp dir fails, and so do the tests whose
+    child can no longer be prepared, each saying why; no child goes on with pytest's
+    session (one summary, printed once, by pytest's own process)."""
+    pytester.makepyfile(
+        """
+        import glob, os, shutil, tempfile
+
+        def test_removes_the_temp_dir():
+            for path in glob.glob(os.path.join(tempfile.gettempdir(), "pytest-memray-isolate-*")):
+                shutil.rmtree(path)
+
+        def test_next():
+            pass
+
+        def test_last():
+            pass
+        """
+    )
+    result = run(isolated_flag, "-rf")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(["*FileNotFoundError*pytest-memray-isolate-*"])
+    assert result.stdout.str().count("short test summary info") == 1
+    assert result.stdout.str().count(" 3 failed") == 1
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    assert list(private_tmp.iterdir()) == []
