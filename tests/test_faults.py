@@ -6,12 +6,14 @@ process the run started is left, and that the plugin's temporary directory is em
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 import psutil
 import pytest
@@ -26,11 +28,16 @@ def test_after():
 
 
 @pytest.fixture
-def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A TMPDIR of the test's own, to check that the plugin leaves nothing in it."""
-    tmp = pytester.mkdir("private-tmp")
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A TMPDIR of the test's own, to check that the plugin leaves nothing in it.
+
+    It is short (directly in the system's temporary directory): multiprocessing puts Unix
+    sockets in it, whose paths may not be longer than about 100 bytes.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="pmi-"))
     monkeypatch.setenv("TMPDIR", str(tmp))
-    return tmp
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _pids_written(pytester: pytest.Pytester) -> List[int]:
@@ -418,4 +425,36 @@ def test_a_test_that_removes_the_plugins_temp_dir_fails_alone(
     assert result.stdout.str().count("short test summary info") == 1
     assert result.stdout.str().count(" 3 failed") == 1
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_at_exit_clean_up_a_test_registers_runs_in_its_child(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """What a test registers for its process's exit runs when its child ends: atexit
+    handlers, TemporaryDirectory finalizers, a multiprocessing forkserver pool's pymp-* dir."""
+    pytester.makepyfile(
+        """
+        import atexit, multiprocessing, multiprocessing.util, os, tempfile
+
+        KEPT = []
+
+        def write_mark(name):
+            with open(os.path.join({root!r}, name), "w"):
+                pass
+
+        def test_registers_clean_up():
+            atexit.register(write_mark, "atexit-ran")
+            KEPT.append(tempfile.TemporaryDirectory())
+            write_mark("kept-" + os.path.basename(KEPT[0].name))
+            with multiprocessing.get_context("forkserver").Pool(1) as pool:
+                assert pool.map(abs, [-1]) == [1]
+
+        def test_after():
+            pass
+        """.replace("{root!r}", repr(str(pytester.path)))
+    )
+    run(isolated_flag, "-rf").assert_outcomes(passed=2)
+    assert (pytester.path / "atexit-ran").exists()
+    assert len(list(pytester.path.glob("kept-tmp*"))) == 1
     assert list(private_tmp.iterdir()) == []

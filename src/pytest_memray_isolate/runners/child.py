@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional
 
 import pytest
 
-from . import Job
+from . import Job, leftovers
 
 __all__ = [
     "ESCAPED_EXIT_STATUS",
@@ -94,6 +94,7 @@ def _prepare(job: Job, own_group: bool, report_signal: Optional[int]) -> None:
     faulthandler.register(signal.SIGUSR1, file=faults, all_threads=True)
     recorder = warnings.catch_warnings(record=True)
     recorded = recorder.__enter__()  # left open: the process ends inside it
+    leftovers.at_child_start()
     _state = _ChildState(job, recorded, os.getpid(), faults, report_signal=report_signal)
 
 
@@ -223,6 +224,8 @@ def _finish(message: Dict[str, Any]) -> NoReturn:
     assert _state is not None
     if os.getpid() != _state.pid:  # a process the test forked, back in pytest's code
         os._exit(0)
+    with contextlib.suppress(Exception):  # the report goes home whatever a handler does
+        leftovers.at_child_end()
     _save_coverage()
     status = 0
     try:
