@@ -428,6 +428,38 @@ def test_a_test_that_removes_the_plugins_temp_dir_fails_alone(
     assert list(private_tmp.iterdir()) == []
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux lets the child adopt what a test detaches")
+def test_a_process_a_test_daemonizes_is_ended_with_its_child(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """A test that detaches a process (fork, setsid, fork again) does not leave it running:
+    the daemon is out of the child's process group, yet ends with the test's child."""
+    _suite(
+        pytester,
+        """
+import time
+
+def test_daemonizes():
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            record(os.getpid())
+            time.sleep(600)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    give_up = time.monotonic() + 30
+    while not os.path.exists(os.path.join({root!r}, "pids")) and time.monotonic() < give_up:
+        time.sleep(0.01)
+""".replace("{root!r}", repr(str(pytester.path))),
+    )
+    run(isolated_flag).assert_outcomes(passed=2)
+    pids = _pids_written(pytester)
+    assert len(pids) == 1
+    assert _gone(pids)
+    assert list(private_tmp.iterdir()) == []
+
+
 def test_at_exit_clean_up_a_test_registers_runs_in_its_child(
     pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
 ) -> None:
