@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Tuple
 
 import psutil
 import pytest
@@ -334,10 +334,11 @@ def test_a_test_that_forks_closes_stdout_or_changes_directory(
     result.stdout.fnmatch_lines(["Allocation results for *::test_changes_directory at the high watermark"])
 
 
-def test_ctrl_c_in_pytest_stops_the_session_and_its_children(
-    pytester: pytest.Pytester, private_tmp: Path, isolated_flag: str
-) -> None:
-    """SIGINT to pytest while a child runs: the child and its processes die, pytest reports as usual."""
+def _signal_a_running_test(
+    pytester: pytest.Pytester, isolated_flag: str, signum: signal.Signals
+) -> Tuple[int, str, List[int]]:
+    """Start pytest on a test that runs long, send ``signum`` to pytest once the test has
+    started a process: pytest's exit code, its output and the pids the test recorded."""
     _suite(
         pytester,
         """
@@ -361,14 +362,35 @@ def test_runs_long():
                 time.sleep(0.05)
             pids = _pids_written(pytester)
             assert pids, "the test did not start"
-            process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
+            process.send_signal(signum)
+            returncode = process.wait(timeout=60)
         finally:
             process.kill()
             process.wait()
-    output = output_path.read_text()
+    return returncode, output_path.read_text(), pids
+
+
+def test_ctrl_c_in_pytest_stops_the_session_and_its_children(
+    pytester: pytest.Pytester, private_tmp: Path, isolated_flag: str
+) -> None:
+    """SIGINT to pytest while a child runs: the child and its processes die, pytest reports as usual."""
+    returncode, output, pids = _signal_a_running_test(pytester, isolated_flag, signal.SIGINT)
+    assert returncode == pytest.ExitCode.INTERRUPTED
     assert "KeyboardInterrupt" in output
     assert "no tests ran" in output or "in " in output.splitlines()[-1]
+    assert _gone(pids)
+    assert list(private_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_to_pytest_ends_it_and_its_children(
+    pytester: pytest.Pytester, private_tmp: Path, isolated_flag: str, signum: signal.Signals
+) -> None:
+    """SIGTERM or SIGHUP to pytest while a child runs: pytest dies of the signal, as it does
+    without the plugin, and takes every child (the forkserver too) and the temp dir with it."""
+    returncode, output, pids = _signal_a_running_test(pytester, isolated_flag, signum)
+    assert returncode == -signum
+    assert "INTERNALERROR" not in output
     assert _gone(pids)
     assert list(private_tmp.iterdir()) == []
 

@@ -20,7 +20,7 @@ import pytest
 from ..capture import MemoryResult, read_capture
 from ..sizes import format_size
 from . import ChildReport, Job, WarningRecord
-from .watch import ChildEnd, Limits, WatchedChild, kill_group, wait_for_child
+from .watch import ChildEnd, Limits, WatchedChild, kill_group, running, wait_for_child
 from .window import close_window, quiet_memray, trim_padding
 
 __all__ = ["collect", "describe_exit", "exit_facts", "read_message"]
@@ -95,12 +95,15 @@ def collect(
     """
     __tracebackhide__ = True  # pytest shows the test's frames, not these
     limits = Limits(job.timeout, job.max_rss, job.faults if time_from_start else None)
+    running[child.pid] = own_group
     try:
         end = wait_for_child(child, limits, job.faults)
     except BaseException:  # Ctrl-C in the parent: take the child down with it
         kill_group(child.pid) if own_group else os.kill(child.pid, signal.SIGKILL)
         child.reap(True)
         raise
+    finally:
+        del running[child.pid]
     if own_group:
         kill_group(child.pid)  # whatever the test started and left running
     if job.window_marker is not None:
