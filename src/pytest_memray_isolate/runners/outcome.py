@@ -154,6 +154,11 @@ def _crash_text(job: Job, end: ChildEnd, started_rss: Optional[int]) -> str:
     lines = [
         f"The isolated child process running this test {describe_exit(end.status)} before reporting a result."
     ]
+    if not job.scratch.parent.exists():
+        lines.append(
+            f"The plugin's temporary directory {job.scratch.parent} no longer exists (a test removed it):"
+            " the child could not send its report."
+        )
     figures = _figures_from_capture(job)
     lines += _memray_lines(figures, "the crash")
     unreadable = (
