@@ -224,7 +224,7 @@ def _finish(message: Dict[str, Any]) -> NoReturn:
     assert _state is not None
     if os.getpid() != _state.pid:  # a process the test forked, back in pytest's code
         os._exit(0)
-    with contextlib.suppress(Exception):  # the report goes home whatever a handler does
+    with contextlib.suppress(BaseException):  # the report goes home whatever a handler does
         leftovers.at_child_end()
     _save_coverage()
     status = 0
