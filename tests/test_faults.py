@@ -6,12 +6,14 @@ process the run started is left, and that the plugin's temporary directory is em
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import List
+from typing import Iterator, List, Tuple
 
 import psutil
 import pytest
@@ -26,11 +28,16 @@ def test_after():
 
 
 @pytest.fixture
-def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A TMPDIR of the test's own, to check that the plugin leaves nothing in it."""
-    tmp = pytester.mkdir("private-tmp")
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A TMPDIR of the test's own, to check that the plugin leaves nothing in it.
+
+    It is short (directly in the system's temporary directory): multiprocessing puts Unix
+    sockets in it, whose paths may not be longer than about 100 bytes.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="pmi-"))
     monkeypatch.setenv("TMPDIR", str(tmp))
-    return tmp
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _pids_written(pytester: pytest.Pytester) -> List[int]:
@@ -327,10 +334,11 @@ def test_a_test_that_forks_closes_stdout_or_changes_directory(
     result.stdout.fnmatch_lines(["Allocation results for *::test_changes_directory at the high watermark"])
 
 
-def test_ctrl_c_in_pytest_stops_the_session_and_its_children(
-    pytester: pytest.Pytester, private_tmp: Path, isolated_flag: str
-) -> None:
-    """SIGINT to pytest while a child runs: the child and its processes die, pytest reports as usual."""
+def _signal_a_running_test(
+    pytester: pytest.Pytester, isolated_flag: str, signum: signal.Signals
+) -> Tuple[int, str, List[int]]:
+    """Start pytest on a test that runs long, send ``signum`` to pytest once the test has
+    started a process: pytest's exit code, its output and the pids the test recorded."""
     _suite(
         pytester,
         """
@@ -354,14 +362,35 @@ def test_runs_long():
                 time.sleep(0.05)
             pids = _pids_written(pytester)
             assert pids, "the test did not start"
-            process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
+            process.send_signal(signum)
+            returncode = process.wait(timeout=60)
         finally:
             process.kill()
             process.wait()
-    output = output_path.read_text()
+    return returncode, output_path.read_text(), pids
+
+
+def test_ctrl_c_in_pytest_stops_the_session_and_its_children(
+    pytester: pytest.Pytester, private_tmp: Path, isolated_flag: str
+) -> None:
+    """SIGINT to pytest while a child runs: the child and its processes die, pytest reports as usual."""
+    returncode, output, pids = _signal_a_running_test(pytester, isolated_flag, signal.SIGINT)
+    assert returncode == pytest.ExitCode.INTERRUPTED
     assert "KeyboardInterrupt" in output
     assert "no tests ran" in output or "in " in output.splitlines()[-1]
+    assert _gone(pids)
+    assert list(private_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_to_pytest_ends_it_and_its_children(
+    pytester: pytest.Pytester, private_tmp: Path, isolated_flag: str, signum: signal.Signals
+) -> None:
+    """SIGTERM or SIGHUP to pytest while a child runs: pytest dies of the signal, as it does
+    without the plugin, and takes every child (the forkserver too) and the temp dir with it."""
+    returncode, output, pids = _signal_a_running_test(pytester, isolated_flag, signum)
+    assert returncode == -signum
+    assert "INTERNALERROR" not in output
     assert _gone(pids)
     assert list(private_tmp.iterdir()) == []
 
@@ -389,3 +418,106 @@ def test_forks_then_dies():
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*The isolated child process running this test exited with status 3*"])
     assert _gone(_pids_written(pytester))
+
+
+def test_a_test_that_removes_the_plugins_temp_dir_fails_alone(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """A test that deletes the plugin's private temp dir fails, and so do the tests whose
+    child can no longer be prepared, each saying why; no child goes on with pytest's
+    session (one summary, printed once, by pytest's own process)."""
+    pytester.makepyfile(
+        """
+        import glob, os, shutil, tempfile
+
+        def test_removes_the_temp_dir():
+            for path in glob.glob(os.path.join(tempfile.gettempdir(), "pytest-memray-isolate-*")):
+                shutil.rmtree(path)
+
+        def test_next():
+            pass
+
+        def test_last():
+            pass
+        """
+    )
+    result = run(isolated_flag, "-rf")
+    result.assert_outcomes(failed=3)
+    if isolated_flag.endswith("=fork"):  # the others fail in pytest's process, writing the request
+        result.stdout.fnmatch_lines(
+            [
+                "*_ test_removes_the_temp_dir _*",
+                "The isolated child process running this test exited with status 1 before reporting a result.",
+                "The plugin's temporary directory */pytest-memray-isolate-* no longer exists (a test removed it):"
+                " the child could not send its report.",
+            ]
+        )
+    result.stdout.fnmatch_lines(["*FileNotFoundError*pytest-memray-isolate-*"])
+    assert result.stdout.str().count("short test summary info") == 1
+    assert result.stdout.str().count(" 3 failed") == 1
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    assert list(private_tmp.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux lets the child adopt what a test detaches")
+def test_a_process_a_test_daemonizes_is_ended_with_its_child(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """A test that detaches a process (fork, setsid, fork again) does not leave it running:
+    the daemon is out of the child's process group, yet ends with the test's child."""
+    _suite(
+        pytester,
+        """
+import time
+
+def test_daemonizes():
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            record(os.getpid())
+            time.sleep(600)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    give_up = time.monotonic() + 30
+    while not os.path.exists(os.path.join({root!r}, "pids")) and time.monotonic() < give_up:
+        time.sleep(0.01)
+""".replace("{root!r}", repr(str(pytester.path))),
+    )
+    run(isolated_flag).assert_outcomes(passed=2)
+    pids = _pids_written(pytester)
+    assert len(pids) == 1
+    assert _gone(pids)
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_at_exit_clean_up_a_test_registers_runs_in_its_child(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """What a test registers for its process's exit runs when its child ends: atexit
+    handlers, TemporaryDirectory finalizers, a multiprocessing forkserver pool's pymp-* dir."""
+    pytester.makepyfile(
+        """
+        import atexit, multiprocessing, multiprocessing.util, os, tempfile
+
+        KEPT = []
+
+        def write_mark(name):
+            with open(os.path.join({root!r}, name), "w"):
+                pass
+
+        def test_registers_clean_up():
+            atexit.register(write_mark, "atexit-ran")
+            KEPT.append(tempfile.TemporaryDirectory())
+            write_mark("kept-" + os.path.basename(KEPT[0].name))
+            with multiprocessing.get_context("forkserver").Pool(1) as pool:
+                assert pool.map(abs, [-1]) == [1]
+
+        def test_after():
+            pass
+        """.replace("{root!r}", repr(str(pytester.path)))
+    )
+    run(isolated_flag, "-rf").assert_outcomes(passed=2)
+    assert (pytester.path / "atexit-ran").exists()
+    assert len(list(pytester.path.glob("kept-tmp*"))) == 1
+    assert list(private_tmp.iterdir()) == []

@@ -34,8 +34,10 @@ from .report import closing_lines, ranked, summary_block
 from .runners import IsolationRunner, Job, child
 from .runners.forked import still_running
 from .runners.tracking import patched_call
+from .runners.watch import kill_running
 from .runners.window import new_marker, quiet_memray
 from .settings import Settings
+from .termination import TerminationGuard
 
 __all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "RESULT_ATTRIBUTE", "Manager"]
 
@@ -147,6 +149,12 @@ class Manager:
         every = settings.most_allocations == 0 or settings.json_path is not None
         self._reported = _TopPeaks(None if every else settings.most_allocations)
         self._heavy = HeavyCaptures(config)
+        self._termination = TerminationGuard(self._terminated)
+
+    def _terminated(self) -> None:
+        """pytest is told to end (SIGTERM, SIGHUP): leave no child and no file behind."""
+        kill_running()
+        self._files.remove_scratch()
 
     # -- collection -------------------------------------------------------------------
 
@@ -484,3 +492,4 @@ class Manager:
             for runner in self._runners.values():
                 runner.close()
             self._files.remove_scratch()
+            self._termination.restore()

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional
 
 import pytest
 
-from . import Job
+from . import Job, leftovers
 
 __all__ = [
     "ESCAPED_EXIT_STATUS",
@@ -70,7 +70,21 @@ def become_child(job: Job, *, own_group: bool, report_signal: Optional[int] = No
     warnings are recorded for the parent, and faulthandler writes its stacks to the
     job's file on a fatal signal or when the parent asks with SIGUSR1 (timeout). With
     ``report_signal`` it writes a byte there once its report is complete.
+
+    Whatever fails here ends the child, telling the parent why: a child that returned
+    into pytest's code before its call would go on to run the rest of the session.
     """
+    try:
+        _prepare(job, own_group, report_signal)
+    except BaseException:
+        cannot_run(
+            job,
+            "The isolated child process could not be prepared for this test's call:\n"
+            + traceback.format_exc(),
+        )
+
+
+def _prepare(job: Job, own_group: bool, report_signal: Optional[int]) -> None:
     global _state
     if own_group:
         with contextlib.suppress(OSError):
@@ -80,6 +94,7 @@ def become_child(job: Job, *, own_group: bool, report_signal: Optional[int] = No
     faulthandler.register(signal.SIGUSR1, file=faults, all_threads=True)
     recorder = warnings.catch_warnings(record=True)
     recorded = recorder.__enter__()  # left open: the process ends inside it
+    leftovers.at_child_start()
     _state = _ChildState(job, recorded, os.getpid(), faults, report_signal=report_signal)
 
 
@@ -128,11 +143,23 @@ def tell_unrunnable(job: Job, text: str) -> None:
 
 def cannot_run(job: Job, text: str) -> NoReturn:
     """End a child that could not get to the test's call, telling the parent why."""
+    status = 0
     try:
         tell_unrunnable(job, text)
-    finally:
-        flush_quietly()
-        os._exit(0)
+    except BaseException:
+        status = _tell_on_stderr(text)
+    flush_quietly()
+    os._exit(status)
+
+
+def _tell_on_stderr(text: str) -> int:
+    """Write what the parent should know to stderr (the test's captured output) when the
+    message file cannot be written (its directory removed, the disk full); the exit
+    status that says so."""
+    flush_quietly()
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode(errors="replace") + b"\n")
+    return 1
 
 
 def _warning_record(message: warnings.WarningMessage) -> tuple[str, str, str, str, int]:
@@ -197,6 +224,8 @@ def _finish(message: Dict[str, Any]) -> NoReturn:
     assert _state is not None
     if os.getpid() != _state.pid:  # a process the test forked, back in pytest's code
         os._exit(0)
+    with contextlib.suppress(BaseException):  # the report goes home whatever a handler does
+        leftovers.at_child_end()
     _save_coverage()
     status = 0
     try:
@@ -205,11 +234,14 @@ def _finish(message: Dict[str, Any]) -> NoReturn:
             stream.write(payload)
     except BaseException:
         status = 1
+        error = traceback.format_exc()
         try:
             with open(_state.job.message, "wb") as stream:
-                stream.write(pickle.dumps({"error": traceback.format_exc()}))
+                stream.write(pickle.dumps({"error": error}))
         except BaseException:
-            pass
+            _tell_on_stderr(
+                "The isolated child process running this test could not send its report:\n" + error
+            )
     flush_quietly()
     if status == 0 and "report" in message:
         _say_reported(_state.report_signal)

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 
-from . import Job, child, flush_output
+from . import Job, child, flush_output, leftovers
 from .outcome import collect
 from .tracking import prepare_for_forks
 from .watch import OwnChild, reap_reported, report_pipe, resident_size
@@ -52,6 +52,7 @@ class ForkRunner:
     def __init__(self, *, own_group: bool = True) -> None:
         self._own_group = own_group
         prepare_for_forks()
+        leftovers.prepare()
 
     #: The forked child inherits the test function already wrapped in its Tracker.
     tracks_here = True

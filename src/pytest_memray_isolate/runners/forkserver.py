@@ -33,7 +33,7 @@ import pytest
 from . import Job, flush_output
 from .outcome import collect, read_message
 from .remote import SERVER_ENV, child_command, send_request, start_session
-from .watch import kill_group, report_pipe
+from .watch import kill_group, report_pipe, running
 
 __all__ = ["ForkserverRunner", "ServerLost"]
 
@@ -65,6 +65,7 @@ class _Server:
                 output=server_output,
                 keep_descriptors=[server_end.fileno()],
             )
+        running[self.process.pid] = True  # its session's group
 
     @property
     def replies(self) -> int:
@@ -130,6 +131,7 @@ class _Server:
         except subprocess.TimeoutExpired:
             kill_group(self.process.pid)
             self.process.wait()
+        running.pop(self.process.pid, None)
 
 
 class _ServedChild:

@@ -20,7 +20,7 @@ import pytest
 from ..capture import MemoryResult, read_capture
 from ..sizes import format_size
 from . import ChildReport, Job, WarningRecord
-from .watch import ChildEnd, Limits, WatchedChild, kill_group, wait_for_child
+from .watch import ChildEnd, Limits, WatchedChild, kill_group, running, wait_for_child
 from .window import close_window, quiet_memray, trim_padding
 
 __all__ = ["collect", "describe_exit", "exit_facts", "read_message"]
@@ -95,12 +95,15 @@ def collect(
     """
     __tracebackhide__ = True  # pytest shows the test's frames, not these
     limits = Limits(job.timeout, job.max_rss, job.faults if time_from_start else None)
+    running[child.pid] = own_group
     try:
         end = wait_for_child(child, limits, job.faults)
     except BaseException:  # Ctrl-C in the parent: take the child down with it
         kill_group(child.pid) if own_group else os.kill(child.pid, signal.SIGKILL)
         child.reap(True)
         raise
+    finally:
+        del running[child.pid]
     if own_group:
         kill_group(child.pid)  # whatever the test started and left running
     if job.window_marker is not None:
@@ -151,6 +154,11 @@ def _crash_text(job: Job, end: ChildEnd, started_rss: Optional[int]) -> str:
     lines = [
         f"The isolated child process running this test {describe_exit(end.status)} before reporting a result."
     ]
+    if not job.scratch.parent.exists():
+        lines.append(
+            f"The plugin's temporary directory {job.scratch.parent} no longer exists (a test removed it):"
+            " the child could not send its report."
+        )
     figures = _figures_from_capture(job)
     lines += _memray_lines(figures, "the crash")
     unreadable = (

@@ -21,7 +21,7 @@ from typing import Any, Dict, Generator, List, NoReturn, Optional, Set, TextIO
 
 import pytest
 
-from . import child
+from . import child, leftovers
 from .fixture_values import unpack_values
 from .fork import quiet_fork
 from .heap import fill_free_space
@@ -142,6 +142,7 @@ class RemoteChild:
         """Answer the parent's requests until it closes the socket, then end without a summary."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the server
         prepare_for_forks()
+        leftovers.prepare()
         items: Dict[str, pytest.Item] = {}
         collected: Set[str] = set()
         while True:

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Protocol, Tuple
+from typing import Dict, List, Optional, Protocol, Tuple
 
 __all__ = [
     "ChildEnd",
@@ -31,9 +31,11 @@ __all__ = [
     "OwnChild",
     "WatchedChild",
     "kill_group",
+    "kill_running",
     "reap_reported",
     "report_pipe",
     "resident_size",
+    "running",
     "wait_for_child",
 ]
 
@@ -76,6 +78,10 @@ REPORTED = ChildEnd(0, 0)
 #: Children that reported before they exited, reaped by :func:`reap_reported`.
 _unreaped: List[int] = []
 
+#: Children running now (and the forkserver), each with whether it leads a process group
+#: of its own: what :func:`kill_running` kills if pytest is told to end.
+running: Dict[int, bool] = {}
+
 
 def report_pipe() -> Tuple[int, int]:
     """A pipe for a forked child to say its report is complete: the parent reads one
@@ -101,6 +107,16 @@ def kill_group(pid: int) -> None:
     """Kill the child's process group: the child and whatever it started."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def kill_running() -> None:
+    """Kill every child running now, with its process group where it has one of its own."""
+    for pid, own_group in list(running.items()):
+        if own_group:
+            kill_group(pid)
+        else:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 class WatchedChild(Protocol):
