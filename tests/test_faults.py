@@ -6,6 +6,7 @@ process the run started is left, and that the plugin's temporary directory is em
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -389,3 +390,40 @@ def test_forks_then_dies():
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*The isolated child process running this test exited with status 3*"])
     assert _gone(_pids_written(pytester))
+
+
+def test_ids_that_differ_only_in_replaced_characters_keep_one_file_each(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str
+) -> None:
+    """Parameter ids a file name cannot hold ("a b", "a:b", "a?b") still give each test its own
+    kept capture and flame graph, named after the test, and the JSON report points at each."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("text", ["a b", "a:b", "a?b"])
+        def test_named(text):
+            data = bytearray(1024 * 1024)
+            assert data is not None
+        """
+    )
+    folder = pytester.path / "captures"
+    result = run(
+        mode_flag,
+        f"--memray-bin-path={folder}",
+        "--memray-bin-prefix=p",
+        "--memray-flamegraph=graphs",
+        "--memray-flamegraph-all",
+        "--memray-json=out.json",
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([f"Created 3 binary dumps at {folder} with prefix p"])
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    kept = sorted(path.name for path in folder.iterdir())
+    graphs = sorted(path.name for path in (pytester.path / "graphs").iterdir())
+    assert len(kept) == len(graphs) == 3
+    assert all(name.startswith("p-test_ids_that_differ_only") and "test_named[a-b]" in name for name in kept)
+    tests = json.loads((pytester.path / "out.json").read_text())["tests"]
+    assert sorted(Path(test["capture_file"]).name for test in tests) == kept
+    assert sorted(Path(test["flamegraph"]).name for test in tests) == graphs
+    assert list(private_tmp.iterdir()) == []

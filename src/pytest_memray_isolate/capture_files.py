@@ -20,20 +20,44 @@ __all__ = ["CaptureFiles", "derived_captures", "forked_captures", "kept_file_nam
 _MAX_NAME_BYTES = 255 - 40
 _SUFFIX = ".bin"
 _UNPORTABLE = re.compile(r"[^\w.\-\[\]=+,@]+")
+#: What a node id may hold for its name to need no digest: characters kept as they are,
+#: ``/`` in its path and ``::`` between its names (the two ``-`` stands for).
+_KEPT_AS_IS = re.compile(r"[\w.\[\]=+,@]+")
+_DIGEST_CHARACTERS = 8
+
+
+def _digest(nodeid: str, length: int) -> str:
+    return "-" + hashlib.sha256(nodeid.encode()).hexdigest()[:length]
+
+
+def _readable_alone(nodeid: str) -> bool:
+    """Whether ``nodeid`` can be told from its readable name alone.
+
+    The name turns ``/`` and ``::`` into ``-`` and any other character a file name cannot
+    hold into ``-`` too; only a node id with no such character and no ``-`` of its own
+    maps back to one test (a path cannot be both a file and a directory).
+    """
+    path, *names = nodeid.split("::")
+    parts = [*path.split("/"), *names]
+    return all(_KEPT_AS_IS.fullmatch(part) for part in parts)
 
 
 def kept_file_name(prefix: str, nodeid: str) -> str:
     """A portable file name for a test's kept capture: ``PREFIX-path-to-test.py-test_name[id].bin``.
 
-    Characters that some systems refuse become ``-``; a name too long for one path
-    component keeps its start and ends with a digest of the whole node id, so it stays unique.
+    Characters that some systems refuse become ``-``. A node id that lost characters that
+    way ends with a short digest of itself (``...test_name[a-b]-1f2e3d4c.bin``), so tests
+    whose ids differ only there never share a file; a name too long for one path
+    component keeps its start and ends with a longer digest.
     """
-    name = _UNPORTABLE.sub("-", f"{prefix}-{nodeid.replace('::', '-')}").strip("-.") + _SUFFIX
+    readable = _UNPORTABLE.sub("-", f"{prefix}-{nodeid.replace('::', '-')}").strip("-.")
+    digest = "" if _readable_alone(nodeid) else _digest(nodeid, _DIGEST_CHARACTERS)
+    name = readable + digest + _SUFFIX
     if len(name.encode()) <= _MAX_NAME_BYTES:
         return name
-    digest = "-" + hashlib.sha256(nodeid.encode()).hexdigest()[:16] + _SUFFIX
-    head = name.encode()[: _MAX_NAME_BYTES - len(digest)].decode(errors="ignore")
-    return head + digest
+    ending = _digest(nodeid, 16) + _SUFFIX
+    head = name.encode()[: _MAX_NAME_BYTES - len(ending)].decode(errors="ignore")
+    return head + ending
 
 
 def repetition_capture(capture: Path, number: int, repeats: int) -> Path:
