@@ -427,3 +427,39 @@ def test_ids_that_differ_only_in_replaced_characters_keep_one_file_each(
     assert sorted(Path(test["capture_file"]).name for test in tests) == kept
     assert sorted(Path(test["flamegraph"]).name for test in tests) == graphs
     assert list(private_tmp.iterdir()) == []
+
+
+def test_a_timeout_marker_follows_the_rule_of_memray_timeout(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str
+) -> None:
+    """memray_isolate(timeout=...) takes what --memray-timeout takes: nan and inf are refused
+    naming the test, 0 means no limit (here: it lifts --memray-timeout for one test)."""
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.memray_isolate(timeout=float("nan"))
+        def test_nan():
+            pass
+
+        @pytest.mark.memray_isolate(timeout=float("inf"))
+        def test_inf():
+            pass
+
+        @pytest.mark.memray_isolate(timeout=0)
+        def test_no_limit():
+            time.sleep(1.5)
+        """
+    )
+    result = run(mode_flag, "--memray-timeout=1", "-rE")
+    result.assert_outcomes(passed=1, errors=2)
+    hint = "timeout must be a number of seconds, 0 (no limit) or more, or None"
+    result.stdout.fnmatch_lines(
+        [f"*::test_nan: invalid marker @pytest.mark.memray_isolate(timeout=nan): {hint}; got nan"]
+    )
+    result.stdout.fnmatch_lines(
+        [f"*::test_inf: invalid marker @pytest.mark.memray_isolate(timeout=inf): {hint}; got inf"]
+    )
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    assert list(private_tmp.iterdir()) == []

@@ -312,7 +312,7 @@ def test_markers_are_documented_with_their_signatures(run: Runner) -> None:
             " ``count`` allocations (see the docs for what counts).",
             "@pytest.mark.memray_isolate(mode: Optional[[]str[]] = None, *, timeout: Optional[[]float[]] = None):"
             " Track this test in its own child process, even without --memray-isolate; ``mode`` is fork,"
-            " forkserver or spawn (default: the run's); kill it after ``timeout`` seconds.",
+            " forkserver or spawn (default: the run's); kill it after ``timeout`` seconds (0: never).",
         ],
         consecutive=False,
     )

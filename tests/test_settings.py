@@ -313,6 +313,17 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
             "ERROR: memray_follow_fork = 'sometimes' (from the ini file *tox.ini): expected true or false",
         ),
         (
+            ["--memray-timeout=nan"],
+            "",
+            "ERROR: --memray-timeout = 'nan' (from the command line): expected a number of seconds, 0 (no limit) or more",
+        ),
+        (
+            [],
+            "memray_timeout = inf",
+            "ERROR: memray_timeout = 'inf' (from the ini file *tox.ini):"
+            " expected a number of seconds, 0 (no limit) or more",
+        ),
+        (
             [],
             "native = maybe",
             "ERROR: native = 'maybe' (from the ini file *tox.ini): expected true or false",

@@ -204,7 +204,7 @@ class Manager:
     def _timeout_for(self, item: pytest.Item, plan: TrackingPlan) -> Optional[float]:
         """The child's time limit: memray_isolate(timeout=...), then pytest-timeout's, then ours."""
         if plan.timeout is not None:
-            return plan.timeout
+            return plan.timeout or None  # the marker's 0 lifts every other limit
         from_pytest_timeout = item.stash.get(PYTEST_TIMEOUT_KEY, None)
         if from_pytest_timeout is not None and item.get_closest_marker("timeout") is not None:
             return from_pytest_timeout

@@ -6,6 +6,7 @@ Precedence is command line > ini file > default. Each bad value is reported as a
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_REPETITION",
     "ISOLATION_MODES",
     "OPTIONS",
+    "SECONDS_HINT",
     "OptionSpec",
     "Repetition",
     "Settings",
@@ -30,6 +32,7 @@ __all__ = [
     "parse_repetition",
     "parse_tolerance",
     "resolve_settings",
+    "time_limit",
 ]
 
 #: The isolation modes this version can run.
@@ -163,15 +166,31 @@ def _parse_size(text: str) -> int:
         raise ValueError(f"expected {SIZE_HINT}") from None
 
 
+#: What a time limit may be, from the command line, the ini file or a marker.
+SECONDS_HINT = "a number of seconds, 0 (no limit) or more"
+
+
+def time_limit(seconds: float) -> Optional[float]:
+    """The one rule for a child's time limit: a finite number of seconds, 0 for none.
+
+    ``nan`` and ``inf`` are refused wherever they come from: neither is a deadline, and
+    a limit that quietly meant "none" would hide a typo.
+    """
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(SECONDS_HINT)
+    return seconds or None
+
+
 def _parse_seconds(text: str) -> Optional[float]:
-    """A time limit in seconds; 0 means none."""
+    """``--memray-timeout`` / ``memray_timeout``: see :func:`time_limit`."""
     try:
         seconds = float(text.strip())
     except ValueError:
         seconds = -1.0
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise ValueError("expected a number of seconds, 0 (no limit) or more")
-    return seconds or None
+    try:
+        return time_limit(seconds)
+    except ValueError:
+        raise ValueError(f"expected {SECONDS_HINT}") from None
 
 
 def _parse_capture_format(text: str) -> str:
