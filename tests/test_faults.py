@@ -463,3 +463,58 @@ def test_a_timeout_marker_follows_the_rule_of_memray_timeout(
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
     assert list(private_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_a_json_report_that_cannot_be_written_stops_the_run_at_start(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str, where: str
+) -> None:
+    """--memray-json (or memray_json) in a directory that cannot be made is a usage error
+    naming the path and where it was set, before any test runs."""
+    (pytester.path / "afile.txt").write_text("not a directory\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    if where == "ini":
+        pytester.makeini("[pytest]\nmemray_json = afile.txt/out.json\n")
+        result = run(mode_flag)
+        source = "memray_json = 'afile.txt/out.json' (from the ini file *)"
+    else:
+        result = run(mode_flag, "--memray-json=afile.txt/out.json")
+        source = "--memray-json = 'afile.txt/out.json' (from the command line)"
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {source}: */afile.txt is not a directory"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    result.stdout.no_fnmatch_line("*test_nothing*")
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_json_report_that_fails_to_be_written_at_the_end_keeps_the_summary(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str
+) -> None:
+    """When the report cannot be written at the end (its directory became a file during the
+    run), the MEMRAY REPORT and pytest's summary still appear, the error is named, and the
+    run fails rather than leave an earlier report looking like this run's."""
+    pytester.makepyfile(
+        """
+        import shutil
+
+        def test_replaces_the_reports_directory():
+            shutil.rmtree("reports")
+            with open("reports", "w") as stream:
+                stream.write("no longer a directory\\n")
+        """
+    )
+    pytester.mkdir("reports")
+    result = run(mode_flag, "--memray-json=reports/out.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*MEMRAY REPORT*",
+            "*",
+            "Could not write the memray JSON report to */reports/out.json: *",
+            "*= 1 passed in *",
+        ]
+    )
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    assert [path.name for path in pytester.path.iterdir() if path.name.startswith(".")] == []
+    assert list(private_tmp.iterdir()) == []

@@ -147,6 +147,8 @@ class Manager:
         every = settings.most_allocations == 0 or settings.json_path is not None
         self._reported = _TopPeaks(None if every else settings.most_allocations)
         self._heavy = HeavyCaptures(config)
+        #: Why --memray-json could not be written at the end, for the summary.
+        self._json_error: Optional[str] = None
 
     # -- collection -------------------------------------------------------------------
 
@@ -449,8 +451,12 @@ class Manager:
     # -- end of the run ---------------------------------------------------------------
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self._settings.hide_summary or not self._settings.tracking_all:
-            return
+        if self._settings.tracking_all and not self._settings.hide_summary:
+            self._write_summary(terminalreporter)
+        if self._json_error is not None:
+            terminalreporter.write_line(self._json_error, red=True)
+
+    def _write_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line("")
         terminalreporter.write_sep("=", "MEMRAY REPORT")
         for result in ranked(self.results.values(), self._settings.most_allocations):
@@ -477,7 +483,14 @@ class Manager:
         if path is None or hasattr(self._config, "workerinput") or child.current_job() is not None:
             return
         document = build_document(self.records.values(), self._settings, exitstatus=int(session.exitstatus))
-        write_atomically(path, document)
+        try:
+            write_atomically(path, document)
+        except OSError as error:
+            # Said at the end of the summary, which an exception here would have cut off;
+            # the run fails so that an earlier report is not taken for this one.
+            self._json_error = f"Could not write the memray JSON report to {path}: {error}"
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_unconfigure(self) -> None:
         if child.current_job() is None:

@@ -217,10 +217,15 @@ def _parse_prefix(text: str) -> str:
 
 
 def _parse_output_file(text: str) -> Path:
-    """A file to write a report to: not a directory."""
+    """A file to write a report to: not a directory, in a directory that can be written.
+
+    The report is written once the tests have run; a place it cannot go is better told
+    before they run than after.
+    """
     path = Path(text).expanduser().absolute()
     if path.is_dir():
         raise ValueError(f"{path} is a directory; expected a file name")
+    _parse_directory(str(path.parent))
     return path
 
 
