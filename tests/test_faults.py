@@ -518,3 +518,75 @@ def test_a_json_report_that_fails_to_be_written_at_the_end_keeps_the_summary(
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
     assert [path.name for path in pytester.path.iterdir() if path.name.startswith(".")] == []
     assert list(private_tmp.iterdir()) == []
+
+
+_NO_TEMPORARY_DIRECTORY = """
+import tempfile
+
+tempfile.tempdir = {missing!r}  # where the tests' temporary files would go: nowhere usable
+"""
+
+
+def test_without_tracking_no_temporary_directory_is_needed(pytester: pytest.Pytester, run: Runner) -> None:
+    """A run that tracks nothing passes without a usable temporary directory, as it does
+    without the plugin (-s: pytest's own output capture needs one)."""
+    pytester.makeconftest(_NO_TEMPORARY_DIRECTORY.format(missing=str(pytester.path / "missing")))
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = run("-s")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+def test_tracking_without_a_temporary_directory_is_a_usage_error(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Tracking with no usable temporary directory stops at start-up saying what to set."""
+    missing = pytester.path / "missing"
+    pytester.makeconftest(_NO_TEMPORARY_DIRECTORY.format(missing=str(missing)))
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = run("-s", mode_flag)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: {mode_flag.partition('=')[0]} needs a temporary directory for the tests' captures: *{missing}*;"
+            " set TMPDIR to a writable directory"
+        ]
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert not missing.exists()
+
+
+def test_a_marked_test_without_a_temporary_directory_fails_alone(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """Without --memray, only the tests a marker tracks need the temporary directory: each
+    fails saying what to set, and the others run."""
+    pytester.makeconftest(_NO_TEMPORARY_DIRECTORY.format(missing=str(pytester.path / "missing")))
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_limited():
+            pass
+
+        @pytest.mark.memray_isolate
+        def test_isolated():
+            pass
+
+        def test_untracked():
+            pass
+        """
+    )
+    result = run("-s")
+    result.assert_outcomes(passed=1, failed=2)
+    for name in ("test_limited", "test_isolated"):
+        result.stdout.fnmatch_lines(
+            [
+                f"*::{name}: tracking its memory needs a temporary directory for the tests' captures:"
+                " *; set TMPDIR to a writable directory"
+            ]
+        )
+    result.stdout.no_fnmatch_line("*During handling of the above exception*")
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")

@@ -12,7 +12,14 @@ import uuid
 from pathlib import Path
 from typing import List, Optional, Set, Tuple
 
-__all__ = ["CaptureFiles", "derived_captures", "forked_captures", "kept_file_name", "repetition_capture"]
+__all__ = [
+    "CaptureFiles",
+    "derived_captures",
+    "forked_captures",
+    "kept_file_name",
+    "no_scratch_message",
+    "repetition_capture",
+]
 
 #: Most file systems cap one path component at 255 bytes. Kept names leave room for what
 #: is added to them, such as the ``.lz4.tmp`` of memray's compression when tracking
@@ -99,9 +106,24 @@ class CaptureFiles:
     def __init__(self, keep_in: Optional[Path], prefix: Optional[str]) -> None:
         self.keep_in = keep_in
         self.prefix = prefix or uuid.uuid4().hex
-        self.scratch = Path(tempfile.mkdtemp(prefix="pytest-memray-isolate-"))
+        self._scratch: Optional[Path] = None
         self._kept: Set[Path] = set()
         self._numbers = itertools.count()
+
+    @property
+    def scratch(self) -> Path:
+        """The run's private directory (see :meth:`make_scratch`)."""
+        return self.make_scratch()
+
+    def make_scratch(self) -> Path:
+        """Make the run's private directory, once: a run that tracks nothing needs none,
+        and may have no usable temporary directory at all.
+
+        Raises ``OSError`` when it cannot be made (see :func:`no_scratch_message`).
+        """
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="pytest-memray-isolate-"))
+        return self._scratch
 
     def paths_for(self, nodeid: str, *, derived: bool = False) -> Tuple[Path, Path]:
         """The capture path, and a stem for the job's other scratch files, for one run of a test.
@@ -137,4 +159,10 @@ class CaptureFiles:
         return f"Created {len(self._kept)} binary dumps at {self.keep_in} with prefix {self.prefix}"
 
     def remove_scratch(self) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def no_scratch_message(who: str, error: OSError) -> str:
+    """What to tell the user when the private directory cannot be made, and what to set."""
+    return f"{who} needs a temporary directory for the tests' captures: {error}; set TMPDIR to a writable directory"

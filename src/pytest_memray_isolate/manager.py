@@ -7,13 +7,13 @@ import os
 from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Generator, List, Optional
+from typing import Any, Dict, Generator, List, Optional, Tuple
 
 import pytest
 from memray import AllocationRecord, FileReader
 
 from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture, top_frame
-from .capture_files import CaptureFiles, forked_captures
+from .capture_files import CaptureFiles, forked_captures, no_scratch_message
 from .flamegraph import write_flamegraph
 from .heavy import HeavyCaptures
 from .jsonreport import build_document, write_atomically
@@ -139,6 +139,8 @@ class Manager:
         worker_input = getattr(config, "workerinput", {})
         prefix = settings.bin_prefix or worker_input.get(PREFIX_KEY)
         self._files = CaptureFiles(settings.bin_path, prefix)
+        if settings.tracking_all:
+            self._make_scratch_now()
         self._runners: Dict[str, IsolationRunner] = {}
         self._jobs: Dict[str, Job] = {}
         self.results: Dict[str, MemoryResult] = {}
@@ -149,6 +151,16 @@ class Manager:
         self._heavy = HeavyCaptures(config)
         #: Why --memray-json could not be written at the end, for the summary.
         self._json_error: Optional[str] = None
+
+    def _make_scratch_now(self) -> None:
+        """A run that tracks every test cannot go far without the private directory: a
+        usage error at start-up, rather than one failure per test."""
+        try:
+            self._files.make_scratch()
+        except OSError as error:
+            settings = self._settings
+            who = settings.source_of("isolate" if settings.isolate is not None else "memray")
+            raise pytest.UsageError(no_scratch_message(who, error)) from None
 
     # -- collection -------------------------------------------------------------------
 
@@ -176,7 +188,7 @@ class Manager:
         plan = item.stash.get(PLAN_KEY, None)
         if plan is None or plan.error is not None or child.current_job() is not None:
             return (yield)
-        capture, scratch = self._files.paths_for(item.nodeid, derived=_writes_several_captures(plan))
+        capture, scratch = self._paths_for(item.nodeid, plan)
         tracker = plan.tracker
         if tracker.ends_open and self._heavy.is_heavy(item.nodeid):
             tracker = replace(tracker, ends_open=False)  # its capture would be slow to read
@@ -202,6 +214,15 @@ class Manager:
             )
         with patched:
             return (yield)
+
+    def _paths_for(self, nodeid: str, plan: TrackingPlan) -> Tuple[Path, Path]:
+        """The job's capture and scratch stem; without a private directory (only a run
+        tracking marked tests finds out this late), the test fails saying what to set."""
+        try:
+            return self._files.paths_for(nodeid, derived=_writes_several_captures(plan))
+        except OSError as error:
+            message = no_scratch_message(f"{nodeid}: tracking its memory", error)
+        pytest.fail(message, pytrace=False)
 
     def _timeout_for(self, item: pytest.Item, plan: TrackingPlan) -> Optional[float]:
         """The child's time limit: memray_isolate(timeout=...), then pytest-timeout's, then ours."""
