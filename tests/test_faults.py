@@ -590,3 +590,21 @@ def test_a_marked_test_without_a_temporary_directory_fails_alone(
         )
     result.stdout.no_fnmatch_line("*During handling of the above exception*")
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+@pytest.mark.parametrize("ceiling", ["0 B", "0"])
+def test_a_zero_max_rss_means_no_ceiling(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str, ceiling: str
+) -> None:
+    """--memray-max-rss=0 switches the ceiling off, as --memray-timeout=0 does the deadline,
+    instead of killing every child."""
+    pytester.makepyfile(
+        """
+        def test_allocates():
+            data = bytearray(b"x") * (32 * 1024 * 1024)
+            assert data
+        """
+    )
+    result = run(isolated_flag, f"--memray-max-rss={ceiling}", "--memray-json=out.json")
+    result.assert_outcomes(passed=1)
+    assert json.loads((pytester.path / "out.json").read_text())["settings"]["max_rss"] is None

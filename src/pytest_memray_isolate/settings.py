@@ -181,6 +181,14 @@ def time_limit(seconds: float) -> Optional[float]:
     return seconds or None
 
 
+def _parse_ceiling(text: str) -> Optional[int]:
+    """``--memray-max-rss``: a size, or 0 (with or without a unit) for no ceiling, as
+    ``--memray-timeout=0`` is no deadline: a ceiling of nothing would kill every child."""
+    if text.strip() == "0":
+        return None
+    return _parse_size(text) or None
+
+
 def _parse_seconds(text: str) -> Optional[float]:
     """``--memray-timeout`` / ``memray_timeout``: see :func:`time_limit`."""
     try:
@@ -430,8 +438,11 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         name="max_rss",
         flag="--memray-max-rss",
         ini="memray_max_rss",
-        help="Kill an isolated test's child whose resident memory reaches SIZE (e.g. '2 GB'), failing the test.",
-        parse=_parse_size,
+        help=(
+            "Kill an isolated test's child whose resident memory reaches SIZE (e.g. '2 GB'), "
+            "failing the test (0: no ceiling, the default)."
+        ),
+        parse=_parse_ceiling,
         default=None,
         metavar="SIZE",
     ),
