@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -155,6 +156,29 @@ def test_memray_isolate_marker_isolates_one_test_without_any_flag(
     result = run()
     result.assert_outcomes(passed=2)
     result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
+
+
+def test_a_mode_is_read_alike_by_the_option_and_the_marker(pytester: pytest.Pytester, run: Runner) -> None:
+    """Case and spaces do not matter in a mode, whether given to --memray-isolate or to the marker."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.memray_isolate(" SPAWN ")
+        def test_marked():
+            pass
+
+        def test_unmarked():
+            pass
+        """
+    )
+    result = run("--memray-isolate=FORK", "--memray-json=out.json")
+    result.assert_outcomes(passed=2)
+    tests = json.loads((pytester.path / "out.json").read_text())["tests"]
+    assert {test["nodeid"].rpartition("::")[2]: test["mode"] for test in tests} == {
+        "test_marked": "spawn",
+        "test_unmarked": "fork",
+    }
 
 
 def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run: Runner) -> None:

@@ -17,6 +17,7 @@ from .settings import (
     Repetition,
     Settings,
     default_isolation_mode,
+    isolation_mode,
     time_limit,
 )
 from .sizes import SIZE_HINT, format_size, parse_size
@@ -310,11 +311,12 @@ def _parse_isolate(mark: pytest.Mark, run_mode: Optional[str]) -> Tuple[str, Opt
     mode, timeout = arguments["mode"], arguments["timeout"]
     if mode is None:
         mode = run_mode or default_isolation_mode()
-    if mode not in ISOLATION_MODES:
+    named = isolation_mode(mode) if isinstance(mode, str) else None
+    if named is None:
         raise MarkerError(
             f"unknown isolation mode {mode!r}; expected one of {', '.join(map(repr, ISOLATION_MODES))}"
         )
-    return str(mode), None if timeout is None else _timeout_argument(timeout)
+    return named, None if timeout is None else _timeout_argument(timeout)
 
 
 def _timeout_argument(value: object) -> float:

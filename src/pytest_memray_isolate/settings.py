@@ -28,6 +28,7 @@ __all__ = [
     "Settings",
     "Tolerance",
     "default_isolation_mode",
+    "isolation_mode",
     "parse_isolation_mode",
     "parse_repetition",
     "parse_tolerance",
@@ -49,12 +50,19 @@ def default_isolation_mode() -> str:
     return "spawn" if sys.platform == "darwin" else "fork"
 
 
+def isolation_mode(text: str) -> Optional[str]:
+    """The mode ``text`` names, read alike from the option, the ini key and the marker:
+    case and surrounding spaces do not matter. ``None`` if it names none."""
+    word = text.strip().lower()
+    return word if word in ISOLATION_MODES else None
+
+
 def parse_isolation_mode(text: str) -> Optional[str]:
     """Turn ``fork`` / ``forkserver`` / ``spawn`` / ``off`` into a mode or ``None``; anything else is an error."""
-    word = text.strip().lower()
-    if word in ISOLATION_MODES:
-        return word
-    if word in _OFF_WORDS:
+    mode = isolation_mode(text)
+    if mode is not None:
+        return mode
+    if text.strip().lower() in _OFF_WORDS:
         return None
     raise ValueError(f"expected one of {', '.join(ISOLATION_MODES)} or off")
 
