@@ -337,6 +337,17 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
             "ERROR: memray_follow_fork = 'sometimes' (from the ini file *tox.ini): expected true or false",
         ),
         (
+            ["-o", "memray_timeout=soon"],
+            "",
+            "ERROR: memray_timeout = 'soon' (from -o on the command line):"
+            " expected a number of seconds, 0 (no limit) or more",
+        ),
+        (
+            ["--override-ini=fail-on-increase=lots"],
+            "fail-on-increase = 5%",
+            "ERROR: fail-on-increase = 'lots' (from -o on the command line): expected a percentage*",
+        ),
+        (
             ["--memray-timeout=nan"],
             "",
             "ERROR: --memray-timeout = 'nan' (from the command line): expected a number of seconds, 0 (no limit) or more",

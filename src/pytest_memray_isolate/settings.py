@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 import pytest
 
@@ -518,7 +518,7 @@ class Settings:
     flamegraph_dir: Optional[Path] = None
     flamegraph_all: bool = False
     verbosity: Optional[int] = None
-    #: Where each setting's value came from, for messages: "--flag" or "ini key in FILE".
+    #: Where each setting's value came from, for messages: "--flag", "-o key" or "key in the ini file FILE".
     sources: Tuple[Tuple[str, str], ...] = ()
 
     @property
@@ -539,11 +539,18 @@ def _raw_ini(config: pytest.Config, spec: OptionSpec) -> Tuple[Optional[str], st
     return None, spec.ini
 
 
+def _overridden_keys(config: pytest.Config) -> Set[str]:
+    """The ini keys given with ``-o KEY=VALUE``: their values come from the command line."""
+    overrides = config.getoption("override_ini", None) or []
+    return {str(override).partition("=")[0].strip() for override in overrides}
+
+
 def resolve_settings(config: pytest.Config) -> Settings:
-    """Resolve every option once: command line, then ini file, then default."""
+    """Resolve every option once: command line, then ini file (or ``-o``), then default."""
     values: Dict[str, Any] = {}
     sources = []
     ini_file = f"the ini file {config.inipath}" if config.inipath is not None else "the ini file"
+    overridden = _overridden_keys(config)
     for spec in OPTIONS:
         raw = config.getoption(spec.dest) if spec.flag is not None else None
         if raw is not None and spec.flag is not None:
@@ -557,7 +564,10 @@ def resolve_settings(config: pytest.Config) -> Settings:
             if ini_text is None:
                 values[spec.name] = spec.default
                 continue
-            text, where, source = ini_text, ini_file, f"{key} in {ini_file}"
+            if key in overridden:
+                text, where, source = ini_text, "-o on the command line", f"-o {key}"
+            else:
+                text, where, source = ini_text, ini_file, f"{key} in {ini_file}"
         try:
             values[spec.name] = spec.parse(text)
         except ValueError as error:
