@@ -126,6 +126,32 @@ def test_memray_isolate_does_not_swallow_the_path_after_it(suite: pytest.Pyteste
         assert _ran_in_children(result)
 
 
+def test_a_mode_that_is_also_a_path_after_memray_isolate_is_refused(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """pytest --memray-isolate spawn, with a directory named spawn, is a usage error saying how
+    to write the mode and how to write the path; either written so runs."""
+    folder = pytester.mkpydir("spawn")
+    (folder / "test_inner.py").write_text("def test_inner():\n    pass\n")
+    pytester.makepyfile("def test_outer():\n    pass\n")
+    refused = run("--memray-isolate", "spawn")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        [
+            "ERROR: --memray-isolate spawn: 'spawn' is both a value of --memray-isolate and a path here;"
+            " write --memray-isolate=spawn for the value, or ./spawn for the path"
+        ]
+    )
+    as_mode = run("--memray-isolate=spawn", "-v")
+    as_mode.assert_outcomes(passed=2)
+    as_mode.stdout.fnmatch_lines(["Isolation: spawn *"])
+    as_path = run("--memray-isolate", "./spawn", "-v")
+    as_path.assert_outcomes(passed=1)
+    as_path.stdout.fnmatch_lines(
+        ["spawn/test_inner.py::test_inner PASSED*", f"Isolation: {default_isolation_mode()} *"]
+    )
+
+
 def test_a_path_after_memray_isolate_keeps_its_place(pytester: pytest.Pytester, run: Runner) -> None:
     """pytest --memray-isolate a.py b.py collects a.py first, as the command line orders them."""
     pytester.makepyfile(test_a="def test_a():\n    pass\n", test_b="def test_b():\n    pass\n")
