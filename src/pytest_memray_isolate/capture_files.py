@@ -27,8 +27,8 @@ __all__ = [
 _MAX_NAME_BYTES = 255 - 40
 _SUFFIX = ".bin"
 _UNPORTABLE = re.compile(r"[^\w.\-\[\]=+,@]+")
-#: What a node id may hold for its name to need no digest: characters kept as they are,
-#: ``/`` in its path and ``::`` between its names (the two ``-`` stands for).
+#: What a node id may hold for its name to need no digest: characters the name keeps as
+#: they are, plus ``/`` in its path and ``::`` between its names (both written ``-``).
 _KEPT_AS_IS = re.compile(r"[\w.\[\]=+,@]+")
 _DIGEST_CHARACTERS = 8
 
