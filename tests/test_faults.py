@@ -6,6 +6,7 @@ process the run started is left, and that the plugin's temporary directory is em
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -455,6 +456,77 @@ def test_a_test_that_removes_the_plugins_temp_dir_fails_alone(
     result.stdout.fnmatch_lines(["*FileNotFoundError*pytest-memray-isolate-*"])
     assert result.stdout.str().count("short test summary info") == 1
     assert result.stdout.str().count(" 3 failed") == 1
+
+
+def test_ids_that_differ_only_in_replaced_characters_keep_one_file_each(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str
+) -> None:
+    """Parameter ids a file name cannot hold ("a b", "a:b", "a?b") still give each test its own
+    kept capture and flame graph, named after the test, and the JSON report points at each."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("text", ["a b", "a:b", "a?b"])
+        def test_named(text):
+            data = bytearray(1024 * 1024)
+            assert data is not None
+        """
+    )
+    folder = pytester.path / "captures"
+    result = run(
+        mode_flag,
+        f"--memray-bin-path={folder}",
+        "--memray-bin-prefix=p",
+        "--memray-flamegraph=graphs",
+        "--memray-flamegraph-all",
+        "--memray-json=out.json",
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([f"Created 3 binary dumps at {folder} with prefix p"])
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    kept = sorted(path.name for path in folder.iterdir())
+    graphs = sorted(path.name for path in (pytester.path / "graphs").iterdir())
+    assert len(kept) == len(graphs) == 3
+    assert all(name.startswith("p-test_ids_that_differ_only") and "test_named[a-b]" in name for name in kept)
+    tests = json.loads((pytester.path / "out.json").read_text())["tests"]
+    assert sorted(Path(test["capture_file"]).name for test in tests) == kept
+    assert sorted(Path(test["flamegraph"]).name for test in tests) == graphs
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_timeout_marker_follows_the_rule_of_memray_timeout(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str
+) -> None:
+    """memray_isolate(timeout=...) takes what --memray-timeout takes: nan and inf are refused
+    naming the test, 0 means no limit (here: it lifts --memray-timeout for one test)."""
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.memray_isolate(timeout=float("nan"))
+        def test_nan():
+            pass
+
+        @pytest.mark.memray_isolate(timeout=float("inf"))
+        def test_inf():
+            pass
+
+        @pytest.mark.memray_isolate(timeout=0)
+        def test_no_limit():
+            time.sleep(1.5)
+        """
+    )
+    result = run(mode_flag, "--memray-timeout=1", "-rE")
+    result.assert_outcomes(passed=1, errors=2)
+    hint = "timeout must be a number of seconds, 0 (no limit) or more, or None"
+    result.stdout.fnmatch_lines(
+        [f"*::test_nan: invalid marker @pytest.mark.memray_isolate(timeout=nan): {hint}; got nan"]
+    )
+    result.stdout.fnmatch_lines(
+        [f"*::test_inf: invalid marker @pytest.mark.memray_isolate(timeout=inf): {hint}; got inf"]
+    )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
     assert list(private_tmp.iterdir()) == []
 
@@ -521,3 +593,148 @@ def test_at_exit_clean_up_a_test_registers_runs_in_its_child(
     assert (pytester.path / "atexit-ran").exists()
     assert len(list(pytester.path.glob("kept-tmp*"))) == 1
     assert list(private_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_a_json_report_that_cannot_be_written_stops_the_run_at_start(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str, where: str
+) -> None:
+    """--memray-json (or memray_json) in a directory that cannot be made is a usage error
+    naming the path and where it was set, before any test runs."""
+    (pytester.path / "afile.txt").write_text("not a directory\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    if where == "ini":
+        pytester.makeini("[pytest]\nmemray_json = afile.txt/out.json\n")
+        result = run(mode_flag)
+        source = "memray_json = 'afile.txt/out.json' (from the ini file *)"
+    else:
+        result = run(mode_flag, "--memray-json=afile.txt/out.json")
+        source = "--memray-json = 'afile.txt/out.json' (from the command line)"
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {source}: */afile.txt is not a directory"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    result.stdout.no_fnmatch_line("*test_nothing*")
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_json_report_that_fails_to_be_written_at_the_end_keeps_the_summary(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str
+) -> None:
+    """When the report cannot be written at the end (its directory became a file during the
+    run), the MEMRAY REPORT and pytest's summary still appear, the error is named, and the
+    run fails rather than leave an earlier report looking like this run's."""
+    pytester.makepyfile(
+        """
+        import shutil
+
+        def test_replaces_the_reports_directory():
+            shutil.rmtree("reports")
+            with open("reports", "w") as stream:
+                stream.write("no longer a directory\\n")
+        """
+    )
+    pytester.mkdir("reports")
+    result = run(mode_flag, "--memray-json=reports/out.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*MEMRAY REPORT*",
+            "*",
+            "Could not write the memray JSON report to */reports/out.json: *",
+            "*= 1 passed in *",
+        ]
+    )
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    assert [path.name for path in pytester.path.iterdir() if path.name.startswith(".")] == []
+    assert list(private_tmp.iterdir()) == []
+
+
+_NO_TEMPORARY_DIRECTORY = """
+import tempfile
+
+tempfile.tempdir = {missing!r}  # where the tests' temporary files would go: nowhere usable
+"""
+
+
+def test_without_tracking_no_temporary_directory_is_needed(pytester: pytest.Pytester, run: Runner) -> None:
+    """A run that tracks nothing passes without a usable temporary directory, as it does
+    without the plugin (-s: pytest's own output capture needs one)."""
+    pytester.makeconftest(_NO_TEMPORARY_DIRECTORY.format(missing=str(pytester.path / "missing")))
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = run("-s")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+def test_tracking_without_a_temporary_directory_is_a_usage_error(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Tracking with no usable temporary directory stops at start-up saying what to set."""
+    missing = pytester.path / "missing"
+    pytester.makeconftest(_NO_TEMPORARY_DIRECTORY.format(missing=str(missing)))
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = run("-s", mode_flag)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: {mode_flag.partition('=')[0]} needs a temporary directory for the tests' captures: *{missing}*;"
+            " set TMPDIR to a writable directory"
+        ]
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert not missing.exists()
+
+
+def test_a_marked_test_without_a_temporary_directory_fails_alone(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """Without --memray, only the tests a marker tracks need the temporary directory: each
+    fails saying what to set, and the others run."""
+    pytester.makeconftest(_NO_TEMPORARY_DIRECTORY.format(missing=str(pytester.path / "missing")))
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_limited():
+            pass
+
+        @pytest.mark.memray_isolate
+        def test_isolated():
+            pass
+
+        def test_untracked():
+            pass
+        """
+    )
+    result = run("-s")
+    result.assert_outcomes(passed=1, failed=2)
+    for name in ("test_limited", "test_isolated"):
+        result.stdout.fnmatch_lines(
+            [
+                f"*::{name}: tracking its memory needs a temporary directory for the tests' captures:"
+                " *; set TMPDIR to a writable directory"
+            ]
+        )
+    result.stdout.no_fnmatch_line("*During handling of the above exception*")
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+@pytest.mark.parametrize("ceiling", ["0 B", "0"])
+def test_a_zero_max_rss_means_no_ceiling(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str, ceiling: str
+) -> None:
+    """--memray-max-rss=0 switches the ceiling off, as --memray-timeout=0 does the deadline,
+    instead of killing every child."""
+    pytester.makepyfile(
+        """
+        def test_allocates():
+            data = bytearray(b"x") * (32 * 1024 * 1024)
+            assert data
+        """
+    )
+    result = run(isolated_flag, f"--memray-max-rss={ceiling}", "--memray-json=out.json")
+    result.assert_outcomes(passed=1)
+    assert json.loads((pytester.path / "out.json").read_text())["settings"]["max_rss"] is None

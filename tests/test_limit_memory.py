@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import MODE_FLAGS, Runner
@@ -151,6 +153,29 @@ def test_limit_does_not_change_the_outcome_of_a_failing_test(
     result.stdout.no_fnmatch_line("*Test was limited to*")
 
 
+def test_sizes_as_the_reports_print_them_are_accepted(pytester: pytest.Pytester, run: Runner) -> None:
+    """A size copied from a report ("1.0MiB") works in a marker and in a size option."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("1.0MiB")
+        def test_over():
+            data = bytearray(3 * 1024 * 1024)
+            assert data is not None
+
+        def test_under_the_default():
+            data = bytearray(3 * 1024 * 1024)
+            assert data is not None
+        """
+    )
+    result = run("--memray", "--memray-limit-memory=64.0MiB", "--memray-json=out.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*Test was limited to 1.0MiB but allocated 3.0MiB"])
+    document = json.loads((pytester.path / "out.json").read_text())
+    assert document["settings"]["limit_memory"] == 64 * 1024**2
+
+
 @pytest.mark.parametrize(
     ("marker", "expected"),
     [
@@ -158,7 +183,7 @@ def test_limit_does_not_change_the_outcome_of_a_failing_test(
             'limit_memory("ten MB")',
             "*::test_marked: invalid marker @pytest.mark.limit_memory('ten MB'): 'ten MB' is not a memory"
             ' size; expected a number and a unit, such as "24 MB"'
-            " (units B, KB, MB, GB, TB, PB; 1 KB = 1024 B)",
+            " (units B, KB, MB, GB, TB, PB, or KiB to PiB as reports print them; 1 KB = 1 KiB = 1024 B)",
         ),
         (
             'limit_memory("5 XB")',
@@ -312,7 +337,7 @@ def test_markers_are_documented_with_their_signatures(run: Runner) -> None:
             " ``count`` allocations (see the docs for what counts).",
             "@pytest.mark.memray_isolate(mode: Optional[[]str[]] = None, *, timeout: Optional[[]float[]] = None):"
             " Track this test in its own child process, even without --memray-isolate; ``mode`` is fork,"
-            " forkserver or spawn (default: the run's); kill it after ``timeout`` seconds.",
+            " forkserver or spawn (default: the run's); kill it after ``timeout`` seconds (0: never).",
         ],
         consecutive=False,
     )

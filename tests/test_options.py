@@ -125,6 +125,32 @@ def test_kept_files_have_portable_names_and_memray_reads_them(
     assert "<html" in flamegraph.read_text().lower()
 
 
+def test_every_file_the_run_keeps_follows_the_umask(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Kept captures, flame graphs and the JSON report get the permissions the umask gives,
+    as any file pytest writes does (the report used to be readable by its owner only)."""
+    pytester.makepyfile(_ALLOCATES)
+    folder = pytester.path / "captures"
+    umask = os.umask(0o027)
+    try:
+        result = run(
+            mode_flag,
+            f"--memray-bin-path={folder}",
+            "--memray-flamegraph=graphs",
+            "--memray-flamegraph-all",
+            "--memray-json=out.json",
+        )
+    finally:
+        os.umask(umask)
+    assert result.ret == 0
+    written = [*_kept(folder), *(pytester.path / "graphs").iterdir(), pytester.path / "out.json"]
+    assert len(written) == 5
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
+        path.name: oct(0o640) for path in written
+    }
+
+
 def test_a_rerun_replaces_the_kept_file_of_an_earlier_run(pytester: pytest.Pytester, run: Runner) -> None:
     """Reusing --memray-bin-path with the same prefix overwrites each test's file instead of failing."""
     pytester.makepyfile(_ALLOCATES)

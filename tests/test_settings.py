@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -125,6 +126,32 @@ def test_memray_isolate_does_not_swallow_the_path_after_it(suite: pytest.Pyteste
         assert _ran_in_children(result)
 
 
+def test_a_mode_that_is_also_a_path_after_memray_isolate_is_refused(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """pytest --memray-isolate spawn, with a directory named spawn, is a usage error saying how
+    to write the mode and how to write the path; either written so runs."""
+    folder = pytester.mkpydir("spawn")
+    (folder / "test_inner.py").write_text("def test_inner():\n    pass\n")
+    pytester.makepyfile("def test_outer():\n    pass\n")
+    refused = run("--memray-isolate", "spawn")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        [
+            "ERROR: --memray-isolate spawn: 'spawn' is both a value of --memray-isolate and a path here;"
+            " write --memray-isolate=spawn for the value, or ./spawn for the path"
+        ]
+    )
+    as_mode = run("--memray-isolate=spawn", "-v")
+    as_mode.assert_outcomes(passed=2)
+    as_mode.stdout.fnmatch_lines(["Isolation: spawn *"])
+    as_path = run("--memray-isolate", "./spawn", "-v")
+    as_path.assert_outcomes(passed=1)
+    as_path.stdout.fnmatch_lines(
+        ["spawn/test_inner.py::test_inner PASSED*", f"Isolation: {default_isolation_mode()} *"]
+    )
+
+
 def test_a_path_after_memray_isolate_keeps_its_place(pytester: pytest.Pytester, run: Runner) -> None:
     """pytest --memray-isolate a.py b.py collects a.py first, as the command line orders them."""
     pytester.makepyfile(test_a="def test_a():\n    pass\n", test_b="def test_b():\n    pass\n")
@@ -155,6 +182,29 @@ def test_memray_isolate_marker_isolates_one_test_without_any_flag(
     result = run()
     result.assert_outcomes(passed=2)
     result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
+
+
+def test_a_mode_is_read_alike_by_the_option_and_the_marker(pytester: pytest.Pytester, run: Runner) -> None:
+    """Case and spaces do not matter in a mode, whether given to --memray-isolate or to the marker."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.memray_isolate(" SPAWN ")
+        def test_marked():
+            pass
+
+        def test_unmarked():
+            pass
+        """
+    )
+    result = run("--memray-isolate=FORK", "--memray-json=out.json")
+    result.assert_outcomes(passed=2)
+    tests = json.loads((pytester.path / "out.json").read_text())["tests"]
+    assert {test["nodeid"].rpartition("::")[2]: test["mode"] for test in tests} == {
+        "test_marked": "spawn",
+        "test_unmarked": "fork",
+    }
 
 
 def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run: Runner) -> None:
@@ -311,6 +361,28 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
             [],
             "memray_follow_fork = sometimes",
             "ERROR: memray_follow_fork = 'sometimes' (from the ini file *tox.ini): expected true or false",
+        ),
+        (
+            ["-o", "memray_timeout=soon"],
+            "",
+            "ERROR: memray_timeout = 'soon' (from -o on the command line):"
+            " expected a number of seconds, 0 (no limit) or more",
+        ),
+        (
+            ["--override-ini=fail-on-increase=lots"],
+            "fail-on-increase = 5%",
+            "ERROR: fail-on-increase = 'lots' (from -o on the command line): expected a percentage*",
+        ),
+        (
+            ["--memray-timeout=nan"],
+            "",
+            "ERROR: --memray-timeout = 'nan' (from the command line): expected a number of seconds, 0 (no limit) or more",
+        ),
+        (
+            [],
+            "memray_timeout = inf",
+            "ERROR: memray_timeout = 'inf' (from the ini file *tox.ini):"
+            " expected a number of seconds, 0 (no limit) or more",
         ),
         (
             [],

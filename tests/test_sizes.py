@@ -18,6 +18,9 @@ from pytest_memray_isolate.sizes import format_size, parse_size
         ("  7 pb ", 7 * 1024**5),
         ("2 TB", 2 * 1024**4),
         ("0 B", 0),
+        ("24.0MiB", 24 * 1024**2),
+        ("1.5 kib", 1536),
+        ("512.0B", 512),
     ],
 )
 def test_sizes_use_binary_multiples_and_ignore_case(text: str, expected: int) -> None:
@@ -25,7 +28,9 @@ def test_sizes_use_binary_multiples_and_ignore_case(text: str, expected: int) ->
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["ten MB", "5 XB", "-1 MB", "", "MB", "10", "10 MBx", "1,5 MB", "1e3 KB"])
+@pytest.mark.parametrize(
+    "text", ["ten MB", "5 XB", "-1 MB", "", "MB", "10", "10 MBx", "1,5 MB", "1e3 KB", "5 iB", "5 MiiB"]
+)
 def test_malformed_sizes_are_refused_with_the_expected_form(text: str) -> None:
     """Anything that is not wholly a size is an error that shows the accepted form."""
     with pytest.raises(ValueError, match=r"is not a memory size; expected a number and a unit") as error:
@@ -48,3 +53,9 @@ def test_malformed_sizes_are_refused_with_the_expected_form(text: str) -> None:
 def test_sizes_print_as_pytest_memray_prints_them(num_bytes: int, text: str) -> None:
     """One decimal and a binary unit, no space: scripts that parse pytest-memray's text keep working."""
     assert format_size(num_bytes) == text
+
+
+@pytest.mark.parametrize("num_bytes", [0, 512, 1536, 24 * 1024**2, 3 * 1024**3, 5 * 1024**5])
+def test_a_printed_size_reads_back(num_bytes: int) -> None:
+    """A size copied from a report is a valid limit of the same bytes (to the printed decimal)."""
+    assert parse_size(format_size(num_bytes)) == num_bytes

@@ -12,7 +12,14 @@ import uuid
 from pathlib import Path
 from typing import List, Optional, Set, Tuple
 
-__all__ = ["CaptureFiles", "derived_captures", "forked_captures", "kept_file_name", "repetition_capture"]
+__all__ = [
+    "CaptureFiles",
+    "derived_captures",
+    "forked_captures",
+    "kept_file_name",
+    "no_scratch_message",
+    "repetition_capture",
+]
 
 #: Most file systems cap one path component at 255 bytes. Kept names leave room for what
 #: is added to them, such as the ``.lz4.tmp`` of memray's compression when tracking
@@ -20,20 +27,44 @@ __all__ = ["CaptureFiles", "derived_captures", "forked_captures", "kept_file_nam
 _MAX_NAME_BYTES = 255 - 40
 _SUFFIX = ".bin"
 _UNPORTABLE = re.compile(r"[^\w.\-\[\]=+,@]+")
+#: What a node id may hold for its name to need no digest: characters the name keeps as
+#: they are, plus ``/`` in its path and ``::`` between its names (both written ``-``).
+_KEPT_AS_IS = re.compile(r"[\w.\[\]=+,@]+")
+_DIGEST_CHARACTERS = 8
+
+
+def _digest(nodeid: str, length: int) -> str:
+    return "-" + hashlib.sha256(nodeid.encode()).hexdigest()[:length]
+
+
+def _readable_alone(nodeid: str) -> bool:
+    """Whether ``nodeid`` can be told from its readable name alone.
+
+    The name turns ``/`` and ``::`` into ``-`` and any other character a file name cannot
+    hold into ``-`` too; only a node id with no such character and no ``-`` of its own
+    maps back to one test (a path cannot be both a file and a directory).
+    """
+    path, *names = nodeid.split("::")
+    parts = [*path.split("/"), *names]
+    return all(_KEPT_AS_IS.fullmatch(part) for part in parts)
 
 
 def kept_file_name(prefix: str, nodeid: str) -> str:
     """A portable file name for a test's kept capture: ``PREFIX-path-to-test.py-test_name[id].bin``.
 
-    Characters that some systems refuse become ``-``; a name too long for one path
-    component keeps its start and ends with a digest of the whole node id, so it stays unique.
+    Characters that some systems refuse become ``-``. A node id that lost characters that
+    way ends with a short digest of itself (``...test_name[a-b]-1f2e3d4c.bin``), so tests
+    whose ids differ only there never share a file; a name too long for one path
+    component keeps its start and ends with a longer digest.
     """
-    name = _UNPORTABLE.sub("-", f"{prefix}-{nodeid.replace('::', '-')}").strip("-.") + _SUFFIX
+    readable = _UNPORTABLE.sub("-", f"{prefix}-{nodeid.replace('::', '-')}").strip("-.")
+    digest = "" if _readable_alone(nodeid) else _digest(nodeid, _DIGEST_CHARACTERS)
+    name = readable + digest + _SUFFIX
     if len(name.encode()) <= _MAX_NAME_BYTES:
         return name
-    digest = "-" + hashlib.sha256(nodeid.encode()).hexdigest()[:16] + _SUFFIX
-    head = name.encode()[: _MAX_NAME_BYTES - len(digest)].decode(errors="ignore")
-    return head + digest
+    ending = _digest(nodeid, 16) + _SUFFIX
+    head = name.encode()[: _MAX_NAME_BYTES - len(ending)].decode(errors="ignore")
+    return head + ending
 
 
 def repetition_capture(capture: Path, number: int, repeats: int) -> Path:
@@ -75,9 +106,24 @@ class CaptureFiles:
     def __init__(self, keep_in: Optional[Path], prefix: Optional[str]) -> None:
         self.keep_in = keep_in
         self.prefix = prefix or uuid.uuid4().hex
-        self.scratch = Path(tempfile.mkdtemp(prefix="pytest-memray-isolate-"))
+        self._scratch: Optional[Path] = None
         self._kept: Set[Path] = set()
         self._numbers = itertools.count()
+
+    @property
+    def scratch(self) -> Path:
+        """The run's private directory (see :meth:`make_scratch`)."""
+        return self.make_scratch()
+
+    def make_scratch(self) -> Path:
+        """Make the run's private directory, once: a run that tracks nothing needs none,
+        and may have no usable temporary directory at all.
+
+        Raises ``OSError`` when it cannot be made (see :func:`no_scratch_message`).
+        """
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="pytest-memray-isolate-"))
+        return self._scratch
 
     def paths_for(self, nodeid: str, *, derived: bool = False) -> Tuple[Path, Path]:
         """The capture path, and a stem for the job's other scratch files, for one run of a test.
@@ -113,4 +159,10 @@ class CaptureFiles:
         return f"Created {len(self._kept)} binary dumps at {self.keep_in} with prefix {self.prefix}"
 
     def remove_scratch(self) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def no_scratch_message(who: str, error: OSError) -> str:
+    """What to tell the user when the private directory cannot be made, and what to set."""
+    return f"{who} needs a temporary directory for the tests' captures: {error}; set TMPDIR to a writable directory"

@@ -10,7 +10,7 @@ import pytest
 
 from .settings import OPTIONS, OptionSpec
 
-__all__ = ["optional_value_action", "register_options"]
+__all__ = ["optional_value_action", "refuse_ambiguous_values", "register_options", "restore_path_order"]
 
 # argparse collects values an action hands back here and returns them as unrecognized
 # arguments; pytest then treats those as the files or directories to test.
@@ -71,6 +71,34 @@ def restore_path_order(config: pytest.Config) -> None:
         return given.index(argument) if argument in given else len(given)
 
     config.args[:] = sorted(config.args, key=position)
+
+
+def _parses(spec: OptionSpec, word: str) -> bool:
+    try:
+        spec.parse(word)
+    except ValueError:
+        return False
+    return True
+
+
+def refuse_ambiguous_values(config: pytest.Config) -> None:
+    """Refuse ``--memray-isolate spawn`` where ``spawn`` is also a file or directory.
+
+    argparse reads the word after a flag with an optional value the same whether it is
+    meant as the value or names a path to test; either guess surprises someone, so the
+    user is asked to write the one they mean (``--flag=word``, or ``./word``).
+    """
+    flags = {spec.flag: spec for spec in OPTIONS if spec.bare is not None}
+    given = [str(word) for word in config.invocation_params.args]
+    for flag, word in zip(given, given[1:]):
+        spec = flags.get(flag)
+        if spec is None or not _parses(spec, word):
+            continue
+        if (config.invocation_params.dir / word).exists():
+            raise pytest.UsageError(
+                f"{flag} {word}: {word!r} is both a value of {flag} and a path here;"
+                f" write {flag}={word} for the value, or .{os.sep}{word} for the path"
+            )
 
 
 def _add_flag(group: pytest.OptionGroup, spec: OptionSpec) -> None:

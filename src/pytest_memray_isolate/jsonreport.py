@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Tuple
 
 from .settings import Settings
 
@@ -118,15 +118,22 @@ def build_document(
     }
 
 
+def _new_file_beside(path: Path) -> Tuple[int, Path]:
+    """A new file next to ``path``, with the permissions the umask gives (as the kept
+    captures and flame graphs have; ``tempfile.mkstemp`` would make it private)."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+
+
 def write_atomically(path: Path, document: Dict[str, Any]) -> None:
     """Write ``document`` to ``path`` so that readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = _new_file_beside(path)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(document, stream, indent=2)
             stream.write("\n")
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise

@@ -7,13 +7,13 @@ import os
 from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Generator, List, Optional
+from typing import Any, Dict, Generator, List, Optional, Tuple
 
 import pytest
 from memray import AllocationRecord, FileReader
 
 from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture, top_frame
-from .capture_files import CaptureFiles, forked_captures
+from .capture_files import CaptureFiles, forked_captures, no_scratch_message
 from .flamegraph import write_flamegraph
 from .heavy import HeavyCaptures
 from .jsonreport import build_document, write_atomically
@@ -141,6 +141,8 @@ class Manager:
         worker_input = getattr(config, "workerinput", {})
         prefix = settings.bin_prefix or worker_input.get(PREFIX_KEY)
         self._files = CaptureFiles(settings.bin_path, prefix)
+        if settings.tracking_all:
+            self._make_scratch_now()
         self._runners: Dict[str, IsolationRunner] = {}
         self._jobs: Dict[str, Job] = {}
         self.results: Dict[str, MemoryResult] = {}
@@ -150,11 +152,23 @@ class Manager:
         self._reported = _TopPeaks(None if every else settings.most_allocations)
         self._heavy = HeavyCaptures(config)
         self._termination = TerminationGuard(self._terminated)
+        #: Why --memray-json could not be written at the end, for the summary.
+        self._json_error: Optional[str] = None
 
     def _terminated(self) -> None:
         """pytest is told to end (SIGTERM, SIGHUP): leave no child and no file behind."""
         kill_running()
         self._files.remove_scratch()
+
+    def _make_scratch_now(self) -> None:
+        """A run that tracks every test cannot go far without the private directory: a
+        usage error at start-up, rather than one failure per test."""
+        try:
+            self._files.make_scratch()
+        except OSError as error:
+            settings = self._settings
+            who = settings.source_of("isolate" if settings.isolate is not None else "memray")
+            raise pytest.UsageError(no_scratch_message(who, error)) from None
 
     # -- collection -------------------------------------------------------------------
 
@@ -182,7 +196,7 @@ class Manager:
         plan = item.stash.get(PLAN_KEY, None)
         if plan is None or plan.error is not None or child.current_job() is not None:
             return (yield)
-        capture, scratch = self._files.paths_for(item.nodeid, derived=_writes_several_captures(plan))
+        capture, scratch = self._paths_for(item.nodeid, plan)
         tracker = plan.tracker
         if tracker.ends_open and self._heavy.is_heavy(item.nodeid):
             tracker = replace(tracker, ends_open=False)  # its capture would be slow to read
@@ -209,10 +223,19 @@ class Manager:
         with patched:
             return (yield)
 
+    def _paths_for(self, nodeid: str, plan: TrackingPlan) -> Tuple[Path, Path]:
+        """The job's capture and scratch stem; without a private directory (only a run
+        tracking marked tests finds out this late), the test fails saying what to set."""
+        try:
+            return self._files.paths_for(nodeid, derived=_writes_several_captures(plan))
+        except OSError as error:
+            message = no_scratch_message(f"{nodeid}: tracking its memory", error)
+        pytest.fail(message, pytrace=False)
+
     def _timeout_for(self, item: pytest.Item, plan: TrackingPlan) -> Optional[float]:
         """The child's time limit: memray_isolate(timeout=...), then pytest-timeout's, then ours."""
         if plan.timeout is not None:
-            return plan.timeout
+            return plan.timeout or None  # the marker's 0 lifts every other limit
         from_pytest_timeout = item.stash.get(PYTEST_TIMEOUT_KEY, None)
         if from_pytest_timeout is not None and item.get_closest_marker("timeout") is not None:
             return from_pytest_timeout
@@ -457,8 +480,12 @@ class Manager:
     # -- end of the run ---------------------------------------------------------------
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self._settings.hide_summary or not self._settings.tracking_all:
-            return
+        if self._settings.tracking_all and not self._settings.hide_summary:
+            self._write_summary(terminalreporter)
+        if self._json_error is not None:
+            terminalreporter.write_line(self._json_error, red=True)
+
+    def _write_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line("")
         terminalreporter.write_sep("=", "MEMRAY REPORT")
         for result in ranked(self.results.values(), self._settings.most_allocations):
@@ -485,7 +512,14 @@ class Manager:
         if path is None or hasattr(self._config, "workerinput") or child.current_job() is not None:
             return
         document = build_document(self.records.values(), self._settings, exitstatus=int(session.exitstatus))
-        write_atomically(path, document)
+        try:
+            write_atomically(path, document)
+        except OSError as error:
+            # Said at the end of the summary, which an exception here would have cut off;
+            # the run fails so that an earlier report is not taken for this one.
+            self._json_error = f"Could not write the memray JSON report to {path}: {error}"
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_unconfigure(self) -> None:
         if child.current_job() is None:

@@ -10,7 +10,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from .settings import DEFAULT_REPETITION, ISOLATION_MODES, Repetition, Settings, default_isolation_mode
+from .settings import (
+    DEFAULT_REPETITION,
+    ISOLATION_MODES,
+    SECONDS_HINT,
+    Repetition,
+    Settings,
+    default_isolation_mode,
+    isolation_mode,
+    time_limit,
+)
 from .sizes import SIZE_HINT, format_size, parse_size
 from .stacks import LeakedObjectsFilterFunction, LeaksFilterFunction
 
@@ -56,7 +65,7 @@ def limit_allocations(count: int) -> None:
 
 
 def memray_isolate(mode: Optional[str] = None, *, timeout: Optional[float] = None) -> None:
-    """Track this test in its own child process, even without --memray-isolate; ``mode`` is fork, forkserver or spawn (default: the run's); kill it after ``timeout`` seconds."""
+    """Track this test in its own child process, even without --memray-isolate; ``mode`` is fork, forkserver or spawn (default: the run's); kill it after ``timeout`` seconds (0: never)."""
 
 
 MARKER_SIGNATURES: Dict[str, Callable[..., None]] = {
@@ -163,7 +172,7 @@ class TrackingPlan:
     objects: Optional[LeakedObjectsCheck] = None
     error: Optional[str] = None
     skip: Optional[str] = None
-    #: Seconds an isolated child may run, from ``memray_isolate(timeout=...)``.
+    #: Seconds an isolated child may run, from ``memray_isolate(timeout=...)`` (0.0: no limit).
     timeout: Optional[float] = None
     #: The most allocations the call may make (``limit_allocations``); combines with the others.
     allocations: Optional[AllocationLimit] = None
@@ -302,15 +311,23 @@ def _parse_isolate(mark: pytest.Mark, run_mode: Optional[str]) -> Tuple[str, Opt
     mode, timeout = arguments["mode"], arguments["timeout"]
     if mode is None:
         mode = run_mode or default_isolation_mode()
-    if mode not in ISOLATION_MODES:
+    named = isolation_mode(mode) if isinstance(mode, str) else None
+    if named is None:
         raise MarkerError(
             f"unknown isolation mode {mode!r}; expected one of {', '.join(map(repr, ISOLATION_MODES))}"
         )
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        raise MarkerError(f"timeout must be a number of seconds above 0, or None; got {timeout!r}")
-    return str(mode), None if timeout is None else float(timeout)
+    return named, None if timeout is None else _timeout_argument(timeout)
+
+
+def _timeout_argument(value: object) -> float:
+    """The marker's ``timeout``, by the rule of ``--memray-timeout``; 0.0 stands for no limit."""
+    hint = f"timeout must be {SECONDS_HINT}, or None; got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MarkerError(hint)
+    try:
+        return time_limit(float(value)) or 0.0
+    except ValueError:
+        raise MarkerError(hint) from None
 
 
 def _where(node: object, item: pytest.Item) -> str:

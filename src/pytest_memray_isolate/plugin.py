@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from .cli import register_options, restore_path_order
+from .cli import refuse_ambiguous_values, register_options, restore_path_order
 from .manager import Manager
 from .markers import marker_help_lines
 from .runners import REQUEST_ENV, SERVER_ENV
@@ -35,6 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if remote is not None:
             config.pluginmanager.register(remote, _REMOTE_CHILD_NAME)
             return
+    refuse_ambiguous_values(config)
     settings = resolve_settings(config)
     manager = Manager(config, settings)
     config.pluginmanager.register(manager, _MANAGER_NAME)

@@ -6,11 +6,12 @@ Precedence is command line > ini file > default. Each bad value is reported as a
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 import pytest
 
@@ -21,15 +22,18 @@ __all__ = [
     "DEFAULT_REPETITION",
     "ISOLATION_MODES",
     "OPTIONS",
+    "SECONDS_HINT",
     "OptionSpec",
     "Repetition",
     "Settings",
     "Tolerance",
     "default_isolation_mode",
+    "isolation_mode",
     "parse_isolation_mode",
     "parse_repetition",
     "parse_tolerance",
     "resolve_settings",
+    "time_limit",
 ]
 
 #: The isolation modes this version can run.
@@ -46,12 +50,19 @@ def default_isolation_mode() -> str:
     return "spawn" if sys.platform == "darwin" else "fork"
 
 
+def isolation_mode(text: str) -> Optional[str]:
+    """The mode ``text`` names, read alike from the option, the ini key and the marker:
+    case and surrounding spaces do not matter. ``None`` if it names none."""
+    word = text.strip().lower()
+    return word if word in ISOLATION_MODES else None
+
+
 def parse_isolation_mode(text: str) -> Optional[str]:
     """Turn ``fork`` / ``forkserver`` / ``spawn`` / ``off`` into a mode or ``None``; anything else is an error."""
-    word = text.strip().lower()
-    if word in ISOLATION_MODES:
-        return word
-    if word in _OFF_WORDS:
+    mode = isolation_mode(text)
+    if mode is not None:
+        return mode
+    if text.strip().lower() in _OFF_WORDS:
         return None
     raise ValueError(f"expected one of {', '.join(ISOLATION_MODES)} or off")
 
@@ -163,15 +174,39 @@ def _parse_size(text: str) -> int:
         raise ValueError(f"expected {SIZE_HINT}") from None
 
 
+#: What a time limit may be, from the command line, the ini file or a marker.
+SECONDS_HINT = "a number of seconds, 0 (no limit) or more"
+
+
+def time_limit(seconds: float) -> Optional[float]:
+    """The one rule for a child's time limit: a finite number of seconds, 0 for none.
+
+    ``nan`` and ``inf`` are refused wherever they come from: neither is a deadline, and
+    a limit that quietly meant "none" would hide a typo.
+    """
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(SECONDS_HINT)
+    return seconds or None
+
+
+def _parse_ceiling(text: str) -> Optional[int]:
+    """``--memray-max-rss``: a size, or 0 (with or without a unit) for no ceiling, as
+    ``--memray-timeout=0`` is no deadline: a ceiling of nothing would kill every child."""
+    if text.strip() == "0":
+        return None
+    return _parse_size(text) or None
+
+
 def _parse_seconds(text: str) -> Optional[float]:
-    """A time limit in seconds; 0 means none."""
+    """``--memray-timeout`` / ``memray_timeout``: see :func:`time_limit`."""
     try:
         seconds = float(text.strip())
     except ValueError:
         seconds = -1.0
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise ValueError("expected a number of seconds, 0 (no limit) or more")
-    return seconds or None
+    try:
+        return time_limit(seconds)
+    except ValueError:
+        raise ValueError(f"expected {SECONDS_HINT}") from None
 
 
 def _parse_capture_format(text: str) -> str:
@@ -198,10 +233,15 @@ def _parse_prefix(text: str) -> str:
 
 
 def _parse_output_file(text: str) -> Path:
-    """A file to write a report to: not a directory."""
+    """A file to write a report to: not a directory, in a directory that can be written.
+
+    The report is written once the tests have run; a place it cannot go is better told
+    before they run than after.
+    """
     path = Path(text).expanduser().absolute()
     if path.is_dir():
         raise ValueError(f"{path} is a directory; expected a file name")
+    _parse_directory(str(path.parent))
     return path
 
 
@@ -406,8 +446,11 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         name="max_rss",
         flag="--memray-max-rss",
         ini="memray_max_rss",
-        help="Kill an isolated test's child whose resident memory reaches SIZE (e.g. '2 GB'), failing the test.",
-        parse=_parse_size,
+        help=(
+            "Kill an isolated test's child whose resident memory reaches SIZE (e.g. '2 GB'), "
+            "failing the test (0: no ceiling, the default)."
+        ),
+        parse=_parse_ceiling,
         default=None,
         metavar="SIZE",
     ),
@@ -475,7 +518,7 @@ class Settings:
     flamegraph_dir: Optional[Path] = None
     flamegraph_all: bool = False
     verbosity: Optional[int] = None
-    #: Where each setting's value came from, for messages: "--flag" or "ini key in FILE".
+    #: Where each setting's value came from, for messages: "--flag", "-o key" or "key in the ini file FILE".
     sources: Tuple[Tuple[str, str], ...] = ()
 
     @property
@@ -496,11 +539,18 @@ def _raw_ini(config: pytest.Config, spec: OptionSpec) -> Tuple[Optional[str], st
     return None, spec.ini
 
 
+def _overridden_keys(config: pytest.Config) -> Set[str]:
+    """The ini keys given with ``-o KEY=VALUE``: their values come from the command line."""
+    overrides = config.getoption("override_ini", None) or []
+    return {str(override).partition("=")[0].strip() for override in overrides}
+
+
 def resolve_settings(config: pytest.Config) -> Settings:
-    """Resolve every option once: command line, then ini file, then default."""
+    """Resolve every option once: command line, then ini file (or ``-o``), then default."""
     values: Dict[str, Any] = {}
     sources = []
     ini_file = f"the ini file {config.inipath}" if config.inipath is not None else "the ini file"
+    overridden = _overridden_keys(config)
     for spec in OPTIONS:
         raw = config.getoption(spec.dest) if spec.flag is not None else None
         if raw is not None and spec.flag is not None:
@@ -514,7 +564,10 @@ def resolve_settings(config: pytest.Config) -> Settings:
             if ini_text is None:
                 values[spec.name] = spec.default
                 continue
-            text, where, source = ini_text, ini_file, f"{key} in {ini_file}"
+            if key in overridden:
+                text, where, source = ini_text, "-o on the command line", f"-o {key}"
+            else:
+                text, where, source = ini_text, ini_file, f"{key} in {ini_file}"
         try:
             values[spec.name] = spec.parse(text)
         except ValueError as error:

@@ -14,11 +14,16 @@ _MULTIPLIERS = {
     "TB": 1024**4,
     "PB": 1024**5,
 }
+# "KiB" is read as "KB": the reports print binary units with an "i" (format_size), and a
+# size copied from them must mean what they meant.
 _SIZE = re.compile(
-    r"\s*\+?(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[KMGTP]?B)\s*",
+    r"\s*\+?(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>(?:[KMGTP]I?)?B)\s*",
     re.IGNORECASE,
 )
-SIZE_HINT = 'a number and a unit, such as "24 MB" (units B, KB, MB, GB, TB, PB; 1 KB = 1024 B)'
+SIZE_HINT = (
+    'a number and a unit, such as "24 MB" (units B, KB, MB, GB, TB, PB, or KiB to PiB as '
+    "reports print them; 1 KB = 1 KiB = 1024 B)"
+)
 
 
 def parse_size(text: str) -> int:
@@ -31,7 +36,7 @@ def parse_size(text: str) -> int:
     if match is None:
         raise ValueError(f"{text!r} is not a memory size; expected {SIZE_HINT}")
     number = float(match["number"])
-    return int(number * _MULTIPLIERS[match["unit"].upper()])
+    return int(number * _MULTIPLIERS[match["unit"].upper().replace("I", "")])
 
 
 def format_size(num_bytes: float) -> str:
