@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -41,6 +42,14 @@ def run(pytester: pytest.Pytester) -> Runner:
         return pytester.runpytest_subprocess("-p", "no:cacheprovider", *QUIET_PLUGINS, *args)
 
     return run_pytest
+
+
+@pytest.fixture
+def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TMPDIR of the test's own, to check that the plugin leaves nothing in it."""
+    tmp = pytester.mkdir("private-tmp")
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    return tmp
 
 
 #: CPython keeps one 48-byte record per pymalloc arena in a table that doubles when full.

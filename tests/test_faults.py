@@ -25,14 +25,6 @@ def test_after():
 """
 
 
-@pytest.fixture
-def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A TMPDIR of the test's own, to check that the plugin leaves nothing in it."""
-    tmp = pytester.mkdir("private-tmp")
-    monkeypatch.setenv("TMPDIR", str(tmp))
-    return tmp
-
-
 def _pids_written(pytester: pytest.Pytester) -> List[int]:
     path = pytester.path / "pids"
     return [int(word) for word in path.read_text().split()] if path.exists() else []

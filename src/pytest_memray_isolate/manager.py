@@ -18,6 +18,7 @@ from .flamegraph import write_flamegraph
 from .heavy import HeavyCaptures
 from .jsonreport import build_document, write_atomically
 from .limits import (
+    FilterFailed,
     GrowingLeak,
     Verdict,
     check_allocations,
@@ -348,7 +349,10 @@ class Manager:
         return write_flamegraph(job.capture, directory, job.nodeid, leaks=plan.leaks is not None)
 
     def _verdict(self, plan: TrackingPlan, job: Job, result: MemoryResult) -> Optional[Verdict]:
-        verdict = self._memory_verdict(plan, job, result)
+        try:
+            verdict = self._memory_verdict(plan, job, result)
+        except FilterFailed as failed:  # the user's filter_fn: its test fails, not the session
+            return failed.verdict
         if verdict is None and plan.allocations is not None:
             with FileReader(job.capture) as reader:
                 verdict = check_allocations(reader.get_allocation_records(), plan.allocations)
