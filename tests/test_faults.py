@@ -245,10 +245,53 @@ def test_runaway():
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "The isolated child process running this test reached *MiB of resident memory,"
-            " over the limit of 400.0MiB (--memray-max-rss), and was killed."
+            "The isolated child process running this test grew by *MiB of resident memory"
+            " (from *MiB at its start to *MiB), over the limit of 400.0MiB (--memray-max-rss),"
+            " and was killed."
         ]
     )
+    assert _gone(_pids_written(pytester))
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_max_rss_counts_only_what_the_child_grows(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """--memray-max-rss limits the child's growth beyond its start: a test that allocates nothing
+    passes though the child holds a session fixture bigger than the ceiling; one that grows is killed."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def big():
+            return bytearray(b"x") * (200 * 1024 * 1024)
+        """
+    )
+    _suite(
+        pytester,
+        """
+def test_allocates_nothing(big):
+    assert len(big) == 200 * 1024 * 1024
+
+def test_grows(big):
+    start_grandchild()
+    hoard = []
+    for _ in range(100):  # 5 GiB if nothing stopped it
+        hoard.append(bytearray(b"x") * (50 * 1024 * 1024))
+""",
+    )
+    result = run(isolated_flag, "--memray-max-rss=150 MB", "-rf")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_grows _*",
+            "The isolated child process running this test grew by *MiB of resident memory"
+            " (from *MiB at its start to *MiB), over the limit of 150.0MiB (--memray-max-rss),"
+            " and was killed.",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
     assert _gone(_pids_written(pytester))
     assert list(private_tmp.iterdir()) == []
 

@@ -406,7 +406,10 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         name="max_rss",
         flag="--memray-max-rss",
         ini="memray_max_rss",
-        help="Kill an isolated test's child whose resident memory reaches SIZE (e.g. '2 GB'), failing the test.",
+        help=(
+            "Kill an isolated test's child whose resident memory grows by SIZE (e.g. '2 GB') beyond "
+            "its size at the test's start, failing the test."
+        ),
         parse=_parse_size,
         default=None,
         metavar="SIZE",

@@ -61,7 +61,7 @@ class Job:
     objects: Optional[LeakedObjectsCheck] = None
     objects_verdict: Optional[Verdict] = None
     child: Optional[ChildReport] = None
-    #: Seconds the child may run, and the resident memory it may reach (isolated only).
+    #: Seconds the child may run, and the resident memory it may grow by (isolated only).
     timeout: Optional[float] = None
     max_rss: Optional[int] = None
     #: How the child ended when it did not report (crash, timeout, memory), for reports.
@@ -104,6 +104,12 @@ class Job:
     def startup_output(self) -> Path:
         """Where a spawned child's output goes until it reaches the test (its start-up noise)."""
         return self.scratch.with_suffix(".startup")
+
+    @property
+    def start_size(self) -> Path:
+        """Where the child writes its resident size when it reaches the test (with a memory
+        ceiling): the ceiling applies to what it grows beyond that."""
+        return self.scratch.with_suffix(".start")
 
     @property
     def faults(self) -> Path:

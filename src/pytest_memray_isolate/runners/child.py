@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional
 import pytest
 
 from . import Job
+from .watch import resident_size
 
 __all__ = [
     "ESCAPED_EXIT_STATUS",
@@ -75,12 +76,24 @@ def become_child(job: Job, *, own_group: bool, report_signal: Optional[int] = No
     if own_group:
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
+    if job.max_rss is not None:
+        _write_start_size(job)
     faults = open(job.faults, "w")  # noqa: SIM115 - open until the process ends
     faulthandler.enable(file=faults, all_threads=True)
     faulthandler.register(signal.SIGUSR1, file=faults, all_threads=True)
     recorder = warnings.catch_warnings(record=True)
     recorded = recorder.__enter__()  # left open: the process ends inside it
     _state = _ChildState(job, recorded, os.getpid(), faults, report_signal=report_signal)
+
+
+def _write_start_size(job: Job) -> None:
+    """Tell the parent this process's resident size at the test's start, for the memory
+    ceiling: what it inherited or loaded before (fixture values) is not the test's.
+
+    One write ending with a newline: the parent reads the size only once the line is whole.
+    """
+    with open(job.start_size, "w") as stream:
+        stream.write(f"{resident_size(os.getpid())}\n")
 
 
 def run_call(runtest: Callable[[], object]) -> None:

@@ -94,7 +94,7 @@ def collect(
     (it creates the job's faults file there), not from its start-up.
     """
     __tracebackhide__ = True  # pytest shows the test's frames, not these
-    limits = Limits(job.timeout, job.max_rss, job.faults if time_from_start else None)
+    limits = Limits(job.timeout, job.max_rss, job.faults if time_from_start else None, job.start_size)
     try:
         end = wait_for_child(child, limits, job.faults)
     except BaseException:  # Ctrl-C in the parent: take the child down with it
@@ -135,10 +135,12 @@ def _killed_text(job: Job, end: ChildEnd) -> str:
         text = f"Timeout after {job.timeout:g} s: the isolated child process running this test was killed."
     else:
         assert job.max_rss is not None
+        grown = end.rss_when_killed - end.rss_at_start
         text = (
-            f"The isolated child process running this test reached {format_size(end.rss_when_killed)}"
-            f" of resident memory, over the limit of {format_size(job.max_rss)} (--memray-max-rss),"
-            " and was killed."
+            f"The isolated child process running this test grew by {format_size(grown)} of resident"
+            f" memory (from {format_size(end.rss_at_start)} at its start to"
+            f" {format_size(end.rss_when_killed)}), over the limit of {format_size(job.max_rss)}"
+            " (--memray-max-rss), and was killed."
         )
     lines = [text, *_memray_lines(_figures_from_capture(job), "it was killed")]
     stacks = _read_text(job.faults)
