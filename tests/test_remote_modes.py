@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -345,3 +346,137 @@ def test_a_forkserver_that_dies_fails_its_test_and_a_new_one_takes_over(
             " a new one starts for the next test."
         ]
     )
+
+
+_XUNIT = """
+import os
+import unittest
+
+LOG = os.path.join(os.path.dirname(__file__), "log")
+RESOURCE = None
+
+def log(what):
+    with open(LOG, "a") as stream:
+        stream.write(what + "\\n")
+
+def setup_module(module):
+    global RESOURCE
+    log("setup_module")
+    RESOURCE = "made by setup_module"
+
+def teardown_module(module):
+    log("teardown_module")
+
+def setup_function(function):
+    log("setup_function")
+
+def teardown_function(function):
+    log("teardown_function")
+
+def test_a():
+    log("test_a")
+    assert RESOURCE == "made by setup_module"
+
+class TestClass:
+    @classmethod
+    def setup_class(cls):
+        log("setup_class")
+        cls.shared = ["made by setup_class"]
+
+    @classmethod
+    def teardown_class(cls):
+        log("teardown_class")
+
+    def setup_method(self, method):
+        log("setup_method")
+        self.own = "made by setup_method"
+
+    def teardown_method(self, method):
+        log("teardown_method")
+
+    def test_b(self):
+        log("test_b")
+        assert (RESOURCE, self.shared, self.own) == (
+            "made by setup_module", ["made by setup_class"], "made by setup_method"
+        )
+
+class TestCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        log("setUpClass")
+        cls.connection = "made by setUpClass"
+
+    @classmethod
+    def tearDownClass(cls):
+        log("tearDownClass")
+
+    def setUp(self):
+        log("setUp")
+
+    def test_c(self):
+        log("test_c")
+        self.assertEqual(self.connection, "made by setUpClass")
+"""
+
+#: Each setup and teardown once, as pytest runs them without the plugin.
+_XUNIT_ORDER = [
+    "setup_module",
+    "setup_function",
+    "test_a",
+    "teardown_function",
+    "setup_class",
+    "setup_method",
+    "test_b",
+    "teardown_method",
+    "teardown_class",
+    "setUpClass",
+    "setUp",
+    "test_c",
+    "tearDownClass",
+    "teardown_module",
+]
+
+
+def test_xunit_and_unittest_setup_run_once_in_pytests_process(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """setup_module, setup_class, setup_function, setup_method and setUpClass run once, in
+    pytest's process, and are torn down there; what they set reaches the test's child."""
+    pytester.makepyfile(_XUNIT)
+    result = run(isolated_flag)
+    result.assert_outcomes(passed=3)
+    assert (pytester.path / "log").read_text().split() == _XUNIT_ORDER
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_what_a_setup_sets_that_cannot_travel_fails_the_test_naming_it(
+    pytester: pytest.Pytester, run: Runner, remote_flag: str
+) -> None:
+    """A value setup_module set that does not pickle fails the module's tests, saying which
+    name and which setup, and how to run them; the run goes on."""
+    mode = remote_flag.partition("=")[2]
+    pytester.makepyfile(
+        """
+        import threading
+
+        def setup_module(module):
+            global LOCK
+            LOCK = threading.Lock()
+
+        def test_locks():
+            assert not LOCK.locked()
+
+        def test_plain():
+            pass
+        """
+    )
+    result = run(remote_flag, "-rf")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            f"*::test_locks: 'LOCK', set by setup_module, cannot be sent to the {mode} child process"
+            " (TypeError: cannot pickle '_thread.lock' object).",
+            f"Only values that pickle (with cloudpickle) can cross to a {mode} child.*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")

@@ -34,6 +34,7 @@ from .markers import TrackingPlan, plan_for
 from .report import closing_lines, ranked, summary_block
 from .runners import IsolationRunner, Job, child
 from .runners.forked import still_running
+from .runners.setup_effects import recording, wrapped_setup
 from .runners.tracking import patched_call
 from .runners.window import new_marker, quiet_memray
 from .settings import Settings
@@ -167,6 +168,18 @@ class Manager:
             pytest.fail(plan.error, pytrace=False)
         if plan.skip is not None:
             pytest.skip(plan.skip)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        """Note what the project's xunit and unittest setups set, for forkserver and spawn
+        children, which do not run them again (see runners/setup_effects.py)."""
+        what = wrapped_setup(fixturedef, self._config.rootpath)
+        if what is None:
+            return (yield)
+        with recording(fixturedef, request, what):
+            return (yield)
 
     # -- call -----------------------------------------------------------------------
 

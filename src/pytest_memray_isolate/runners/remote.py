@@ -58,7 +58,7 @@ def _collect_arg(item: pytest.Item) -> str:
 
 
 def _cannot_send_text(item: pytest.Item, mode: str, problem: CannotSend) -> str:
-    what = f"fixture {problem.fixture!r}" if problem.fixture is not None else "the fixture values"
+    what = problem.what or "the fixture values"
     error = f"{type(problem.error).__name__}: {problem.error}"
     return (
         f"{item.nodeid}: {what} cannot be sent to the {mode} child process ({error}).\n"
