@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, List
 
+import psutil
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -50,6 +52,28 @@ def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> P
     tmp = pytester.mkdir("private-tmp")
     monkeypatch.setenv("TMPDIR", str(tmp))
     return tmp
+
+
+def recorded_pids(pytester: pytest.Pytester) -> List[int]:
+    """The process ids the test's suite wrote to its ``pids`` file, one word each."""
+    path = pytester.path / "pids"
+    return [int(word) for word in path.read_text().split()] if path.exists() else []
+
+
+def gone(pids: List[int], wait: float = 5.0) -> bool:
+    """Whether none of ``pids`` runs any more (zombies waiting for init count as gone)."""
+    give_up = time.monotonic() + wait
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > give_up:
+            return not alive
+        time.sleep(0.05)
 
 
 #: CPython keeps one 48-byte record per pymalloc arena in a table that doubles when full.

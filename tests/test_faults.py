@@ -13,37 +13,15 @@ import time
 from pathlib import Path
 from typing import List
 
-import psutil
 import pytest
 
-from conftest import QUIET_PLUGINS, Runner
+from conftest import QUIET_PLUGINS, Runner, gone, recorded_pids
 
 _AFTER = """
 
 def test_after():
     pass
 """
-
-
-def _pids_written(pytester: pytest.Pytester) -> List[int]:
-    path = pytester.path / "pids"
-    return [int(word) for word in path.read_text().split()] if path.exists() else []
-
-
-def _gone(pids: List[int], wait: float = 5.0) -> bool:
-    """Whether none of ``pids`` runs any more (zombies waiting for init count as gone)."""
-    give_up = time.monotonic() + wait
-    while True:
-        alive = []
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
-            except psutil.NoSuchProcess:
-                pass
-        if not alive or time.monotonic() > give_up:
-            return not alive
-        time.sleep(0.05)
 
 
 _RECORD_PIDS = """
@@ -118,7 +96,7 @@ def test_crashes():
             "written to stderr*",
         ]
     )
-    assert _gone(_pids_written(pytester))
+    assert gone(recorded_pids(pytester))
     assert list(private_tmp.iterdir()) == []
 
 
@@ -190,7 +168,7 @@ def test_hangs():
             "  File *, line * in test_hangs",
         ]
     )
-    assert _gone(_pids_written(pytester))
+    assert gone(recorded_pids(pytester))
     assert list(private_tmp.iterdir()) == []
 
 
@@ -250,7 +228,7 @@ def test_runaway():
             " and was killed."
         ]
     )
-    assert _gone(_pids_written(pytester))
+    assert gone(recorded_pids(pytester))
     assert list(private_tmp.iterdir()) == []
 
 
@@ -292,7 +270,7 @@ def test_grows(big):
         ]
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
-    assert _gone(_pids_written(pytester))
+    assert gone(recorded_pids(pytester))
     assert list(private_tmp.iterdir()) == []
 
 
@@ -322,9 +300,9 @@ def test_starts_and_leaves():
 """,
     )
     run(isolated_flag).assert_outcomes(passed=2)
-    pids = _pids_written(pytester)
+    pids = recorded_pids(pytester)
     assert len(pids) == 3  # the test's process, the one it started, and their parent
-    assert _gone(pids)
+    assert gone(pids)
 
 
 def test_a_test_that_forks_closes_stdout_or_changes_directory(
@@ -385,9 +363,9 @@ def test_runs_long():
         )
         try:
             give_up = time.monotonic() + 60
-            while not _pids_written(pytester) and time.monotonic() < give_up:
+            while not recorded_pids(pytester) and time.monotonic() < give_up:
                 time.sleep(0.05)
-            pids = _pids_written(pytester)
+            pids = recorded_pids(pytester)
             assert pids, "the test did not start"
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
@@ -397,7 +375,7 @@ def test_runs_long():
     output = output_path.read_text()
     assert "KeyboardInterrupt" in output
     assert "no tests ran" in output or "in " in output.splitlines()[-1]
-    assert _gone(pids)
+    assert gone(pids)
     assert list(private_tmp.iterdir()) == []
 
 
@@ -423,4 +401,4 @@ def test_forks_then_dies():
     result = run(isolated_flag)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*The isolated child process running this test exited with status 3*"])
-    assert _gone(_pids_written(pytester))
+    assert gone(recorded_pids(pytester))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import pytest
 
-from conftest import MODE_FLAGS, QUIET_PLUGINS, Runner
+from conftest import MODE_FLAGS, QUIET_PLUGINS, Runner, gone, recorded_pids
 
 _LEAKY = """
 import pytest
@@ -285,6 +286,7 @@ def test_a_leaks_filter_that_raises_fails_its_test_and_the_run_goes_on(
     instead of aborting the session; later tests run; nothing is left in the temporary directory."""
     pytester.makepyfile(
         f"""
+        import os
         import pytest
 
         LEAKED = []
@@ -294,6 +296,8 @@ def test_a_leaks_filter_that_raises_fails_its_test_and_the_run_goes_on(
 
         @pytest.mark.limit_leaks("1 MB", filter_fn=picky, repeats={repeats})
         def test_leaks():
+            with open("pids", "a") as stream:  # the test's process and its parent
+                stream.write(f"{{os.getpid()}} {{os.getppid()}}\\n")
             LEAKED.append(bytearray(2 * 1024 * 1024))
 
         def test_after():
@@ -313,4 +317,6 @@ def test_a_leaks_filter_that_raises_fails_its_test_and_the_run_goes_on(
         ]
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    # Every process the run started, and the forkserver; not this one (in-process runs).
+    assert gone([pid for pid in recorded_pids(pytester) if pid != os.getpid()])
     assert list(private_tmp.iterdir()) == []

@@ -9,12 +9,13 @@ in every mode (``mode_flag`` and ``isolated_flag`` in conftest.py).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ISOLATION_FLAGS, Runner
+from conftest import ISOLATION_FLAGS, Runner, gone
 
 REMOTE_FLAGS = [ISOLATION_FLAGS["forkserver"], ISOLATION_FLAGS["spawn"]]
 
@@ -357,7 +358,7 @@ RESOURCE = None
 
 def log(what):
     with open(LOG, "a") as stream:
-        stream.write(what + "\\n")
+        stream.write(f"{what} {os.getpid()} {os.getppid()}\\n")
 
 def setup_module(module):
     global RESOURCE
@@ -445,7 +446,10 @@ def test_xunit_and_unittest_setup_run_once_in_pytests_process(
     pytester.makepyfile(_XUNIT)
     result = run(isolated_flag)
     result.assert_outcomes(passed=3)
-    assert (pytester.path / "log").read_text().split() == _XUNIT_ORDER
+    lines = [line.split() for line in (pytester.path / "log").read_text().splitlines()]
+    assert [what for what, _, _ in lines] == _XUNIT_ORDER
+    # Every process the run started, and the forkserver (the tests' parent); not this one.
+    assert gone([int(pid) for _, *pids in lines for pid in pids if int(pid) != os.getpid()])
     assert list(private_tmp.iterdir()) == []
 
 
