@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import warnings
 from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from .runners.forked import still_running
 from .runners.setup_effects import recording, wrapped_setup
 from .runners.tracking import patched_call
 from .runners.window import new_marker, quiet_memray
-from .settings import Settings
+from .settings import IgnoredSettingWarning, Settings, unused_without_isolation
 
 __all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "RESULT_ATTRIBUTE", "Manager"]
 
@@ -154,10 +155,15 @@ class Manager:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: List[pytest.Item]) -> None:
+        isolated = False
         for item in items:
             plan = plan_for(item, self._settings)
             if plan is not None:
                 item.stash[PLAN_KEY] = plan
+                isolated = isolated or plan.isolated
+        ignored = unused_without_isolation(self._settings)
+        if ignored is not None and items and not isolated:
+            warnings.warn(IgnoredSettingWarning(ignored), stacklevel=1)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

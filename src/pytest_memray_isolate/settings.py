@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_REPETITION",
     "ISOLATION_MODES",
     "OPTIONS",
+    "IgnoredSettingWarning",
     "OptionSpec",
     "Repetition",
     "Settings",
@@ -30,6 +31,8 @@ __all__ = [
     "parse_repetition",
     "parse_tolerance",
     "resolve_settings",
+    "unused_without_cache",
+    "unused_without_isolation",
 ]
 
 #: The isolation modes this version can run.
@@ -524,3 +527,29 @@ def resolve_settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"{key} = {text!r} (from {where}): {error}") from None
         sources.append((spec.name, source))
     return Settings(**values, sources=tuple(sources))
+
+
+class IgnoredSettingWarning(pytest.PytestWarning):
+    """A setting the user gave that cannot take effect in this run."""
+
+
+def unused_without_isolation(settings: Settings) -> Optional[str]:
+    """Why ``--memray-timeout`` and ``--memray-max-rss`` do nothing when no test is isolated."""
+    given = [settings.source_of(name) for name in ("timeout", "max_rss") if getattr(settings, name)]
+    if not given:
+        return None
+    return (
+        f"{' and '.join(given)} {'have' if len(given) > 1 else 'has'} no effect: they apply to"
+        " isolated children only, and no test in this run is isolated"
+        " (--memray-isolate, or the memray_isolate marker)."
+    )
+
+
+def unused_without_cache(settings: Settings) -> Optional[str]:
+    """Why ``--fail-on-increase`` does nothing without pytest's cache."""
+    if settings.fail_on_increase is None:
+        return None
+    return (
+        f"{settings.source_of('fail_on_increase')} has no effect: pytest's cache is disabled"
+        " (-p no:cacheprovider), so there is no earlier run to compare with."
+    )
