@@ -484,3 +484,35 @@ def test_what_a_setup_sets_that_cannot_travel_fails_the_test_naming_it(
         ]
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+def test_a_conftest_can_tell_the_sessions_the_plugin_starts(
+    pytester: pytest.Pytester, run: Runner, remote_flag: str
+) -> None:
+    """A conftest's pytest_configure runs in pytest's session and in each session the plugin
+    starts (each spawned child, or the forkserver once); PYTEST_MEMRAY_ISOLATE_CHILD names
+    their mode there, and the test itself sees pytest's environment without it."""
+    mode = remote_flag.partition("=")[2]
+    pytester.makeconftest(
+        """
+        import os
+
+        def pytest_configure(config):
+            with open(os.path.join(os.path.dirname(__file__), "log"), "a") as stream:
+                stream.write(os.environ.get("PYTEST_MEMRAY_ISOLATE_CHILD", "pytest") + "\\n")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_a():
+            assert "PYTEST_MEMRAY_ISOLATE_CHILD" not in os.environ
+
+        def test_b():
+            assert "PYTEST_MEMRAY_ISOLATE_CHILD" not in os.environ
+        """
+    )
+    run(remote_flag).assert_outcomes(passed=2)
+    sessions = (pytester.path / "log").read_text().split()
+    assert sorted(sessions) == sorted(["pytest", *[mode] * (2 if mode == "spawn" else 1)])

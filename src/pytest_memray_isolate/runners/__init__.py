@@ -15,6 +15,7 @@ from ..limits import Verdict
 from ..markers import LeakedObjectsCheck, TrackerOptions
 
 __all__ = [
+    "CHILD_ENV",
     "REQUEST_ENV",
     "SERVER_ENV",
     "STREAMS_ENV",
@@ -27,6 +28,10 @@ __all__ = [
 
 WarningRecord = Tuple[str, str, str, str, int]
 
+#: Set in the environment of the pytest sessions the plugin starts (a spawned child, the
+#: forkserver) to their mode, for conftest files: such a session runs their
+#: pytest_configure too. The test itself sees pytest's environment, without it.
+CHILD_ENV = "PYTEST_MEMRAY_ISOLATE_CHILD"
 #: Set in a spawned child's environment: the path of its one request file.
 REQUEST_ENV = "PYTEST_MEMRAY_ISOLATE_REQUEST"
 #: Set in a spawned child's environment: the descriptors of the parent's stdout and stderr.
