@@ -516,3 +516,60 @@ def test_a_conftest_can_tell_the_sessions_the_plugin_starts(
     run(remote_flag).assert_outcomes(passed=2)
     sessions = (pytester.path / "log").read_text().split()
     assert sorted(sessions) == sorted(["pytest", *[mode] * (2 if mode == "spawn" else 1)])
+
+
+def test_a_spawned_child_that_crashes_in_the_test_shows_no_start_up_output(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """A child that reached the test and crashed there: the failure has the test's output, not the
+    child session's own header or what it printed while starting."""
+    pytester.makeconftest('print("printed while the session starts")')
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_crashes():
+            print("printed by the test")
+            os._exit(3)
+        """
+    )
+    result = run(ISOLATION_FLAGS["spawn"])
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "The isolated child process running this test exited with status 3 before reporting a result.",
+            "*- Captured stdout call -*",
+            "printed by the test",
+        ]
+    )
+    result.stdout.no_fnmatch_line("Its output before it reached the test:")
+    assert result.stdout.str().count("test session starts") == 1
+
+
+def test_a_spawned_child_that_dies_before_the_test_shows_its_start_up_output(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """A child that died while starting (here: importing the test module) shows what it printed."""
+    pytester.makepyfile(
+        """
+        import os, sys
+
+        if os.environ.get("PYTEST_MEMRAY_ISOLATE_CHILD"):
+            print("printed while the child starts")
+            sys.stdout.flush()
+            os._exit(4)
+
+        def test_never_reached():
+            pass
+        """
+    )
+    result = run(ISOLATION_FLAGS["spawn"])
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "The isolated child process running this test exited with status 4 before reporting a result.",
+            "*",
+            "Its output before it reached the test:",
+            "*printed while the child starts",
+        ]
+    )

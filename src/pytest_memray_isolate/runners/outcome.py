@@ -172,7 +172,9 @@ def _crash_text(job: Job, end: ChildEnd, started_rss: Optional[int]) -> str:
     stacks = _read_text(job.faults)
     if stacks:
         lines += ["", stacks]
-    startup = _read_text(job.startup_output)
+    # Start-up output (the child session's own header, a plugin's warning) explains only a
+    # child that never reached the test; the test's own output is in its report sections.
+    startup = "" if job.faults.exists() else _read_text(job.startup_output)
     if startup:
         lines += ["", "Its output before it reached the test:", startup]
     return "\n".join(lines)
