@@ -271,10 +271,10 @@ class Manager:
         job = self._jobs.pop(item.nodeid, None)
         if job is None:
             return report
+        for data in job.during_call:  # subtests, logged here as they would have been
+            logged = self._config.hook.pytest_report_from_serializable(config=self._config, data=data)
+            item.ihook.pytest_runtest_logreport(report=logged)
         if job.child is not None:
-            for data in job.child.during_call:  # subtests, logged here as they would have been
-                logged = self._config.hook.pytest_report_from_serializable(config=self._config, data=data)
-                item.ihook.pytest_runtest_logreport(report=logged)
             from_child = self._config.hook.pytest_report_from_serializable(
                 config=self._config, data=job.child.report
             )

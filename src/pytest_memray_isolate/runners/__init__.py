@@ -46,8 +46,6 @@ class ChildReport:
 
     report: Dict[str, Any]
     warnings: List[WarningRecord] = field(default_factory=list)
-    #: Reports the child logged during the call (subtests), serialized.
-    during_call: List[Dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -74,6 +72,9 @@ class Job:
     #: Whether the child's output went to this process's capture rather than its own
     #: (spawn, forkserver): the call report then takes its output sections from here.
     output_captured_here: bool = False
+    #: Reports the child logged during the call (subtests), serialized: sent with its call
+    #: report, or read from :attr:`logged` when it died before sending one.
+    during_call: List[Dict[str, Any]] = field(default_factory=list)
     #: The leaks that counted against a limit_leaks marker, for reports.
     leaks: Optional[List[Dict[str, Any]]] = None
     #: Untracked calls, then calls each tracked alone (a repeated limit_leaks test).
@@ -99,6 +100,12 @@ class Job:
     def message(self) -> Path:
         """Where the child writes its report for the parent."""
         return self.scratch.with_suffix(".report")
+
+    @property
+    def logged(self) -> Path:
+        """Where the child keeps each report it logs during the call, as it logs it, so that
+        a crash later in the call does not lose them (subtests that passed)."""
+        return self.scratch.with_suffix(".logged")
 
     @property
     def request(self) -> Path:

@@ -115,9 +115,18 @@ def call_done() -> bool:
 
 
 def keep_for_parent(config: pytest.Config, report: pytest.TestReport) -> None:
-    """Keep a report logged during the call (a subtest's) to be logged in the parent."""
+    """Keep a report logged during the call (a subtest's) to be logged in the parent.
+
+    It is also written to the job's file at once: if the child dies later in the call, the
+    parent still logs the subtests that ran.
+    """
     assert _state is not None
-    _state.during_call.append(config.hook.pytest_report_to_serializable(config=config, report=report))
+    data = config.hook.pytest_report_to_serializable(config=config, report=report)
+    _state.during_call.append(data)
+    with contextlib.suppress(Exception):  # only a crash would need it
+        payload = _picklable({"report": data})
+        with open(_state.job.logged, "ab") as stream:
+            stream.write(payload)
 
 
 def on_call_report(config: pytest.Config, report: pytest.TestReport) -> None:

@@ -23,7 +23,7 @@ from . import ChildReport, Job, WarningRecord
 from .watch import ChildEnd, Limits, WatchedChild, kill_group, wait_for_child
 from .window import close_window, quiet_memray, trim_padding
 
-__all__ = ["collect", "describe_exit", "exit_facts", "read_message"]
+__all__ = ["collect", "describe_exit", "exit_facts", "read_logged", "read_message"]
 
 
 def _exit_code_and_signal(status: int) -> Tuple[int, Optional[str]]:
@@ -106,12 +106,13 @@ def collect(
     if job.window_marker is not None:
         job.window_closed = close_window(job.capture, job.window_marker)
     message = read_message(job)
+    job.during_call = message["during_call"] if "report" in message else read_logged(job)
     if "report" not in message:
         job.child_end = exit_facts(end)
     if end.killed_for is not None:
         pytest.fail(_killed_text(job, end), pytrace=False)
     if "report" in message:
-        job.child = ChildReport(message["report"], message["warnings"], message["during_call"])
+        job.child = ChildReport(message["report"], message["warnings"])
         job.objects_verdict = message["objects_verdict"]
         _reissue(job.child.warnings)
         return
@@ -207,6 +208,18 @@ def _memray_lines(figures: Optional[MemoryResult], until: str) -> List[str]:
             for where in figures.top_locations
         ]
     return lines
+
+
+def read_logged(job: Job) -> List[Dict[str, Any]]:
+    """The reports a child that sent no call report had logged (see ``child.keep_for_parent``);
+    a record torn by its death ends the list."""
+    logged: List[Dict[str, Any]] = []
+    try:
+        with open(job.logged, "rb") as stream:
+            while True:
+                logged.append(pickle.load(stream)["report"])
+    except Exception:  # no file, its end, or a torn last record
+        return logged
 
 
 def read_message(job: Job) -> Dict[str, Any]:
