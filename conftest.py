@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator, List
 
+import psutil
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -41,6 +46,41 @@ def run(pytester: pytest.Pytester) -> Runner:
         return pytester.runpytest_subprocess("-p", "no:cacheprovider", *QUIET_PLUGINS, *args)
 
     return run_pytest
+
+
+@pytest.fixture
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A TMPDIR of the test's own, to check that the plugin leaves nothing in it.
+
+    It is short (directly in the system's temporary directory): multiprocessing puts Unix
+    sockets in it, whose paths may not be longer than about 100 bytes.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="pmi-"))
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recorded_pids(pytester: pytest.Pytester) -> List[int]:
+    """The process ids the test's suite wrote to its ``pids`` file, one word each."""
+    path = pytester.path / "pids"
+    return [int(word) for word in path.read_text().split()] if path.exists() else []
+
+
+def gone(pids: List[int], wait: float = 5.0) -> bool:
+    """Whether none of ``pids`` runs any more (zombies waiting for init count as gone)."""
+    give_up = time.monotonic() + wait
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > give_up:
+            return not alive
+        time.sleep(0.05)
 
 
 #: CPython keeps one 48-byte record per pymalloc arena in a table that doubles when full.

@@ -7,59 +7,22 @@ process the run started is left, and that the plugin's temporary directory is em
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import List, Tuple
 
-import psutil
 import pytest
 
-from conftest import QUIET_PLUGINS, Runner
+from conftest import QUIET_PLUGINS, Runner, gone, recorded_pids
 
 _AFTER = """
 
 def test_after():
     pass
 """
-
-
-@pytest.fixture
-def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A TMPDIR of the test's own, to check that the plugin leaves nothing in it.
-
-    It is short (directly in the system's temporary directory): multiprocessing puts Unix
-    sockets in it, whose paths may not be longer than about 100 bytes.
-    """
-    tmp = Path(tempfile.mkdtemp(prefix="pmi-"))
-    monkeypatch.setenv("TMPDIR", str(tmp))
-    yield tmp
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _pids_written(pytester: pytest.Pytester) -> List[int]:
-    path = pytester.path / "pids"
-    return [int(word) for word in path.read_text().split()] if path.exists() else []
-
-
-def _gone(pids: List[int], wait: float = 5.0) -> bool:
-    """Whether none of ``pids`` runs any more (zombies waiting for init count as gone)."""
-    give_up = time.monotonic() + wait
-    while True:
-        alive = []
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
-            except psutil.NoSuchProcess:
-                pass
-        if not alive or time.monotonic() > give_up:
-            return not alive
-        time.sleep(0.05)
 
 
 _RECORD_PIDS = """
@@ -134,7 +97,7 @@ def test_crashes():
             "written to stderr*",
         ]
     )
-    assert _gone(_pids_written(pytester))
+    assert gone(recorded_pids(pytester))
     assert list(private_tmp.iterdir()) == []
 
 
@@ -206,7 +169,7 @@ def test_hangs():
             "  File *, line * in test_hangs",
         ]
     )
-    assert _gone(_pids_written(pytester))
+    assert gone(recorded_pids(pytester))
     assert list(private_tmp.iterdir()) == []
 
 
@@ -261,11 +224,54 @@ def test_runaway():
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "The isolated child process running this test reached *MiB of resident memory,"
-            " over the limit of 400.0MiB (--memray-max-rss), and was killed."
+            "The isolated child process running this test grew by *MiB of resident memory"
+            " (from *MiB at its start to *MiB), over the limit of 400.0MiB (--memray-max-rss),"
+            " and was killed."
         ]
     )
-    assert _gone(_pids_written(pytester))
+    assert gone(recorded_pids(pytester))
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_max_rss_counts_only_what_the_child_grows(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """--memray-max-rss limits the child's growth beyond its start: a test that allocates nothing
+    passes though the child holds a session fixture bigger than the ceiling; one that grows is killed."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def big():
+            return bytearray(b"x") * (200 * 1024 * 1024)
+        """
+    )
+    _suite(
+        pytester,
+        """
+def test_allocates_nothing(big):
+    assert len(big) == 200 * 1024 * 1024
+
+def test_grows(big):
+    start_grandchild()
+    hoard = []
+    for _ in range(100):  # 5 GiB if nothing stopped it
+        hoard.append(bytearray(b"x") * (50 * 1024 * 1024))
+""",
+    )
+    result = run(isolated_flag, "--memray-max-rss=150 MB", "-rf")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_grows _*",
+            "The isolated child process running this test grew by *MiB of resident memory"
+            " (from *MiB at its start to *MiB), over the limit of 150.0MiB (--memray-max-rss),"
+            " and was killed.",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    assert gone(recorded_pids(pytester))
     assert list(private_tmp.iterdir()) == []
 
 
@@ -295,9 +301,9 @@ def test_starts_and_leaves():
 """,
     )
     run(isolated_flag).assert_outcomes(passed=2)
-    pids = _pids_written(pytester)
+    pids = recorded_pids(pytester)
     assert len(pids) == 3  # the test's process, the one it started, and their parent
-    assert _gone(pids)
+    assert gone(pids)
 
 
 def test_a_test_that_forks_closes_stdout_or_changes_directory(
@@ -359,9 +365,9 @@ def test_runs_long():
         )
         try:
             give_up = time.monotonic() + 60
-            while not _pids_written(pytester) and time.monotonic() < give_up:
+            while not recorded_pids(pytester) and time.monotonic() < give_up:
                 time.sleep(0.05)
-            pids = _pids_written(pytester)
+            pids = recorded_pids(pytester)
             assert pids, "the test did not start"
             process.send_signal(signum)
             returncode = process.wait(timeout=60)
@@ -379,7 +385,7 @@ def test_ctrl_c_in_pytest_stops_the_session_and_its_children(
     assert returncode == pytest.ExitCode.INTERRUPTED
     assert "KeyboardInterrupt" in output
     assert "no tests ran" in output or "in " in output.splitlines()[-1]
-    assert _gone(pids)
+    assert gone(pids)
     assert list(private_tmp.iterdir()) == []
 
 
@@ -392,7 +398,7 @@ def test_sigterm_or_sighup_to_pytest_ends_it_and_its_children(
     returncode, output, pids = _signal_a_running_test(pytester, isolated_flag, signum)
     assert returncode == -signum
     assert "INTERNALERROR" not in output
-    assert _gone(pids)
+    assert gone(pids)
     assert list(private_tmp.iterdir()) == []
 
 
@@ -418,7 +424,7 @@ def test_forks_then_dies():
     result = run(isolated_flag)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*The isolated child process running this test exited with status 3*"])
-    assert _gone(_pids_written(pytester))
+    assert gone(recorded_pids(pytester))
 
 
 def test_a_test_that_removes_the_plugins_temp_dir_fails_alone(
@@ -557,9 +563,9 @@ def test_daemonizes():
 """.replace("{root!r}", repr(str(pytester.path))),
     )
     run(isolated_flag).assert_outcomes(passed=2)
-    pids = _pids_written(pytester)
+    pids = recorded_pids(pytester)
     assert len(pids) == 1
-    assert _gone(pids)
+    assert gone(pids)
     assert list(private_tmp.iterdir()) == []
 
 

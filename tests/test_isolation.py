@@ -284,3 +284,31 @@ class TestCase(unittest.TestCase):
         )
 
     assert failures(isolated) == failures(plain)
+
+
+def test_subtests_that_passed_before_a_crash_are_reported(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
+    """The child keeps each subtest's report as it is logged: when it crashes later in the
+    call, the subtests that ran are still reported, and the test fails with the crash."""
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_subs(subtests):
+            for i in range(2):
+                with subtests.test(i=i):
+                    assert i < 2
+            os._exit(3)
+
+        def test_after():
+            pass
+        """
+    )
+    result = run(isolated_flag, "-v")  # passing subtests are counted from -v on
+    result.stdout.fnmatch_lines(
+        [
+            "*The isolated child process running this test exited with status 3*",
+            "*= 1 failed, 1 passed, 2 subtests passed in *",
+        ]
+    )

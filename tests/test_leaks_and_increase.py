@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
+from typing import Optional
 
 import pytest
 
-from conftest import QUIET_PLUGINS, Runner
+from conftest import MODE_FLAGS, QUIET_PLUGINS, Runner, gone, recorded_pids
 
 _LEAKY = """
 import pytest
@@ -272,3 +275,48 @@ def test_public_names() -> None:
     ]
     frame = pytest_memray_isolate.StackFrame("f", "file.py", 3)
     assert pytest_memray_isolate.Stack((frame,)).frames[0].lineno == 3
+
+
+@pytest.mark.parametrize("repeats", [None, 2])
+@pytest.mark.parametrize("flag", [None, *sorted(MODE_FLAGS.values())])
+def test_a_leaks_filter_that_raises_fails_its_test_and_the_run_goes_on(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, flag: Optional[str], repeats: Optional[int]
+) -> None:
+    """A limit_leaks filter_fn that raises fails that test, naming the filter and its exception,
+    instead of aborting the session; later tests run; nothing is left in the temporary directory."""
+    pytester.makepyfile(
+        f"""
+        import os
+        import pytest
+
+        LEAKED = []
+
+        def picky(stack):
+            raise ValueError("cannot judge this stack")
+
+        @pytest.mark.limit_leaks("1 MB", filter_fn=picky, repeats={repeats})
+        def test_leaks():
+            with open("pids", "a") as stream:  # the test's process and its parent
+                stream.write(f"{{os.getpid()}} {{os.getppid()}}\\n")
+            LEAKED.append(bytearray(2 * 1024 * 1024))
+
+        def test_after():
+            pass
+        """
+    )
+    result = run(*([] if flag is None else [flag]), "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_leaks _*",
+            "limit_leaks' filter_fn picky raised ValueError: cannot judge this stack",
+            "*- memray-leaked-memory -*",
+            "Traceback (most recent call last):",
+            "*in picky",
+            "ValueError: cannot judge this stack",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    # Every process the run started, and the forkserver; not this one (in-process runs).
+    assert gone([pid for pid in recorded_pids(pytester) if pid != os.getpid()])
+    assert list(private_tmp.iterdir()) == []

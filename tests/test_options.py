@@ -287,3 +287,57 @@ def test_a_read_only_bin_path_is_a_usage_error(pytester: pytest.Pytester, run: R
     result = run(f"--memray-bin-path={folder}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: --memray-bin-path = * the directory {folder} is not writable"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "ini", "named"),
+    [
+        (["--memray-timeout=5"], "", "--memray-timeout has"),
+        (["--memray-max-rss=1 GB"], "", "--memray-max-rss has"),
+        ([], "memray_timeout = 5\nmemray_max_rss = 1 GB", "memray_timeout in * and memray_max_rss in * have"),
+    ],
+)
+def test_isolation_limits_without_isolation_warn_once(
+    pytester: pytest.Pytester, run: Runner, flags: list[str], ini: str, named: str
+) -> None:
+    """--memray-timeout and --memray-max-rss with --memray alone would do nothing: one warning says so."""
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(_ALLOCATES)
+    result = run("--memray", *flags)
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"*IgnoredSettingWarning: {named} no effect: they apply to isolated children only,"
+            " and no test in this run is isolated (--memray-isolate, or the memray_isolate marker)."
+        ]
+    )
+
+
+def test_isolation_limits_with_an_isolated_test_do_not_warn(pytester: pytest.Pytester, run: Runner) -> None:
+    """One test isolated by its marker is enough for --memray-timeout to apply: no warning."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.memray_isolate
+        def test_isolated():
+            pass
+        """
+    )
+    result = run("--memray", "--memray-timeout=5")
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*IgnoredSettingWarning*")
+
+
+def test_fail_on_increase_without_the_cache_warns_once(pytester: pytest.Pytester, run: Runner) -> None:
+    """--fail-on-increase with -p no:cacheprovider has no earlier run to compare with: a warning says so."""
+    pytester.makepyfile(_OVER_LIMIT.replace('"1 MB"', '"10 MB"'))
+    result = run("--memray", "--fail-on-increase")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*IgnoredSettingWarning: --fail-on-increase has no effect: pytest's cache is disabled"
+            " (-p no:cacheprovider), so there is no earlier run to compare with."
+        ]
+    )

@@ -9,11 +9,13 @@ in every mode (``mode_flag`` and ``isolated_flag`` in conftest.py).
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import ISOLATION_FLAGS, Runner
+from conftest import ISOLATION_FLAGS, Runner, gone
 
 REMOTE_FLAGS = [ISOLATION_FLAGS["forkserver"], ISOLATION_FLAGS["spawn"]]
 
@@ -343,5 +345,231 @@ def test_a_forkserver_that_dies_fails_its_test_and_a_new_one_takes_over(
         [
             "The forkserver running this test's child ended unexpectedly (it was killed by signal 9);"
             " a new one starts for the next test."
+        ]
+    )
+
+
+_XUNIT = """
+import os
+import unittest
+
+LOG = os.path.join(os.path.dirname(__file__), "log")
+RESOURCE = None
+
+def log(what):
+    with open(LOG, "a") as stream:
+        stream.write(f"{what} {os.getpid()} {os.getppid()}\\n")
+
+def setup_module(module):
+    global RESOURCE
+    log("setup_module")
+    RESOURCE = "made by setup_module"
+
+def teardown_module(module):
+    log("teardown_module")
+
+def setup_function(function):
+    log("setup_function")
+
+def teardown_function(function):
+    log("teardown_function")
+
+def test_a():
+    log("test_a")
+    assert RESOURCE == "made by setup_module"
+
+class TestClass:
+    @classmethod
+    def setup_class(cls):
+        log("setup_class")
+        cls.shared = ["made by setup_class"]
+
+    @classmethod
+    def teardown_class(cls):
+        log("teardown_class")
+
+    def setup_method(self, method):
+        log("setup_method")
+        self.own = "made by setup_method"
+
+    def teardown_method(self, method):
+        log("teardown_method")
+
+    def test_b(self):
+        log("test_b")
+        assert (RESOURCE, self.shared, self.own) == (
+            "made by setup_module", ["made by setup_class"], "made by setup_method"
+        )
+
+class TestCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        log("setUpClass")
+        cls.connection = "made by setUpClass"
+
+    @classmethod
+    def tearDownClass(cls):
+        log("tearDownClass")
+
+    def setUp(self):
+        log("setUp")
+
+    def test_c(self):
+        log("test_c")
+        self.assertEqual(self.connection, "made by setUpClass")
+"""
+
+#: Each setup and teardown once, as pytest runs them without the plugin.
+_XUNIT_ORDER = [
+    "setup_module",
+    "setup_function",
+    "test_a",
+    "teardown_function",
+    "setup_class",
+    "setup_method",
+    "test_b",
+    "teardown_method",
+    "teardown_class",
+    "setUpClass",
+    "setUp",
+    "test_c",
+    "tearDownClass",
+    "teardown_module",
+]
+
+
+def test_xunit_and_unittest_setup_run_once_in_pytests_process(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """setup_module, setup_class, setup_function, setup_method and setUpClass run once, in
+    pytest's process, and are torn down there; what they set reaches the test's child."""
+    pytester.makepyfile(_XUNIT)
+    result = run(isolated_flag)
+    result.assert_outcomes(passed=3)
+    lines = [line.split() for line in (pytester.path / "log").read_text().splitlines()]
+    assert [what for what, _, _ in lines] == _XUNIT_ORDER
+    # Every process the run started, and the forkserver (the tests' parent); not this one.
+    assert gone([int(pid) for _, *pids in lines for pid in pids if int(pid) != os.getpid()])
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_what_a_setup_sets_that_cannot_travel_fails_the_test_naming_it(
+    pytester: pytest.Pytester, run: Runner, remote_flag: str
+) -> None:
+    """A value setup_module set that does not pickle fails the module's tests, saying which
+    name and which setup, and how to run them; the run goes on."""
+    mode = remote_flag.partition("=")[2]
+    pytester.makepyfile(
+        """
+        import threading
+
+        def setup_module(module):
+            global LOCK
+            LOCK = threading.Lock()
+
+        def test_locks():
+            assert not LOCK.locked()
+
+        def test_plain():
+            pass
+        """
+    )
+    result = run(remote_flag, "-rf")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            f"*::test_locks: 'LOCK', set by setup_module, cannot be sent to the {mode} child process"
+            " (TypeError: cannot pickle '_thread.lock' object).",
+            f"Only values that pickle (with cloudpickle) can cross to a {mode} child.*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+def test_a_conftest_can_tell_the_sessions_the_plugin_starts(
+    pytester: pytest.Pytester, run: Runner, remote_flag: str
+) -> None:
+    """A conftest's pytest_configure runs in pytest's session and in each session the plugin
+    starts (each spawned child, or the forkserver once); PYTEST_MEMRAY_ISOLATE_CHILD names
+    their mode there, and the test itself sees pytest's environment without it."""
+    mode = remote_flag.partition("=")[2]
+    pytester.makeconftest(
+        """
+        import os
+
+        def pytest_configure(config):
+            with open(os.path.join(os.path.dirname(__file__), "log"), "a") as stream:
+                stream.write(os.environ.get("PYTEST_MEMRAY_ISOLATE_CHILD", "pytest") + "\\n")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_a():
+            assert "PYTEST_MEMRAY_ISOLATE_CHILD" not in os.environ
+
+        def test_b():
+            assert "PYTEST_MEMRAY_ISOLATE_CHILD" not in os.environ
+        """
+    )
+    run(remote_flag).assert_outcomes(passed=2)
+    sessions = (pytester.path / "log").read_text().split()
+    assert sorted(sessions) == sorted(["pytest", *[mode] * (2 if mode == "spawn" else 1)])
+
+
+def test_a_spawned_child_that_crashes_in_the_test_shows_no_start_up_output(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """A child that reached the test and crashed there: the failure has the test's output, not the
+    child session's own header or what it printed while starting."""
+    pytester.makeconftest('print("printed while the session starts")')
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_crashes():
+            print("printed by the test")
+            os._exit(3)
+        """
+    )
+    result = run(ISOLATION_FLAGS["spawn"])
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "The isolated child process running this test exited with status 3 before reporting a result.",
+            "*- Captured stdout call -*",
+            "printed by the test",
+        ]
+    )
+    result.stdout.no_fnmatch_line("Its output before it reached the test:")
+    assert result.stdout.str().count("test session starts") == 1
+
+
+def test_a_spawned_child_that_dies_before_the_test_shows_its_start_up_output(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """A child that died while starting (here: importing the test module) shows what it printed."""
+    pytester.makepyfile(
+        """
+        import os, sys
+
+        if os.environ.get("PYTEST_MEMRAY_ISOLATE_CHILD"):
+            print("printed while the child starts")
+            sys.stdout.flush()
+            os._exit(4)
+
+        def test_never_reached():
+            pass
+        """
+    )
+    result = run(ISOLATION_FLAGS["spawn"])
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "The isolated child process running this test exited with status 4 before reporting a result.",
+            "*",
+            "Its output before it reached the test:",
+            "*printed while the child starts",
         ]
     )

@@ -142,7 +142,7 @@ class CaptureFiles:
 
     def done_with(self, capture: Path, stem: Path, *, derived: bool = False) -> None:
         """Delete a job's scratch files, and its captures unless the user keeps them."""
-        for leftover in (".report", ".faults", ".running", ".request", ".startup"):
+        for leftover in (".report", ".faults", ".running", ".request", ".startup", ".start", ".logged"):
             stem.with_suffix(leftover).unlink(missing_ok=True)
         if self.keep_in is None:
             for path in (capture, *(derived_captures(capture) if derived else ())):

@@ -5,9 +5,10 @@ Messages and section names are pytest-memray's, so reports read the same.
 
 from __future__ import annotations
 
+import traceback
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from memray import AllocationRecord, AllocatorType
 
@@ -19,6 +20,7 @@ from .sizes import format_size
 from .stacks import Stack, StackFrame
 
 __all__ = [
+    "FilterFailed",
     "GrowingLeak",
     "Verdict",
     "allocation_lines",
@@ -49,6 +51,32 @@ class Verdict:
 
     message: str
     section: Optional[Tuple[str, str]]
+
+
+class FilterFailed(Exception):
+    """A user's ``filter_fn`` raised: its test fails with :attr:`verdict`, the session goes on."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+
+
+def _kept(marker: str, filter_fn: Callable[[Any], bool], value: object) -> bool:
+    """Whether ``filter_fn`` keeps ``value``; what it raises becomes a :class:`FilterFailed`.
+
+    The filter is the user's code, run while pytest builds the report: left alone, its
+    exception would abort the whole session.
+    """
+    try:
+        return bool(filter_fn(value))
+    except Exception as error:
+        name = getattr(filter_fn, "__qualname__", None) or repr(filter_fn)
+        message = f"{marker}' filter_fn {name} raised {type(error).__name__}: {error}"
+        # The filter's own frames, from the call into it.
+        tb = error.__traceback__.tb_next if error.__traceback__ is not None else None
+        text = "".join(traceback.format_exception(type(error), error, tb)).rstrip()
+        section = "memray-tracked-objects" if marker == "limit_leaked_objects" else "memray-leaked-memory"
+        raise FilterFailed(Verdict(message, (section, text))) from error
 
 
 def _visible_frames(frames: Sequence[Frame]) -> List[Frame]:
@@ -158,14 +186,17 @@ def _stack(frames: Iterable[Frame]) -> Stack:
 def counted_leaks(records: Sequence[AllocationRecord], limit: LeakLimit) -> List[AllocationRecord]:
     """The leaks that count: at or over the per-location limit, and kept by ``filter_fn``.
 
-    ``filter_fn`` sees each leak's hybrid (Python and native) stack and returns whether it counts.
+    ``filter_fn`` sees each leak's hybrid (Python and native) stack and returns whether it counts;
+    if it raises, :class:`FilterFailed`.
     """
     return [
-        record
-        for record in records
-        if record.size >= limit.limit
-        and (limit.filter_fn is None or limit.filter_fn(_stack(record.hybrid_stack_trace())))
+        record for record in records if record.size >= limit.limit and _kept_by_leaks_filter(record, limit)
     ]
+
+
+def _kept_by_leaks_filter(record: AllocationRecord, limit: LeakLimit) -> bool:
+    filter_fn = limit.filter_fn
+    return filter_fn is None or _kept("limit_leaks", filter_fn, _stack(record.hybrid_stack_trace()))
 
 
 def check_leaks(leaked: Sequence[AllocationRecord], limit: LeakLimit, *, stacks: int) -> Optional[Verdict]:
@@ -193,10 +224,11 @@ class GrowingLeak:
 
 
 def leaks_by_place(records: Iterable[AllocationRecord], limit: LeakLimit) -> Counter[Place]:
-    """Bytes leaked by one repetition, per place, of the leaks ``filter_fn`` keeps."""
+    """Bytes leaked by one repetition, per place, of the leaks ``filter_fn`` keeps
+    (:class:`FilterFailed` if it raises)."""
     sizes: Counter[Place] = Counter()
     for record in records:
-        if limit.filter_fn is not None and not limit.filter_fn(_stack(record.hybrid_stack_trace())):
+        if not _kept_by_leaks_filter(record, limit):
             continue
         try:
             place: Place = tuple(record.stack_trace())
@@ -259,8 +291,15 @@ def _short_repr(value: object) -> str:
 
 
 def check_leaked_objects(survivors: Sequence[object], check: LeakedObjectsCheck) -> Optional[Verdict]:
-    """Fail when objects created during the test are still alive after it (and pass the filter)."""
-    leaked = [obj for obj in survivors if check.filter_fn is None or check.filter_fn(obj)]
+    """Fail when objects created during the test are still alive after it (and pass the filter);
+    a filter that raises fails the test, naming it."""
+    filter_fn = check.filter_fn
+    try:
+        leaked = [
+            obj for obj in survivors if filter_fn is None or _kept("limit_leaked_objects", filter_fn, obj)
+        ]
+    except FilterFailed as failed:
+        return failed.verdict
     if not leaked:
         return None
     types = Counter(type(obj).__name__ for obj in leaked)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import warnings
 from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from .flamegraph import write_flamegraph
 from .heavy import HeavyCaptures
 from .jsonreport import build_document, write_atomically
 from .limits import (
+    FilterFailed,
     GrowingLeak,
     Verdict,
     check_allocations,
@@ -33,10 +35,11 @@ from .markers import TrackingPlan, plan_for
 from .report import closing_lines, ranked, summary_block
 from .runners import IsolationRunner, Job, child
 from .runners.forked import still_running
+from .runners.setup_effects import recording, wrapped_setup
 from .runners.tracking import patched_call
 from .runners.watch import kill_running
 from .runners.window import new_marker, quiet_memray
-from .settings import Settings
+from .settings import IgnoredSettingWarning, Settings, unused_without_isolation
 from .termination import TerminationGuard
 
 __all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "RESULT_ATTRIBUTE", "Manager"]
@@ -174,10 +177,15 @@ class Manager:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: List[pytest.Item]) -> None:
+        isolated = False
         for item in items:
             plan = plan_for(item, self._settings)
             if plan is not None:
                 item.stash[PLAN_KEY] = plan
+                isolated = isolated or plan.isolated
+        ignored = unused_without_isolation(self._settings)
+        if ignored is not None and items and not isolated:
+            warnings.warn(IgnoredSettingWarning(ignored), stacklevel=1)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -188,6 +196,18 @@ class Manager:
             pytest.fail(plan.error, pytrace=False)
         if plan.skip is not None:
             pytest.skip(plan.skip)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        """Note what the project's xunit and unittest setups set, for forkserver and spawn
+        children, which do not run them again (see runners/setup_effects.py)."""
+        what = wrapped_setup(fixturedef, self._config.rootpath)
+        if what is None:
+            return (yield)
+        with recording(fixturedef, request, what):
+            return (yield)
 
     # -- call -----------------------------------------------------------------------
 
@@ -282,10 +302,10 @@ class Manager:
         job = self._jobs.pop(item.nodeid, None)
         if job is None:
             return report
+        for data in job.during_call:  # subtests, logged here as they would have been
+            logged = self._config.hook.pytest_report_from_serializable(config=self._config, data=data)
+            item.ihook.pytest_runtest_logreport(report=logged)
         if job.child is not None:
-            for data in job.child.during_call:  # subtests, logged here as they would have been
-                logged = self._config.hook.pytest_report_from_serializable(config=self._config, data=data)
-                item.ihook.pytest_runtest_logreport(report=logged)
             from_child = self._config.hook.pytest_report_from_serializable(
                 config=self._config, data=job.child.report
             )
@@ -379,7 +399,10 @@ class Manager:
         return write_flamegraph(job.capture, directory, job.nodeid, leaks=plan.leaks is not None)
 
     def _verdict(self, plan: TrackingPlan, job: Job, result: MemoryResult) -> Optional[Verdict]:
-        verdict = self._memory_verdict(plan, job, result)
+        try:
+            verdict = self._memory_verdict(plan, job, result)
+        except FilterFailed as failed:  # the user's filter_fn: its test fails, not the session
+            return failed.verdict
         if verdict is None and plan.allocations is not None:
             with FileReader(job.capture) as reader:
                 verdict = check_allocations(reader.get_allocation_records(), plan.allocations)

@@ -10,7 +10,7 @@ from .cli import refuse_ambiguous_values, register_options, restore_path_order
 from .manager import Manager
 from .markers import marker_help_lines
 from .runners import REQUEST_ENV, SERVER_ENV
-from .settings import resolve_settings
+from .settings import IgnoredSettingWarning, resolve_settings, unused_without_cache
 from .timeouts import PytestTimeoutBridge
 from .xdist import XdistController
 
@@ -37,6 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
             return
     refuse_ambiguous_values(config)
     settings = resolve_settings(config)
+    ignored = unused_without_cache(settings)
+    if ignored is not None and not config.pluginmanager.hasplugin("cacheprovider"):
+        config.issue_config_time_warning(IgnoredSettingWarning(ignored), stacklevel=2)
     manager = Manager(config, settings)
     config.pluginmanager.register(manager, _MANAGER_NAME)
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):

@@ -23,6 +23,7 @@ __all__ = [
     "ISOLATION_MODES",
     "OPTIONS",
     "SECONDS_HINT",
+    "IgnoredSettingWarning",
     "OptionSpec",
     "Repetition",
     "Settings",
@@ -34,6 +35,8 @@ __all__ = [
     "parse_tolerance",
     "resolve_settings",
     "time_limit",
+    "unused_without_cache",
+    "unused_without_isolation",
 ]
 
 #: The isolation modes this version can run.
@@ -447,8 +450,8 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         flag="--memray-max-rss",
         ini="memray_max_rss",
         help=(
-            "Kill an isolated test's child whose resident memory reaches SIZE (e.g. '2 GB'), "
-            "failing the test (0: no ceiling, the default)."
+            "Kill an isolated test's child whose resident memory grows by SIZE (e.g. '2 GB') beyond "
+            "its size at the test's start, failing the test (0: no ceiling, the default)."
         ),
         parse=_parse_ceiling,
         default=None,
@@ -574,3 +577,29 @@ def resolve_settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"{key} = {text!r} (from {where}): {error}") from None
         sources.append((spec.name, source))
     return Settings(**values, sources=tuple(sources))
+
+
+class IgnoredSettingWarning(pytest.PytestWarning):
+    """A setting the user gave that cannot take effect in this run."""
+
+
+def unused_without_isolation(settings: Settings) -> Optional[str]:
+    """Why ``--memray-timeout`` and ``--memray-max-rss`` do nothing when no test is isolated."""
+    given = [settings.source_of(name) for name in ("timeout", "max_rss") if getattr(settings, name)]
+    if not given:
+        return None
+    return (
+        f"{' and '.join(given)} {'have' if len(given) > 1 else 'has'} no effect: they apply to"
+        " isolated children only, and no test in this run is isolated"
+        " (--memray-isolate, or the memray_isolate marker)."
+    )
+
+
+def unused_without_cache(settings: Settings) -> Optional[str]:
+    """Why ``--fail-on-increase`` does nothing without pytest's cache."""
+    if settings.fail_on_increase is None:
+        return None
+    return (
+        f"{settings.source_of('fail_on_increase')} has no effect: pytest's cache is disabled"
+        " (-p no:cacheprovider), so there is no earlier run to compare with."
+    )

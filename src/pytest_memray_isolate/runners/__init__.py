@@ -15,6 +15,7 @@ from ..limits import Verdict
 from ..markers import LeakedObjectsCheck, TrackerOptions
 
 __all__ = [
+    "CHILD_ENV",
     "REQUEST_ENV",
     "SERVER_ENV",
     "STREAMS_ENV",
@@ -27,6 +28,10 @@ __all__ = [
 
 WarningRecord = Tuple[str, str, str, str, int]
 
+#: Set in the environment of the pytest sessions the plugin starts (a spawned child, the
+#: forkserver) to their mode, for conftest files: such a session runs their
+#: pytest_configure too. The test itself sees pytest's environment, without it.
+CHILD_ENV = "PYTEST_MEMRAY_ISOLATE_CHILD"
 #: Set in a spawned child's environment: the path of its one request file.
 REQUEST_ENV = "PYTEST_MEMRAY_ISOLATE_REQUEST"
 #: Set in a spawned child's environment: the descriptors of the parent's stdout and stderr.
@@ -41,8 +46,6 @@ class ChildReport:
 
     report: Dict[str, Any]
     warnings: List[WarningRecord] = field(default_factory=list)
-    #: Reports the child logged during the call (subtests), serialized.
-    during_call: List[Dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -61,7 +64,7 @@ class Job:
     objects: Optional[LeakedObjectsCheck] = None
     objects_verdict: Optional[Verdict] = None
     child: Optional[ChildReport] = None
-    #: Seconds the child may run, and the resident memory it may reach (isolated only).
+    #: Seconds the child may run, and the resident memory it may grow by (isolated only).
     timeout: Optional[float] = None
     max_rss: Optional[int] = None
     #: How the child ended when it did not report (crash, timeout, memory), for reports.
@@ -69,6 +72,9 @@ class Job:
     #: Whether the child's output went to this process's capture rather than its own
     #: (spawn, forkserver): the call report then takes its output sections from here.
     output_captured_here: bool = False
+    #: Reports the child logged during the call (subtests), serialized: sent with its call
+    #: report, or read from :attr:`logged` when it died before sending one.
+    during_call: List[Dict[str, Any]] = field(default_factory=list)
     #: The leaks that counted against a limit_leaks marker, for reports.
     leaks: Optional[List[Dict[str, Any]]] = None
     #: Untracked calls, then calls each tracked alone (a repeated limit_leaks test).
@@ -96,6 +102,12 @@ class Job:
         return self.scratch.with_suffix(".report")
 
     @property
+    def logged(self) -> Path:
+        """Where the child keeps each report it logs during the call, as it logs it, so that
+        a crash later in the call does not lose them (subtests that passed)."""
+        return self.scratch.with_suffix(".logged")
+
+    @property
     def request(self) -> Path:
         """Where the parent writes what a spawned or forkserver child needs to run the test."""
         return self.scratch.with_suffix(".request")
@@ -104,6 +116,12 @@ class Job:
     def startup_output(self) -> Path:
         """Where a spawned child's output goes until it reaches the test (its start-up noise)."""
         return self.scratch.with_suffix(".startup")
+
+    @property
+    def start_size(self) -> Path:
+        """Where the child writes its resident size when it reaches the test (with a memory
+        ceiling): the ceiling applies to what it grows beyond that."""
+        return self.scratch.with_suffix(".start")
 
     @property
     def faults(self) -> Path:

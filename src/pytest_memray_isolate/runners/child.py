@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional
 import pytest
 
 from . import Job, leftovers
+from .watch import resident_size
 
 __all__ = [
     "ESCAPED_EXIT_STATUS",
@@ -89,6 +90,8 @@ def _prepare(job: Job, own_group: bool, report_signal: Optional[int]) -> None:
     if own_group:
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
+    if job.max_rss is not None:
+        _write_start_size(job)
     faults = open(job.faults, "w")  # noqa: SIM115 - open until the process ends
     faulthandler.enable(file=faults, all_threads=True)
     faulthandler.register(signal.SIGUSR1, file=faults, all_threads=True)
@@ -96,6 +99,16 @@ def _prepare(job: Job, own_group: bool, report_signal: Optional[int]) -> None:
     recorded = recorder.__enter__()  # left open: the process ends inside it
     leftovers.at_child_start()
     _state = _ChildState(job, recorded, os.getpid(), faults, report_signal=report_signal)
+
+
+def _write_start_size(job: Job) -> None:
+    """Tell the parent this process's resident size at the test's start, for the memory
+    ceiling: what it inherited or loaded before (fixture values) is not the test's.
+
+    One write ending with a newline: the parent reads the size only once the line is whole.
+    """
+    with open(job.start_size, "w") as stream:
+        stream.write(f"{resident_size(os.getpid())}\n")
 
 
 def run_call(runtest: Callable[[], object]) -> None:
@@ -117,9 +130,18 @@ def call_done() -> bool:
 
 
 def keep_for_parent(config: pytest.Config, report: pytest.TestReport) -> None:
-    """Keep a report logged during the call (a subtest's) to be logged in the parent."""
+    """Keep a report logged during the call (a subtest's) to be logged in the parent.
+
+    It is also written to the job's file at once: if the child dies later in the call, the
+    parent still logs the subtests that ran.
+    """
     assert _state is not None
-    _state.during_call.append(config.hook.pytest_report_to_serializable(config=config, report=report))
+    data = config.hook.pytest_report_to_serializable(config=config, report=report)
+    _state.during_call.append(data)
+    with contextlib.suppress(Exception):  # only a crash would need it
+        payload = _picklable({"report": data})
+        with open(_state.job.logged, "ab") as stream:
+            stream.write(payload)
 
 
 def on_call_report(config: pytest.Config, report: pytest.TestReport) -> None:

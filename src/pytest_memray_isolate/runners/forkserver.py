@@ -61,6 +61,7 @@ class _Server:
             self.process = start_session(
                 child_command(config),
                 config.invocation_params.dir,
+                mode="forkserver",
                 environment={SERVER_ENV: str(server_end.fileno())},
                 output=server_output,
                 keep_descriptors=[server_end.fileno()],

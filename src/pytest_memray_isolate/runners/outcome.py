@@ -23,7 +23,7 @@ from . import ChildReport, Job, WarningRecord
 from .watch import ChildEnd, Limits, WatchedChild, kill_group, running, wait_for_child
 from .window import close_window, quiet_memray, trim_padding
 
-__all__ = ["collect", "describe_exit", "exit_facts", "read_message"]
+__all__ = ["collect", "describe_exit", "exit_facts", "read_logged", "read_message"]
 
 
 def _exit_code_and_signal(status: int) -> Tuple[int, Optional[str]]:
@@ -94,7 +94,7 @@ def collect(
     (it creates the job's faults file there), not from its start-up.
     """
     __tracebackhide__ = True  # pytest shows the test's frames, not these
-    limits = Limits(job.timeout, job.max_rss, job.faults if time_from_start else None)
+    limits = Limits(job.timeout, job.max_rss, job.faults if time_from_start else None, job.start_size)
     running[child.pid] = own_group
     try:
         end = wait_for_child(child, limits, job.faults)
@@ -109,12 +109,13 @@ def collect(
     if job.window_marker is not None:
         job.window_closed = close_window(job.capture, job.window_marker)
     message = read_message(job)
+    job.during_call = message["during_call"] if "report" in message else read_logged(job)
     if "report" not in message:
         job.child_end = exit_facts(end)
     if end.killed_for is not None:
         pytest.fail(_killed_text(job, end), pytrace=False)
     if "report" in message:
-        job.child = ChildReport(message["report"], message["warnings"], message["during_call"])
+        job.child = ChildReport(message["report"], message["warnings"])
         job.objects_verdict = message["objects_verdict"]
         _reissue(job.child.warnings)
         return
@@ -138,10 +139,12 @@ def _killed_text(job: Job, end: ChildEnd) -> str:
         text = f"Timeout after {job.timeout:g} s: the isolated child process running this test was killed."
     else:
         assert job.max_rss is not None
+        grown = end.rss_when_killed - end.rss_at_start
         text = (
-            f"The isolated child process running this test reached {format_size(end.rss_when_killed)}"
-            f" of resident memory, over the limit of {format_size(job.max_rss)} (--memray-max-rss),"
-            " and was killed."
+            f"The isolated child process running this test grew by {format_size(grown)} of resident"
+            f" memory (from {format_size(end.rss_at_start)} at its start to"
+            f" {format_size(end.rss_when_killed)}), over the limit of {format_size(job.max_rss)}"
+            " (--memray-max-rss), and was killed."
         )
     lines = [text, *_memray_lines(_figures_from_capture(job), "it was killed")]
     stacks = _read_text(job.faults)
@@ -178,7 +181,9 @@ def _crash_text(job: Job, end: ChildEnd, started_rss: Optional[int]) -> str:
     stacks = _read_text(job.faults)
     if stacks:
         lines += ["", stacks]
-    startup = _read_text(job.startup_output)
+    # Start-up output (the child session's own header, a plugin's warning) explains only a
+    # child that never reached the test; the test's own output is in its report sections.
+    startup = "" if job.faults.exists() else _read_text(job.startup_output)
     if startup:
         lines += ["", "Its output before it reached the test:", startup]
     return "\n".join(lines)
@@ -211,6 +216,18 @@ def _memray_lines(figures: Optional[MemoryResult], until: str) -> List[str]:
             for where in figures.top_locations
         ]
     return lines
+
+
+def read_logged(job: Job) -> List[Dict[str, Any]]:
+    """The reports a child that sent no call report had logged (see ``child.keep_for_parent``);
+    a record torn by its death ends the list."""
+    logged: List[Dict[str, Any]] = []
+    try:
+        with open(job.logged, "rb") as stream:
+            while True:
+                logged.append(pickle.load(stream)["report"])
+    except Exception:  # no file, its end, or a torn last record
+        return logged
 
 
 def read_message(job: Job) -> Dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import IO, Dict, List, Optional, Sequence
 import cloudpickle
 import pytest
 
-from . import REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Job
+from . import CHILD_ENV, REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Job
 from .fixture_values import CannotSend, pack_values
 
 __all__ = [
@@ -58,7 +58,7 @@ def _collect_arg(item: pytest.Item) -> str:
 
 
 def _cannot_send_text(item: pytest.Item, mode: str, problem: CannotSend) -> str:
-    what = f"fixture {problem.fixture!r}" if problem.fixture is not None else "the fixture values"
+    what = problem.what or "the fixture values"
     error = f"{type(problem.error).__name__}: {problem.error}"
     return (
         f"{item.nodeid}: {what} cannot be sent to the {mode} child process ({error}).\n"
@@ -126,6 +126,7 @@ def start_session(
     command: List[str],
     directory: Path,
     *,
+    mode: str,
     environment: Dict[str, str],
     output: IO[bytes],
     keep_descriptors: Sequence[int],
@@ -134,12 +135,12 @@ def start_session(
 
     It runs in a session and process group of its own (killed at the end, and out of
     reach of Ctrl-C in the terminal: pytest stops it), reads nothing, and its own output
-    goes to ``output``; ``keep_descriptors`` stay open in it.
+    goes to ``output``; ``keep_descriptors`` stay open in it. Its ``CHILD_ENV`` says ``mode``.
     """
     return subprocess.Popen(
         command,
         cwd=directory,
-        env={**os.environ, **environment},
+        env={**os.environ, **environment, CHILD_ENV: mode},
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=output,

@@ -26,6 +26,7 @@ from .fixture_values import unpack_values
 from .fork import quiet_fork
 from .heap import fill_free_space
 from .remote import REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Request, load_request
+from .setup_effects import SetupEffects
 from .tracking import patched_call, prepare_for_forks
 from .watch import max_rss_bytes
 
@@ -226,6 +227,9 @@ class RemoteChild:
     ) -> Generator[None, object, object]:
         """Answer with the parent's value for the fixtures it sent; make the others here.
 
+        A wrapped xunit or unittest setup is not run again: what it set in the parent is set
+        on this process's module, class or instance instead.
+
         The fixture's function is stood in for by one returning the sent value (even
         ``None``, which a plain hook result could not give), so pytest caches and tears
         it down as usual, and no plugin runs the original a second time.
@@ -233,6 +237,9 @@ class RemoteChild:
         if fixturedef.argname not in self._values:
             return (yield)
         value = self._values[fixturedef.argname]
+        if isinstance(value, SetupEffects):  # xunit or unittest setup, done in the parent
+            value.apply(request)
+            value = None
         original = fixturedef.func
 
         def sent_value(**_: object) -> object:

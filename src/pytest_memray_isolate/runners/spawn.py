@@ -63,6 +63,7 @@ class SpawnRunner:
                     process = start_session(
                         self._command,
                         self._directory,
+                        mode="spawn",
                         environment={REQUEST_ENV: str(request), STREAMS_ENV: ",".join(map(str, streams))},
                         output=startup,
                         keep_descriptors=streams,

@@ -53,12 +53,16 @@ class Limits:
 
     The time counts from when the child reaches the test (``started`` exists), so a
     spawned interpreter's start-up is not charged to the test; a child that never gets
-    there has :data:`STARTUP_ALLOWANCE` seconds more.
+    there has :data:`STARTUP_ALLOWANCE` seconds more. ``max_rss`` limits how much the
+    child's resident memory grows beyond its size at the test's start, which it writes
+    to ``start_size``: what it inherited (a fork) or loaded (fixture values) before the
+    test is not the test's.
     """
 
     timeout: Optional[float] = None
     max_rss: Optional[int] = None
     started: Optional[Path] = None
+    start_size: Optional[Path] = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class ChildEnd:
     max_rss: int
     killed_for: Optional[str] = None  # "timeout" or "memory"
     rss_when_killed: int = 0
+    #: Its resident size at the test's start, for a child killed for its memory.
+    rss_at_start: int = 0
 
 
 #: What :func:`wait_for_child` returns for a child that said its report is complete
@@ -250,10 +256,49 @@ def _dump_then_kill(pid: int, dump: Path) -> None:
 
 
 def _ended(
-    child: WatchedChild, block: bool, killed_for: Optional[str] = None, rss_when_killed: int = 0
+    child: WatchedChild,
+    block: bool,
+    killed_for: Optional[str] = None,
+    rss_when_killed: int = 0,
+    rss_at_start: int = 0,
 ) -> Optional[ChildEnd]:
     reaped = child.reap(block)
-    return None if reaped is None else ChildEnd(reaped[0], reaped[1], killed_for, rss_when_killed)
+    if reaped is None:
+        return None
+    return ChildEnd(reaped[0], reaped[1], killed_for, rss_when_killed, rss_at_start)
+
+
+def _read_start_size(path: Path) -> Optional[int]:
+    """The size the child wrote at the test's start, once its line is whole; else ``None``."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return int(text) if text.endswith("\n") else None
+
+
+class _Ceiling:
+    """The resident size the child may reach: its size at the test's start plus ``max_rss``.
+
+    Until the child has written that size it is still starting (a forkserver or spawn
+    child loading fixture values), and no ceiling applies yet.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self._growth = limits.max_rss
+        self._start_file = limits.start_size
+        self.start: Optional[int] = None
+
+    def reached(self, pid: int) -> Optional[int]:
+        """The child's resident size if it grew ``max_rss`` or more beyond its start, else ``None``."""
+        if self._growth is None:
+            return None
+        if self.start is None:
+            self.start = None if self._start_file is None else _read_start_size(self._start_file)
+            if self.start is None:
+                return None
+        resident = resident_size(pid)
+        return resident if resident - self.start >= self._growth else None
 
 
 class _Deadline:
@@ -290,6 +335,7 @@ def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
             assert end is not None
             return end
         deadline = _Deadline(limits)
+        ceiling = _Ceiling(limits)
         while True:
             if exit_signal.reported():
                 child.reap_later()
@@ -305,11 +351,13 @@ def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
             if deadline.at is not None and now >= deadline.at:
                 _dump_then_kill(child.pid, dump)
                 return _ended(child, True, "timeout") or ChildEnd(0, 0, "timeout")
-            if limits.max_rss is not None:
-                resident = resident_size(child.pid)
-                if resident >= limits.max_rss:
-                    kill_group(child.pid)
-                    return _ended(child, True, "memory", resident) or ChildEnd(0, 0, "memory", resident)
+            resident = ceiling.reached(child.pid)
+            if resident is not None:
+                kill_group(child.pid)
+                start = ceiling.start or 0
+                return _ended(child, True, "memory", resident, start) or ChildEnd(
+                    0, 0, "memory", resident, start
+                )
             often = limits.max_rss is not None or deadline.waiting_for_start
             step = _RSS_INTERVAL if often else 1.0
             if deadline.at is not None:
