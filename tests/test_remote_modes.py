@@ -573,3 +573,61 @@ def test_a_spawned_child_that_dies_before_the_test_shows_its_start_up_output(
             "*printed while the child starts",
         ]
     )
+
+
+_READS_STDIN = """
+import sys
+
+def test_reads():
+    print("read:", repr(sys.stdin.read()))
+
+def test_asks():
+    input("name? ")
+"""
+
+
+@pytest.mark.parametrize("capture", [(), ("-s",)], ids=["captured", "-s"])
+def test_a_remote_child_reading_standard_input_fails_naming_fork_mode(
+    pytester: pytest.Pytester, remote_flag: str, capture: tuple[str, ...]
+) -> None:
+    """A forkserver or spawn child has no standard input of pytest's: reading it fails at
+    once and says to use fork mode, with output captured or not (it used to read nothing,
+    and ``input()`` ended in an EOFError)."""
+    pytester.makepyfile(test_stdin=_READS_STDIN)
+    result = pytester.run(
+        sys.executable,
+        "-mpytest",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        remote_flag,
+        *capture,
+        stdin=b"hello\n",
+    )
+    result.assert_outcomes(failed=2)
+    mode = remote_flag.split("=")[1]
+    result.stdout.fnmatch_lines(
+        [f"E *OSError: a test isolated in a {mode} child process has no standard input to read;*fork*"] * 2,
+        consecutive=False,
+    )
+    assert "read: '" not in result.stdout.str()  # what the test would print had it read
+
+
+def test_a_forked_child_reads_pytests_standard_input_with_s(pytester: pytest.Pytester) -> None:
+    """The control: with -s a forked child reads what pytest's standard input holds, as
+    the test would without the plugin."""
+    pytester.makepyfile(test_stdin=_READS_STDIN.split("def test_asks")[0])
+    result = pytester.run(
+        sys.executable,
+        "-mpytest",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "--memray-isolate=fork",
+        "-s",
+        stdin=b"hello\n",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*read: 'hello\\n'*"])

@@ -52,6 +52,36 @@ def _text_stream(descriptor: int, like: TextIO) -> TextIO:
     return io.TextIOWrapper(raw, encoding=like.encoding, errors=like.errors, write_through=True)
 
 
+class _NoStandardInput(io.TextIOBase):
+    """``sys.stdin`` of a forkserver or spawn child, which has none of pytest's to read.
+
+    Reading it fails at once with the way out, as a forked child reading while pytest
+    captures does, instead of reading nothing (``input()`` would end in an EOFError far
+    from the cause).
+    """
+
+    def __init__(self, mode: str) -> None:
+        self._why = (
+            f"a test isolated in a {mode} child process has no standard input to read;"
+            " run it with --memray-isolate=fork (and -s) if it must read it"
+        )
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: Optional[int] = -1) -> str:
+        __tracebackhide__ = True  # the failure points at the test's line
+        raise OSError(self._why)
+
+    def readline(self, size: Optional[int] = -1) -> str:  # type: ignore[override]
+        __tracebackhide__ = True
+        raise OSError(self._why)
+
+    def readlines(self, hint: Optional[int] = -1) -> List[str]:  # type: ignore[override]
+        __tracebackhide__ = True
+        raise OSError(self._why)
+
+
 def _keep_session_output_apart() -> None:
     """Give this session's own output (pytest's terminal reporter, made after this) streams
     of its own, on copies of the start-up descriptors.
@@ -211,6 +241,7 @@ class RemoteChild:
         for target, stream in enumerate(self._streams, start=1):  # the parent's stdout, stderr
             os.dup2(stream, target)
         sys.stdout, sys.stderr = _text_stream(1, sys.stdout), _text_stream(2, sys.stderr)
+        sys.stdin = _NoStandardInput(request.mode)
         os.environ.clear()
         os.environ.update(request.environ)
         with contextlib.suppress(OSError):
