@@ -272,7 +272,7 @@ EXEMPT = {
     ".venv/bin/pip install -e '.[test]'": "installs the plugin and the test dependencies this suite runs with",
     ".venv/bin/pytest -n auto": "runs this test suite itself",
     "python bench/run.py --suites trivial,numpy,heavy,boltons --tests 300 --rounds 3"
-    " --skip trivial:spawn,numpy:spawn,boltons:spawn --rss 5000": (
+    " --skip trivial:spawn,numpy:spawn,boltons:spawn": (
         "the benchmark: it runs for minutes and its figures are the machine's (bench/README.md)"
     ),
 }
