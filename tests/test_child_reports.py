@@ -3,6 +3,7 @@ the report made here (pytest keeps every report until the run ends)."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Dict
 
 import pytest
@@ -40,3 +41,18 @@ def test_what_the_child_changed_stays_the_childs() -> None:
     _share_identity(from_child, here)
     assert "added_in_child" in from_child.keywords
     assert from_child.nodeid is here.nodeid
+
+
+def test_a_rebuilt_reports_type_name_and_node_identity_are_shared() -> None:
+    """A report rebuilt from serialized data keeps ``$report_type`` (pytest sets every
+    unknown field as an attribute); pytest 9 reports also carry a node identity, ``_id``."""
+    here = _report()
+    data = here._to_json()
+    from_child = pytest.TestReport._from_json({**data, "$report_type": "".join(["Test", "Report"])})
+    kind = vars(from_child)["$report_type"]
+    assert kind == "TestReport"
+    assert kind is not sys.intern("TestReport")
+    _share_identity(from_child, here)
+    assert vars(from_child)["$report_type"] is sys.intern("TestReport")
+    if "_id" in vars(here):
+        assert vars(from_child)["_id"] is vars(here)["_id"]

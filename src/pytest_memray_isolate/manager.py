@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import sys
 import warnings
 from contextlib import ExitStack, nullcontext
 from dataclasses import replace
@@ -120,18 +121,25 @@ class _TopPeaks:
 
 
 def _share_identity(from_child: pytest.TestReport, here: pytest.TestReport) -> None:
-    """Let the child's report use this process's strings for what both reports say alike.
+    """Let the child's report use this process's objects for what both reports say alike.
 
     pytest keeps every report until the run ends; a report rebuilt from the child's data
-    would otherwise hold its own copies of the node id, location and keywords (about a
-    quarter of a kibibyte a test).
+    would otherwise hold its own copies of the node id, location, keywords and the like
+    (about a quarter of a kibibyte a test), and of the report type's name, which only
+    rebuilt reports carry.
     """
-    if from_child.nodeid == here.nodeid:
-        from_child.nodeid = here.nodeid
-    if from_child.location == here.location:
-        from_child.location = here.location
-    if from_child.keywords == here.keywords:
-        from_child.keywords = here.keywords
+    ours = vars(here)
+    theirs = vars(from_child)
+    for name in _ALIKE_IN_BOTH:
+        if name in ours and name in theirs and ours[name] == theirs[name]:
+            theirs[name] = ours[name]
+    kind = theirs.get("$report_type")
+    if isinstance(kind, str):
+        theirs["$report_type"] = sys.intern(kind)
+
+
+#: What a test's call report says alike in the child and here (``_id`` from pytest 9).
+_ALIKE_IN_BOTH = ("nodeid", "location", "keywords", "when", "_id")
 
 
 class Manager:
