@@ -282,6 +282,10 @@ def _is_set(value: Any) -> bool:
     return value is not None
 
 
+def _warmups_and_repeats(value: Optional[Repetition]) -> Optional[Tuple[int, int]]:
+    return None if value is None else (value.warmups, value.repeats)
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One user-facing setting: its command-line flag, ini keys, parser and default.
@@ -467,6 +471,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         metavar="WARMUPS,REPEATS",
         bare="1,3",
         ini_types=("string", "bool"),
+        as_option=_warmups_and_repeats,
     ),
     OptionSpec(
         name="follow_fork",
