@@ -255,6 +255,30 @@ def test_the_command_line_wins_over_the_ini_file_in_getoption(pytester: pytest.P
 
 
 @pytest.mark.parametrize(
+    ("conftest", "args", "blocks"),
+    [
+        ("config.option.memray = True\n    config.option.most_allocations = 1", [], 1),
+        ("config.option.memray = False", ["--memray"], 0),
+    ],
+)
+def test_a_conftest_may_set_the_options(
+    pytester: pytest.Pytester, run: Runner, conftest: str, args: List[str], blocks: int
+) -> None:
+    """pytest-memray reads config.option as the tests run, so a conftest's pytest_configure
+    may switch tracking on or off and choose the report's length (pytest-memray 1.11.0 shows
+    the same number of report blocks for these two conftests)."""
+    pytester.makeconftest(f"def pytest_configure(config):\n    {conftest}\n")
+    pytester.makepyfile(
+        "def test_a():\n    data = bytearray(1024 * 1024)\n\n"
+        "def test_b():\n    data = bytearray(2 * 1024 * 1024)\n"
+    )
+    result = run(*args)
+    result.assert_outcomes(passed=2)
+    assert sum(line.startswith("Allocation results for ") for line in result.outlines) == blocks
+    assert ("MEMRAY REPORT" in result.stdout.str()) == bool(blocks)
+
+
+@pytest.mark.parametrize(
     ("value", "on"),
     [("0", False), ("false", False), ("no", False), ("1", True), ("true", True), ("0%", True), ("0 B", True)],
 )

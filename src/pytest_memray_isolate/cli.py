@@ -12,6 +12,7 @@ from .settings import OPTIONS, OptionSpec, Settings, ini_default, ini_type_argum
 
 __all__ = [
     "GROUP",
+    "adopt_changed_options",
     "optional_value_action",
     "publish_settings",
     "refuse_ambiguous_values",
@@ -209,3 +210,41 @@ def publish_settings(config: pytest.Config, settings: Settings) -> None:
     """
     for dest, value in option_values(settings).items():
         setattr(config.option, dest, value)
+
+
+def _as_given(value: Any) -> Optional[str]:
+    """An option's value as the command line would have given it."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(part) for part in value)
+    return str(value)
+
+
+def adopt_changed_options(config: pytest.Config, settings: Settings) -> bool:
+    """Take each option a hook set on ``config.option`` as given on the command line.
+
+    pytest-memray reads ``config.option`` while the tests run, so a conftest whose
+    ``pytest_configure`` sets ``config.option.memray = True`` switches tracking on; such a
+    hook runs after the settings were resolved, before the plugin's ``pytest_configure``,
+    which calls this. Whether anything changed is returned: the settings are then resolved
+    again.
+    """
+    published = option_values(settings)
+    changed = False
+    for spec in OPTIONS:
+        if spec.flag is None:
+            continue
+        value = getattr(config.option, spec.dest, None)
+        if value == published[spec.dest]:
+            continue
+        changed = True
+        text = _as_given(value)
+        if text is None:
+            if hasattr(config.option, spec.given_attribute):
+                delattr(config.option, spec.given_attribute)
+        else:
+            setattr(config.option, spec.given_attribute, text)
+    return changed

@@ -7,7 +7,13 @@ import os
 
 import pytest
 
-from .cli import publish_settings, refuse_ambiguous_values, register_options, restore_path_order
+from .cli import (
+    adopt_changed_options,
+    publish_settings,
+    refuse_ambiguous_values,
+    register_options,
+    restore_path_order,
+)
 from .manager import Manager
 from .markers import marker_help_lines
 from .runners import REQUEST_ENV, SERVER_ENV
@@ -28,10 +34,10 @@ def _in_remote_child() -> bool:
     return REQUEST_ENV in os.environ or SERVER_ENV in os.environ
 
 
-def _settings(config: pytest.Config) -> Settings:
-    """The run's settings, resolved once; ``config.getoption`` then gives them too."""
+def _settings(config: pytest.Config, *, again: bool = False) -> Settings:
+    """The run's settings, resolved once (or ``again``); ``config.getoption`` then gives them too."""
     settings = config.stash.get(_SETTINGS_KEY, None)
-    if settings is None:
+    if settings is None or again:
         settings = resolve_settings(config)
         config.stash[_SETTINGS_KEY] = settings
         publish_settings(config, settings)
@@ -65,6 +71,8 @@ def pytest_configure(config: pytest.Config) -> None:
             return
     refuse_ambiguous_values(config)
     settings = _settings(config)
+    if adopt_changed_options(config, settings):
+        settings = _settings(config, again=True)
     ignored = unused_without_cache(settings)
     if ignored is not None and not config.pluginmanager.hasplugin("cacheprovider"):
         config.issue_config_time_warning(IgnoredSettingWarning(ignored), stacklevel=2)

@@ -677,8 +677,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
     for spec in OPTIONS:
         raw = getattr(config.option, spec.given_attribute, None) if spec.flag is not None else None
         if raw is not None and spec.flag is not None:
-            if not spec.takes_value:  # a flag given on the command line
-                values[spec.name] = True
+            if not spec.takes_value:  # a flag: "true" from the command line, or a hook's bool
+                values[spec.name] = spec.parse(str(raw))
                 sources.append((spec.name, spec.flag))
                 continue
             text, key, where, source = str(raw), spec.flag, "the command line", spec.flag
