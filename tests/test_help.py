@@ -15,10 +15,10 @@ import pytest
 
 from conftest import Runner
 from pytest_memray_isolate.markers import MARKER_SIGNATURES
-from pytest_memray_isolate.settings import OPTIONS, OptionSpec
+from pytest_memray_isolate.settings import OPTIONS, OptionSpec, ini_types
 
 #: The heading of the plugin's group in ``pytest --help``.
-GROUP = "memory tracking with memray (pytest-memray-isolate):"
+GROUP = "memray:"
 #: The start of the heading of pytest's ini section in ``pytest --help`` (pytest 8 goes on
 #: "ini-options in the first ...", pytest 9 "configuration options in the first ...").
 INI_SECTION = "[pytest] "
@@ -89,10 +89,12 @@ def test_help_shows_every_option_with_its_help(help_output: List[str]) -> None:
 
 
 def test_help_shows_every_ini_key_with_its_help(help_output: List[str]) -> None:
-    """Each ini key, aliases included, is in pytest's ini section with the same help text."""
+    """Each ini key, aliases included, is in pytest's ini section with its type and the same help text."""
     shown = _entries(help_output, INI_SECTION)
     expected = {
-        f"{key} (string):": _help_text(spec) for spec in OPTIONS for key in (spec.ini, *spec.ini_aliases)
+        f"{key} ({' | '.join(ini_types(spec))}):": _help_text(spec)
+        for spec in OPTIONS
+        for key in (spec.ini, *spec.ini_aliases)
     }
     assert {name: text for name, text in shown.items() if name in expected} == expected
 

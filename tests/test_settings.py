@@ -262,12 +262,12 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
         (
             [],
             "memray = maybe",
-            "ERROR: memray = 'maybe' (from the ini file *tox.ini): expected true or false",
+            "ERROR: memray (from the ini file *tox.ini): invalid truth value 'maybe'; expected true or false",
         ),
         (
             [],
             "hide_memray_summary = 2",
-            "ERROR: hide_memray_summary = '2' (from the ini file *tox.ini): expected true or false",
+            "ERROR: hide_memray_summary (from the ini file *tox.ini): invalid truth value '2'; expected true or false",
         ),
         (
             ["--stacks=0"],
@@ -360,7 +360,8 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
         (
             [],
             "memray_follow_fork = sometimes",
-            "ERROR: memray_follow_fork = 'sometimes' (from the ini file *tox.ini): expected true or false",
+            "ERROR: memray_follow_fork (from the ini file *tox.ini): invalid truth value 'sometimes';"
+            " expected true or false",
         ),
         (
             ["-o", "memray_timeout=soon"],
@@ -387,7 +388,7 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
         (
             [],
             "native = maybe",
-            "ERROR: native = 'maybe' (from the ini file *tox.ini): expected true or false",
+            "ERROR: native (from the ini file *tox.ini): invalid truth value 'maybe'; expected true or false",
         ),
     ],
 )
@@ -410,8 +411,8 @@ def test_help_lists_every_option(run: Runner) -> None:
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
-            "memory tracking with memray (pytest-memray-isolate):",
-            "  --memray * Track the memory of every test's call phase with memray.",
+            "memray:",
+            "  --memray * Activate memray tracking: measure the memory of every",
             "  --memray-isolate=[[]MODE[]]",
             "*Run each tracked test's call phase in its own child*",
             "  --most-allocations=N *",
@@ -420,5 +421,5 @@ def test_help_lists_every_option(run: Runner) -> None:
         consecutive=False,
     )
     result.stdout.fnmatch_lines(
-        ["  memray_isolate (string):*", "  most_allocations (string):*"], consecutive=False
+        ["  memray_isolate (string):*", "  most_allocations (string*"], consecutive=False
     )

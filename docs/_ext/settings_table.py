@@ -14,17 +14,23 @@ from pytest_memray_isolate.settings import OPTIONS
 
 def _rows() -> List[str]:
     lines = [".. list-table::", "   :header-rows: 1", "   :widths: 25 20 15 40", ""]
-    lines += ["   * - Command line", "     - ini key", "     - Default", "     - Meaning"]
+    lines += [
+        "   * - Command line (``getoption`` name)",
+        "     - ini key (type)",
+        "     - Default",
+        "     - Meaning",
+    ]
     for spec in OPTIONS:
         if spec.flag is None:
             flag = "(ini only)"
         elif spec.bare is not None:
-            flag = f"``{spec.flag}[={spec.metavar}]``"
+            flag = f"``{spec.flag}[={spec.metavar}]`` (``{spec.dest}``)"
         elif spec.takes_value:
-            flag = f"``{spec.flag}={spec.metavar}``"
+            flag = f"``{spec.flag}={spec.metavar}`` (``{spec.dest}``)"
         else:
-            flag = f"``{spec.flag}``"
-        keys = ", ".join(f"``{key}``" for key in (spec.ini, *spec.ini_aliases))
+            flag = f"``{spec.flag}`` (``{spec.dest}``)"
+        kinds = " or ".join(spec.ini_types)
+        keys = ", ".join(f"``{key}``" for key in (spec.ini, *spec.ini_aliases)) + f" ({kinds})"
         default = "off" if spec.default in (None, False) else str(spec.default)
         meaning = spec.help.replace("%%", "%")
         lines += [

@@ -172,10 +172,10 @@ def check_increase(allocated: int, previous: Optional[int], tolerance: Tolerance
     """Fail when a test uses more than its last passing run, beyond the tolerance."""
     if previous is None or allocated <= tolerance.allowance(previous):
         return None
-    message = (
-        f"Test previously used {format_size(previous)} but now uses {format_size(allocated)}"
-        f" (tolerance {tolerance.text})"
-    )
+    # pytest-memray's message, word for word, when no tolerance was given.
+    message = f"Test previously used {format_size(previous)} but now uses {format_size(allocated)}"
+    if tolerance.text != "none":
+        message += f" (tolerance {tolerance.text})"
     return Verdict(message, ("memray-max-memory", "Test uses more memory than previous run"))
 
 

@@ -77,6 +77,9 @@ MARKER_SIGNATURES: Dict[str, Callable[..., None]] = {
 }
 #: The markers that set a limit; a test may have one kind only.
 LIMIT_MARKERS = ("limit_memory", "limit_leaks", "limit_leaked_objects")
+#: How pytest-memray words that rule; the error for two kinds of limit starts with it,
+#: so that what users search for (or match in CI logs) still finds it.
+ONE_MARKER = "Only one Memray marker can be applied to each test"
 
 
 def _signature(name: str) -> inspect.Signature:
@@ -401,7 +404,10 @@ def _plan_without_allocations(
         described = " and ".join(f"{_call_text(mark)} ({where})" for _, mark, where in limits)
         return TrackingPlan(
             mode=mode,
-            error=f"{item.nodeid}: {described} cannot be combined; a test takes one kind of memray limit",
+            error=(
+                f"{ONE_MARKER}. {item.nodeid}: {described} cannot be combined;"
+                " a test takes one kind of memray limit"
+            ),
         )
     checked = [isolate_mark] if isolate_mark is not None else []
     checked += [mark for _, mark, _ in limits]

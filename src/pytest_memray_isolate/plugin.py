@@ -2,31 +2,65 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
 
-from .cli import refuse_ambiguous_values, register_options, restore_path_order
+from .cli import (
+    adopt_changed_options,
+    publish_settings,
+    refuse_ambiguous_values,
+    register_options,
+    restore_path_order,
+)
 from .manager import Manager
 from .markers import marker_help_lines
 from .runners import REQUEST_ENV, SERVER_ENV
-from .settings import IgnoredSettingWarning, resolve_settings, unused_without_cache
+from .settings import IgnoredSettingWarning, Settings, resolve_settings, unused_without_cache
 from .timeouts import PytestTimeoutBridge
 from .xdist import XdistController
 
 _MANAGER_NAME = "memray_isolate_manager"
 _REMOTE_CHILD_NAME = "memray_isolate_remote_child"
+_SETTINGS_KEY = pytest.StashKey[Settings]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     register_options(parser)
 
 
+def _in_remote_child() -> bool:
+    return REQUEST_ENV in os.environ or SERVER_ENV in os.environ
+
+
+def _settings(config: pytest.Config, *, again: bool = False) -> Settings:
+    """The run's settings, resolved once (or ``again``); ``config.getoption`` then gives them too."""
+    settings = config.stash.get(_SETTINGS_KEY, None)
+    if settings is None or again:
+        settings = resolve_settings(config)
+        config.stash[_SETTINGS_KEY] = settings
+        publish_settings(config, settings)
+    return settings
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Resolve the settings before any ``pytest_configure``: a conftest's reads them there.
+
+    A bad value is reported by ``pytest_configure`` (so ``pytest --version`` still works).
+    """
+    if _in_remote_child():
+        return
+    with contextlib.suppress(pytest.UsageError):
+        _settings(config)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for line in marker_help_lines():
         config.addinivalue_line("markers", line)
     restore_path_order(config)
-    if REQUEST_ENV in os.environ or SERVER_ENV in os.environ:
+    if _in_remote_child():
         # A session the plugin started to run isolated tests (imported only here: other
         # sessions need not pay for it at start-up).
         from .runners.remote_child import from_environment
@@ -36,7 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(remote, _REMOTE_CHILD_NAME)
             return
     refuse_ambiguous_values(config)
-    settings = resolve_settings(config)
+    settings = _settings(config)
+    if adopt_changed_options(config, settings):
+        settings = _settings(config, again=True)
     ignored = unused_without_cache(settings)
     if ignored is not None and not config.pluginmanager.hasplugin("cacheprovider"):
         config.issue_config_time_warning(IgnoredSettingWarning(ignored), stacklevel=2)

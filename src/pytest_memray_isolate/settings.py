@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple, Union
 
 import pytest
 
@@ -29,7 +29,11 @@ __all__ = [
     "Settings",
     "Tolerance",
     "default_isolation_mode",
+    "ini_default",
+    "ini_type_argument",
+    "ini_types",
     "isolation_mode",
+    "option_values",
     "parse_isolation_mode",
     "parse_repetition",
     "parse_tolerance",
@@ -43,8 +47,12 @@ __all__ = [
 ISOLATION_MODES: Tuple[str, ...] = ("fork", "forkserver", "spawn")
 CAPTURE_FORMATS: Tuple[str, ...] = ("aggregated", "all")
 _OFF_WORDS = ("off", "none", "no", "false", "0")
-_TRUE_WORDS = ("1", "true", "yes", "on")
-_FALSE_WORDS = ("0", "false", "no", "off", "")
+# The words pytest reads as a bool ini value, so that a value means the same whichever
+# of pytest or the plugin reads it.
+_TRUE_WORDS = ("1", "true", "yes", "on", "y", "t")
+_FALSE_WORDS = ("0", "false", "no", "off", "n", "f", "")
+#: Whether this pytest's ``addini`` takes a union of types (pytest 9.2 and newer).
+INI_UNIONS = pytest.version_tuple >= (9, 2)
 
 
 def default_isolation_mode() -> str:
@@ -84,9 +92,9 @@ class Tolerance:
 
 
 def parse_tolerance(text: str) -> Tolerance:
-    """``""`` (no tolerance), ``"10%"`` or a size such as ``"64 KB"``."""
+    """``""`` (no tolerance), ``"10%"`` or a size such as ``"64 KB"``; zero is ``0%`` or ``0 B``."""
     stripped = text.strip()
-    if stripped in ("", "0"):
+    if not stripped:
         return Tolerance(text="none")
     if stripped.endswith("%"):
         try:
@@ -103,11 +111,15 @@ def parse_tolerance(text: str) -> Tolerance:
 
 
 def _parse_increase(text: str) -> Optional[Tolerance]:
-    """``--fail-on-increase[=TOLERANCE]``; the ini key also takes pytest-memray's true/false."""
+    """``--fail-on-increase[=TOLERANCE]`` and its ini key: a tolerance, or a bool as pytest-memray's.
+
+    pytest-memray's ini key is a bool, so ``0`` and ``false`` switch the check off and
+    ``1`` and ``true`` switch it on without a tolerance; a tolerance of zero is ``0%`` or ``0 B``.
+    """
     word = text.strip().lower()
-    if word in _TRUE_WORDS and word not in ("0", "1"):
+    if not word or word in _TRUE_WORDS:
         return Tolerance(text="none")
-    if word in _FALSE_WORDS and word not in ("", "0"):
+    if word in _FALSE_WORDS:
         return None
     return parse_tolerance(text)
 
@@ -262,12 +274,27 @@ def _parse_directory(text: str) -> Path:
     return folder
 
 
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _is_set(value: Any) -> bool:
+    return value is not None
+
+
+def _warmups_and_repeats(value: Optional[Repetition]) -> Optional[Tuple[int, int]]:
+    return None if value is None else (value.warmups, value.repeats)
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One user-facing setting: its command-line flag, ini keys, parser and default.
 
     ``metavar`` is ``None`` for a flag without a value; ``bare`` is the value a flag that
-    takes an optional value means when given alone.
+    takes an optional value means when given alone. ``ini_types`` are the types pytest
+    checks the ini keys against, most fitting first (pytest-memray's where it has the
+    key); ``as_option`` turns the resolved value into what ``config.getoption`` returns,
+    as pytest-memray returns it for its options.
     """
 
     name: str
@@ -279,14 +306,53 @@ class OptionSpec:
     metavar: Optional[str] = None
     bare: Optional[str] = None
     ini_aliases: Tuple[str, ...] = ()
+    ini_types: Tuple[str, ...] = ("string",)
+    #: What ``getini`` returns for a key that is not set; ``None``: pytest's for the first type.
+    ini_default: Any = None
+    as_option: Callable[[Any], Any] = _unchanged
 
     @property
     def dest(self) -> str:
-        return "memray_isolate_opt_" + self.name
+        """The option's name in ``config.getoption``: argparse's for the flag (pytest-memray's too)."""
+        assert self.flag is not None
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def given_attribute(self) -> str:
+        """Where the parser keeps the text the command line gave, if it gave one."""
+        return "_memray_isolate_given_" + self.dest
 
     @property
     def takes_value(self) -> bool:
         return self.metavar is not None
+
+
+_INI_TYPE_DEFAULTS: Dict[str, Any] = {"bool": False, "string": "", "int": 0, "float": 0.0}
+_INI_PYTHON_TYPES: Dict[str, type] = {"bool": bool, "string": str, "int": int, "float": float}
+
+
+def ini_types(spec: OptionSpec) -> Tuple[str, ...]:
+    """The types this pytest can check ``spec``'s ini keys against: a union only from pytest
+    9.2, which added them; before it, the string member, whose text the plugin parses."""
+    if len(spec.ini_types) > 1 and not INI_UNIONS:
+        return ("string",)
+    return spec.ini_types
+
+
+def ini_default(spec: OptionSpec) -> Any:
+    """What ``getini`` returns for ``spec``'s key when the ini file does not set it."""
+    types = ini_types(spec)
+    if spec.ini_default is not None and isinstance(spec.ini_default, _INI_PYTHON_TYPES[types[0]]):
+        return spec.ini_default
+    return _INI_TYPE_DEFAULTS[types[0]]
+
+
+def ini_type_argument(spec: OptionSpec) -> Any:
+    """The ``type`` argument of ``parser.addini``: a tag, or a union of Python types."""
+    types = ini_types(spec)
+    if len(types) == 1:
+        return types[0]
+    return Union[tuple(_INI_PYTHON_TYPES[name] for name in types)]
 
 
 OPTIONS: Tuple[OptionSpec, ...] = (
@@ -294,9 +360,10 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         name="memray",
         flag="--memray",
         ini="memray",
-        help="Track the memory of every test's call phase with memray.",
+        help="Activate memray tracking: measure the memory of every test's call phase.",
         parse=_parse_bool,
         default=False,
+        ini_types=("bool",),
     ),
     OptionSpec(
         name="isolate",
@@ -351,6 +418,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         parse=_parse_count,
         default=5,
         metavar="N",
+        ini_types=("string", "int"),
     ),
     OptionSpec(
         name="hide_summary",
@@ -359,6 +427,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         help="Do not print the MEMRAY REPORT at the end of the run.",
         parse=_parse_bool,
         default=False,
+        ini_types=("bool",),
     ),
     OptionSpec(
         name="stacks",
@@ -368,6 +437,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         parse=_parse_positive,
         default=1,
         metavar="N",
+        ini_types=("string", "int"),
     ),
     OptionSpec(
         name="native",
@@ -376,6 +446,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         help="Record native (C/C++) frames too and show them in failure reports (slower).",
         parse=_parse_bool,
         default=False,
+        ini_types=("bool",),
     ),
     OptionSpec(
         name="trace_python_allocators",
@@ -384,6 +455,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         help="Record each allocation of Python's small-object allocator, not its arenas (slower).",
         parse=_parse_bool,
         default=False,
+        ini_types=("bool",),
     ),
     OptionSpec(
         name="repeat_leaks",
@@ -398,6 +470,8 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         default=None,
         metavar="WARMUPS,REPEATS",
         bare="1,3",
+        ini_types=("string", "bool"),
+        as_option=_warmups_and_repeats,
     ),
     OptionSpec(
         name="follow_fork",
@@ -409,6 +483,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         ),
         parse=_parse_bool,
         default=False,
+        ini_types=("bool",),
     ),
     OptionSpec(
         name="limit_memory",
@@ -432,6 +507,8 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         metavar="TOLERANCE",
         bare="",
         ini_aliases=("fail-on-increase",),
+        ini_types=("bool", "string"),
+        as_option=_is_set,
     ),
     OptionSpec(
         name="timeout",
@@ -444,6 +521,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         parse=_parse_seconds,
         default=None,
         metavar="SECONDS",
+        ini_types=("string", "float"),
     ),
     OptionSpec(
         name="max_rss",
@@ -482,6 +560,7 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         help="With --memray-flamegraph, write a flame graph for every tracked test, not only failures.",
         parse=_parse_bool,
         default=False,
+        ini_types=("bool",),
     ),
     OptionSpec(
         name="verbosity",
@@ -493,6 +572,8 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         ),
         parse=_parse_verbosity,
         default=None,
+        ini_types=("string", "int"),
+        ini_default="auto",
     ),
 )
 
@@ -534,12 +615,47 @@ class Settings:
         return dict(self.sources).get(name, "default")
 
 
-def _raw_ini(config: pytest.Config, spec: OptionSpec) -> Tuple[Optional[str], str]:
+def _ini_text(value: Any) -> str:
+    """An ini value as text for the option's parser: TOML gives bools and numbers too."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _is_unset(value: Any, default: Any) -> bool:
+    """Whether ``getini`` returned the value of a key the ini file does not set.
+
+    A key set to its default (``memray = false``) means the same as no key.
+    """
+    return value is None or value == "" or (type(value) is type(default) and value == default)
+
+
+def _raw_ini(
+    config: pytest.Config, spec: OptionSpec, ini_file: str, overridden: Set[str]
+) -> Tuple[Optional[str], str]:
+    """The text of the first of ``spec``'s ini keys that is set, and that key.
+
+    pytest checks each value against the key's type first; what it refuses is a usage
+    error naming the key and where it was set.
+    """
+    default = ini_default(spec)
     for key in (spec.ini, *spec.ini_aliases):
-        value = config.getini(key)
-        if value not in ("", None):
-            return str(value), key
+        try:
+            value = config.getini(key)
+        except (pytest.UsageError, TypeError, ValueError) as error:
+            # pytest 9 starts its message with the ini file's path, which ``where`` names.
+            reason = str(error).replace(f"{config.inipath}: ", "")
+            hint = "; expected true or false" if ini_types(spec) == ("bool",) else ""
+            raise pytest.UsageError(
+                f"{key} (from {_ini_origin(key, ini_file, overridden)}): {reason}{hint}"
+            ) from None
+        if not _is_unset(value, default):
+            return _ini_text(value), key
     return None, spec.ini
+
+
+def _ini_origin(key: str, ini_file: str, overridden: Set[str]) -> str:
+    return "-o on the command line" if key in overridden else ini_file
 
 
 def _overridden_keys(config: pytest.Config) -> Set[str]:
@@ -549,34 +665,51 @@ def _overridden_keys(config: pytest.Config) -> Set[str]:
 
 
 def resolve_settings(config: pytest.Config) -> Settings:
-    """Resolve every option once: command line, then ini file (or ``-o``), then default."""
+    """Resolve every option once: command line, then ini file (or ``-o``), then default.
+
+    The command line's text is the one the parser kept aside (see ``given_attribute``):
+    the option's own value is what ``config.getoption`` shows, which has a default.
+    """
     values: Dict[str, Any] = {}
     sources = []
     ini_file = f"the ini file {config.inipath}" if config.inipath is not None else "the ini file"
     overridden = _overridden_keys(config)
     for spec in OPTIONS:
-        raw = config.getoption(spec.dest) if spec.flag is not None else None
+        raw = getattr(config.option, spec.given_attribute, None) if spec.flag is not None else None
         if raw is not None and spec.flag is not None:
-            if not spec.takes_value:  # a flag given on the command line
-                values[spec.name] = True
+            if not spec.takes_value:  # a flag: "true" from the command line, or a hook's bool
+                values[spec.name] = spec.parse(str(raw))
                 sources.append((spec.name, spec.flag))
                 continue
             text, key, where, source = str(raw), spec.flag, "the command line", spec.flag
         else:
-            ini_text, key = _raw_ini(config, spec)
+            ini_text, key = _raw_ini(config, spec, ini_file, overridden)
             if ini_text is None:
                 values[spec.name] = spec.default
                 continue
-            if key in overridden:
-                text, where, source = ini_text, "-o on the command line", f"-o {key}"
-            else:
-                text, where, source = ini_text, ini_file, f"{key} in {ini_file}"
+            where = _ini_origin(key, ini_file, overridden)
+            text = ini_text
+            source = f"-o {key}" if key in overridden else f"{key} in {ini_file}"
         try:
             values[spec.name] = spec.parse(text)
         except ValueError as error:
             raise pytest.UsageError(f"{key} = {text!r} (from {where}): {error}") from None
         sources.append((spec.name, source))
     return Settings(**values, sources=tuple(sources))
+
+
+def option_values(settings: Settings) -> Dict[str, Any]:
+    """What ``config.getoption`` returns for each option once the settings are resolved.
+
+    pytest-memray's options give what pytest-memray gives for the same command line, and
+    take the ini file into account as well; ``memray`` is true whenever every test is
+    tracked, ``--memray-isolate`` included.
+    """
+    values = {
+        spec.dest: spec.as_option(getattr(settings, spec.name)) for spec in OPTIONS if spec.flag is not None
+    }
+    values["memray"] = settings.tracking_all
+    return values
 
 
 class IgnoredSettingWarning(pytest.PytestWarning):
