@@ -40,14 +40,10 @@ def prepare_for_forks() -> None:
     """Do once, in a process that forks tracked children, what each child would otherwise
     do itself: memray imports and computes its Python path information on first use
     (about 10 ms a child), and settling copies the pages of every free block the parent
-    has (see ``heap.fill_free_space``). memray before 1.20 has no such information to
-    compute, so there is nothing to do ahead for it there."""
-    try:
-        from memray.reporters.module_tools import get_python_path_info
-    except ImportError:  # memray < 1.20
-        pass
-    else:
-        get_python_path_info()
+    has (see ``heap.fill_free_space``)."""
+    from memray.reporters.module_tools import get_python_path_info
+
+    get_python_path_info()
     fill_free_space()
 
 
