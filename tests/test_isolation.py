@@ -286,6 +286,9 @@ class TestCase(unittest.TestCase):
     assert failures(isolated) == failures(plain)
 
 
+@pytest.mark.skipif(
+    int(pytest.__version__.split(".")[0]) < 9, reason="the subtests fixture is new in pytest 9"
+)
 def test_subtests_that_passed_before_a_crash_are_reported(
     pytester: pytest.Pytester, run: Runner, isolated_flag: str
 ) -> None:
