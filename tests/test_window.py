@@ -117,11 +117,12 @@ def test_a_capture_left_open_reads_like_one_whose_tracker_stopped(
             sizes = [record.size for record in reader.get_allocation_records()]
         assert 100_001 in sizes  # the buffer kept past the peak, allocated last
     else:
-        # Threads start and end at their own pace: a few hundred bytes of their own
-        # bookkeeping differ from run to run, whichever way the capture ends.
+        # Threads start and end at their own pace: a few hundred bytes and a few places of
+        # their own bookkeeping differ from run to run (9 places once, on a loaded
+        # machine), whichever way the capture ends.
         assert abs(from_open.peak_memory - from_stopped.peak_memory) < 2048
         assert from_open.top_locations[0] == from_stopped.top_locations[0]
-        assert abs(from_open.total_allocations - from_stopped.total_allocations) <= 8
+        assert abs(from_open.total_allocations - from_stopped.total_allocations) <= 16
         # A thread's start allocates through two allocators from one place, which the
         # aggregated format counts twice.
         assert 0 < places <= aggregated_count
