@@ -9,7 +9,7 @@ import warnings
 from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Generator, List, Optional, Tuple
+from typing import Any, Dict, Generator, List, Optional, Protocol, Tuple
 
 import pytest
 from memray import AllocationRecord, FileReader
@@ -140,6 +140,15 @@ def _share_identity(from_child: pytest.TestReport, here: pytest.TestReport) -> N
 
 #: What a test's call report says alike in the child and here (``_id`` from pytest 9).
 _ALIKE_IN_BOTH = ("nodeid", "location", "keywords", "when", "_id")
+
+
+class _Terminal(Protocol):
+    """What the summary needs of pytest's terminal reporter: ``pytest.TerminalReporter`` is
+    not public in pytest 8.2, the oldest pytest supported."""
+
+    def write_line(self, line: str, **markup: bool) -> None: ...
+
+    def write_sep(self, sep: str, title: Optional[str] = ..., **markup: bool) -> None: ...
 
 
 class Manager:
@@ -510,13 +519,13 @@ class Manager:
 
     # -- end of the run ---------------------------------------------------------------
 
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+    def pytest_terminal_summary(self, terminalreporter: _Terminal) -> None:
         if self._settings.tracking_all and not self._settings.hide_summary:
             self._write_summary(terminalreporter)
         if self._json_error is not None:
             terminalreporter.write_line(self._json_error, red=True)
 
-    def _write_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+    def _write_summary(self, terminalreporter: _Terminal) -> None:
         terminalreporter.write_line("")
         terminalreporter.write_sep("=", "MEMRAY REPORT")
         for result in ranked(self.results.values(), self._settings.most_allocations):
