@@ -34,16 +34,21 @@ def _looks_like_a_path(value: str) -> bool:
     return os.path.exists(value) or "::" in value or value.endswith(".py") or os.sep in value
 
 
-def _given(namespace: argparse.Namespace, spec: OptionSpec, text: str) -> None:
-    """Keep aside the text the command line gave: the option's own value has a default
-    (pytest-memray's), so it cannot tell a value given from none."""
-    setattr(namespace, spec.given_attribute, text)
+class _RecordingAction(argparse.Action):
+    """An action that also keeps aside the text the command line gave: the option's own
+    value has a default (pytest-memray's), so it cannot tell a value given from none."""
+
+    spec: OptionSpec
+
+    def _store(self, namespace: argparse.Namespace, value: object, text: str) -> None:
+        setattr(namespace, self.dest, value)
+        setattr(namespace, self.spec.given_attribute, text)
 
 
 def _flag_action(spec: OptionSpec) -> Type[argparse.Action]:
     """A flag without a value: true when given, as pytest-memray's ``store_true``."""
 
-    class FlagAction(argparse.Action):
+    class FlagAction(_RecordingAction):
         def __call__(
             self,
             parser: argparse.ArgumentParser,
@@ -51,16 +56,16 @@ def _flag_action(spec: OptionSpec) -> Type[argparse.Action]:
             values: Union[str, Sequence[Any], None],
             option_string: Optional[str] = None,
         ) -> None:
-            setattr(namespace, self.dest, True)
-            _given(namespace, spec, "true")
+            self._store(namespace, True, "true")
 
+    FlagAction.spec = spec
     return FlagAction
 
 
 def _value_action(spec: OptionSpec) -> Type[argparse.Action]:
     """An option with a value, parsed (and checked) with the ini file's value, later."""
 
-    class ValueAction(argparse.Action):
+    class ValueAction(_RecordingAction):
         def __call__(
             self,
             parser: argparse.ArgumentParser,
@@ -68,9 +73,9 @@ def _value_action(spec: OptionSpec) -> Type[argparse.Action]:
             values: Union[str, Sequence[Any], None],
             option_string: Optional[str] = None,
         ) -> None:
-            setattr(namespace, self.dest, values)
-            _given(namespace, spec, str(values))
+            self._store(namespace, values, str(values))
 
+    ValueAction.spec = spec
     return ValueAction
 
 
@@ -82,7 +87,7 @@ def optional_value_action(spec: OptionSpec) -> Type[argparse.Action]:
     handed back to pytest as a positional argument, and the flag takes its bare value.
     """
 
-    class OptionalValueAction(argparse.Action):
+    class OptionalValueAction(_RecordingAction):
         def __call__(
             self,
             parser: argparse.ArgumentParser,
@@ -91,23 +96,21 @@ def optional_value_action(spec: OptionSpec) -> Type[argparse.Action]:
             option_string: Optional[str] = None,
         ) -> None:
             if values is None:
-                setattr(namespace, self.dest, self.const)
-                _given(namespace, spec, str(self.const))
+                self._store(namespace, self.const, str(self.const))
                 return
             text = str(values)
             try:
                 spec.parse(text)
             except ValueError:
                 if _looks_like_a_path(text):
-                    setattr(namespace, self.dest, self.const)
-                    _given(namespace, spec, str(self.const))
+                    self._store(namespace, self.const, str(self.const))
                     leftovers = list(getattr(namespace, _UNRECOGNIZED, []))
                     setattr(namespace, _UNRECOGNIZED, [*leftovers, text])
                     setattr(namespace, _HANDED_BACK, True)
                     return
-            setattr(namespace, self.dest, text)
-            _given(namespace, spec, text)
+            self._store(namespace, text, text)
 
+    OptionalValueAction.spec = spec
     return OptionalValueAction
 
 
