@@ -21,10 +21,10 @@ import _pytest.python  # noqa: F401 - load what a pytest process has loaded
 import pytest  # noqa: F401
 from memray import FileFormat, Tracker
 
-from pytest_memray_isolate.capture import read_capture
-from pytest_memray_isolate.runners.heap import settle
-from pytest_memray_isolate.runners.tracking import prepare_for_forks
-from pytest_memray_isolate.runners.window import end_window, new_marker
+from pytest_memray_isolate._judging.capture import read_capture
+from pytest_memray_isolate._tracking.heap import settle
+from pytest_memray_isolate._tracking.tracker import prepare_for_forks
+from pytest_memray_isolate._tracking.window import end_window, new_marker
 
 MARKER = new_marker()
 

@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 import pytest
 
-from pytest_memray_isolate.manager import _share_identity
+from pytest_memray_isolate._parent import _share_identity
 
 
 def _report(**changes: Any) -> pytest.TestReport:

@@ -10,8 +10,8 @@ import pytest
 from memray import FileFormat, FileReader, Tracker
 
 from conftest import Runner
-from pytest_memray_isolate.capture import STILL_RUNNING, UNREADABLE, read_capture
-from pytest_memray_isolate.capture_files import forked_captures
+from pytest_memray_isolate._capture_files import forked_captures
+from pytest_memray_isolate._judging.capture import STILL_RUNNING, UNREADABLE, read_capture
 
 _FORKING = """
 import multiprocessing

@@ -11,7 +11,7 @@ import pytest
 from memray import FileFormat, FileReader, Tracker
 
 from conftest import arena_table_growth
-from pytest_memray_isolate.runners import heap
+from pytest_memray_isolate._tracking import heap
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("PYTHONMALLOC", "") not in ("", "pymalloc"), reason="needs CPython's pymalloc"

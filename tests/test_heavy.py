@@ -9,7 +9,7 @@ import pytest
 from memray import FileFormat, FileReader
 
 from conftest import QUIET_PLUGINS
-from pytest_memray_isolate.heavy import HEAVY_CAPTURE_BYTES, HeavyCaptures
+from pytest_memray_isolate._tracking.heavy import HEAVY_CAPTURE_BYTES, HeavyCaptures
 
 
 class _Cache:

@@ -14,8 +14,8 @@ from typing import Dict, List
 import pytest
 
 from conftest import Runner
-from pytest_memray_isolate.markers import MARKER_SIGNATURES
-from pytest_memray_isolate.settings import OPTIONS, OptionSpec, ini_types
+from pytest_memray_isolate._plan import MARKER_SIGNATURES
+from pytest_memray_isolate._settings import OPTIONS, OptionSpec, ini_types
 
 #: The heading of the plugin's group in ``pytest --help``.
 GROUP = "memray:"
@@ -100,7 +100,7 @@ def test_help_shows_every_ini_key_with_its_help(help_output: List[str]) -> None:
 
 
 def _unqualified(text: str) -> str:
-    """``Optional[pytest_memray_isolate.stacks.LeaksFilterFunction]`` as users write it."""
+    """``Optional[pytest_memray_isolate.LeaksFilterFunction]`` as users write it."""
     return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)
 
 

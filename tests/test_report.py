@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_memray_isolate.capture import Location, MemoryResult, histogram
-from pytest_memray_isolate.report import ranked, summary_block
+from pytest_memray_isolate._judging.capture import Location, MemoryResult, histogram
+from pytest_memray_isolate._reporting.summary import ranked, summary_block
 
 # Sizes and the bars pytest-memray 1.11 draws for them (its cli_hist, run on the same lists).
 _SPREAD = [5433013, 2530830, 6624040, 810112, 1215280, 8990609, 1579241, 6135242, 9777561, 973061]
@@ -70,7 +70,7 @@ def test_summary_block_is_laid_out_line_for_line_as_pytest_memray() -> None:
 
 def test_only_tests_that_can_reach_the_report_are_read_in_detail() -> None:
     """With --most-allocations N, a test below the N highest peaks seen so far is not read in detail."""
-    from pytest_memray_isolate.manager import _TopPeaks
+    from pytest_memray_isolate._parent import _TopPeaks
 
     top_two = _TopPeaks(2)
     assert [top_two.wanted(peak) for peak in (10, 5, 3, 7, 7, 20, 6)] == [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_memray_isolate.sizes import format_size, parse_size
+from pytest_memray_isolate._sizes import format_size, parse_size
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,11 @@ from conftest import QUIET_PLUGINS
 
 #: Imported only by a run (or a child) that isolates tests.
 _ISOLATION_ONLY = (
-    "pytest_memray_isolate.runners.fork",
-    "pytest_memray_isolate.runners.forkserver",
-    "pytest_memray_isolate.runners.spawn",
-    "pytest_memray_isolate.runners.remote",
-    "pytest_memray_isolate.runners.remote_child",
+    "pytest_memray_isolate._isolation.fork",
+    "pytest_memray_isolate._isolation.forkserver",
+    "pytest_memray_isolate._isolation.spawn",
+    "pytest_memray_isolate._isolation.request",
+    "pytest_memray_isolate._isolation.child_session",
 )
 
 _REPORT_MODULES = """
@@ -31,7 +31,7 @@ def pytest_sessionfinish(session):
 def test_importing_the_plugin_imports_neither_psutil_nor_cloudpickle() -> None:
     """Both serve isolation only (watching children, sending fixture values)."""
     code = (
-        "import sys, pytest_memray_isolate.plugin, pytest_memray_isolate.manager;"
+        "import sys, pytest_memray_isolate.plugin, pytest_memray_isolate._parent;"
         "print(sorted(name for name in ('psutil', 'cloudpickle') if name in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -43,7 +43,7 @@ def test_importing_the_plugin_imports_neither_psutil_nor_cloudpickle() -> None:
     [
         ((), []),
         (("--memray",), []),
-        (("--memray-isolate=fork",), ["pytest_memray_isolate.runners.fork"]),
+        (("--memray-isolate=fork",), ["pytest_memray_isolate._isolation.fork"]),
     ],
     ids=["no tracking", "in process", "fork"],
 )

@@ -14,8 +14,8 @@ from typing import Callable
 
 import pytest
 
-from pytest_memray_isolate.runners import watch
-from pytest_memray_isolate.runners.outcome import describe_exit
+from pytest_memray_isolate._isolation import supervise as watch
+from pytest_memray_isolate._isolation.child_end import describe_exit
 
 pytestmark = [
     pytest.mark.skipif(

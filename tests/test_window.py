@@ -16,10 +16,10 @@ from typing import Callable, List, Optional
 import pytest
 from memray import FileFormat, FileReader, Tracker
 
-from pytest_memray_isolate.capture import MemoryResult, read_capture
-from pytest_memray_isolate.runners.heap import settle
-from pytest_memray_isolate.runners.tracking import prepare_for_forks
-from pytest_memray_isolate.runners.window import close_window, end_window, new_marker, quiet_memray
+from pytest_memray_isolate._judging.capture import MemoryResult, read_capture
+from pytest_memray_isolate._tracking.heap import settle
+from pytest_memray_isolate._tracking.tracker import prepare_for_forks
+from pytest_memray_isolate._tracking.window import close_window, end_window, new_marker, quiet_memray
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import Runner
-from pytest_memray_isolate.capture import Location, MemoryResult
+from pytest_memray_isolate._judging.capture import Location, MemoryResult
 
 _SUITE = """
 import os

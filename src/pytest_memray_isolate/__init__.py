@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ._stacks import LeakedObjectsFilterFunction, LeaksFilterFunction, Stack, StackFrame
 from ._version import __version__
-from .stacks import LeakedObjectsFilterFunction, LeaksFilterFunction, Stack, StackFrame
 
 __all__ = [
     "LeakedObjectsFilterFunction",

@@ -7,19 +7,19 @@ import os
 
 import pytest
 
-from .cli import (
+from ._cli import (
     adopt_changed_options,
     publish_settings,
     refuse_ambiguous_values,
     register_options,
     restore_path_order,
 )
-from .manager import Manager
-from .markers import marker_help_lines
-from .runners import REQUEST_ENV, SERVER_ENV
-from .settings import IgnoredSettingWarning, Settings, resolve_settings, unused_without_cache
-from .timeouts import PytestTimeoutBridge
-from .xdist import XdistController
+from ._integrations.pytest_timeout import PytestTimeoutBridge
+from ._integrations.xdist import XdistController
+from ._isolation.messages import REQUEST_ENV, SERVER_ENV
+from ._parent import Manager
+from ._plan import marker_help_lines
+from ._settings import IgnoredSettingWarning, Settings, resolve_settings, unused_without_cache
 
 _MANAGER_NAME = "memray_isolate_manager"
 _REMOTE_CHILD_NAME = "memray_isolate_remote_child"
@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if _in_remote_child():
         # A session the plugin started to run isolated tests (imported only here: other
         # sessions need not pay for it at start-up).
-        from .runners.remote_child import from_environment
+        from ._isolation.child_session import from_environment
 
         remote = from_environment(config)
         if remote is not None:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Optional, Set, Tuple, Union
 
 import pytest
 
-from .sizes import SIZE_HINT, parse_size
+from ._sizes import SIZE_HINT, parse_size
 
 __all__ = [
     "CAPTURE_FORMATS",

@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from .settings import (
+from ._settings import (
     DEFAULT_REPETITION,
     ISOLATION_MODES,
     SECONDS_HINT,
@@ -20,8 +20,8 @@ from .settings import (
     isolation_mode,
     time_limit,
 )
-from .sizes import SIZE_HINT, format_size, parse_size
-from .stacks import LeakedObjectsFilterFunction, LeaksFilterFunction
+from ._sizes import SIZE_HINT, format_size, parse_size
+from ._stacks import LeakedObjectsFilterFunction, LeaksFilterFunction
 
 __all__ = [
     "IN_PROCESS",

@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 #: Frames from these directories belong to the measuring machinery, not to the test.
-_OWN_DIRS: Tuple[str, ...] = (str(Path(__file__).resolve().parent) + os.sep,)
+_OWN_DIRS: Tuple[str, ...] = (str(Path(__file__).resolve().parent.parent) + os.sep,)
 _TOP_LOCATIONS = 5
 _HISTOGRAM_BINS = 5
 _BARS = " ▁▂▃▄▅▆▇█"

@@ -44,7 +44,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
-from .settings import Settings
+from .._settings import Settings
 
 __all__ = ["SCHEMA", "VERSION", "build_document", "write_atomically"]
 

@@ -14,12 +14,15 @@ from typing import Any, Dict, Generator, List, Optional, Protocol, Tuple
 import pytest
 from memray import AllocationRecord, FileReader
 
-from .capture import MemoryResult, high_watermark_records, leaked_records, read_capture, top_frame
-from .capture_files import CaptureFiles, forked_captures, no_scratch_message
-from .flamegraph import write_flamegraph
-from .heavy import HeavyCaptures
-from .jsonreport import build_document, write_atomically
-from .limits import (
+from ._capture_files import CaptureFiles, forked_captures, no_scratch_message
+from ._isolation import child
+from ._isolation.messages import Job
+from ._isolation.runner import IsolationRunner
+from ._isolation.setup_effects import recording, wrapped_setup
+from ._isolation.supervise import kill_running
+from ._isolation.termination import TerminationGuard
+from ._judging.capture import MemoryResult, high_watermark_records, leaked_records, read_capture, top_frame
+from ._judging.limits import (
     FilterFailed,
     GrowingLeak,
     Verdict,
@@ -32,16 +35,15 @@ from .limits import (
     growing_leaks,
     leaks_by_place,
 )
-from .markers import TrackingPlan, plan_for
-from .report import closing_lines, ranked, summary_block
-from .runners import IsolationRunner, Job, child
-from .runners.forked import still_running
-from .runners.setup_effects import recording, wrapped_setup
-from .runners.tracking import patched_call
-from .runners.watch import kill_running
-from .runners.window import new_marker, quiet_memray
-from .settings import IgnoredSettingWarning, Settings, unused_without_isolation
-from .termination import TerminationGuard
+from ._plan import TrackingPlan, plan_for
+from ._reporting.flamegraph import write_flamegraph
+from ._reporting.json_report import build_document, write_atomically
+from ._reporting.summary import closing_lines, ranked, summary_block
+from ._settings import IgnoredSettingWarning, Settings, unused_without_isolation
+from ._tracking.follow_fork import still_running
+from ._tracking.heavy import HeavyCaptures
+from ._tracking.tracker import patched_call
+from ._tracking.window import new_marker, quiet_memray
 
 __all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "RESULT_ATTRIBUTE", "Manager"]
 
@@ -290,14 +292,14 @@ class Manager:
         # Each runner is imported when first needed: a run that isolates nothing (or
         # only forks) need not pay for the others, or for cloudpickle, at start-up.
         if mode == "spawn":
-            from .runners.spawn import SpawnRunner
+            from ._isolation.spawn import SpawnRunner
 
             return SpawnRunner(self._config)
         if mode == "forkserver":
-            from .runners.forkserver import ForkserverRunner
+            from ._isolation.forkserver import ForkserverRunner
 
             return ForkserverRunner(self._config, self._files.scratch)
-        from .runners.fork import ForkRunner
+        from ._isolation.fork import ForkRunner
 
         # A child in its own process group cannot read the terminal; keep it in
         # pytest's group when the tests may (-s with a terminal on stdin, for pdb).

@@ -15,10 +15,11 @@ from typing import Callable, Optional, Tuple
 
 import pytest
 
-from . import Job, flush_output
-from .outcome import collect
-from .remote import REQUEST_ENV, STREAMS_ENV, child_command, send_request, start_session
-from .watch import OwnChild
+from .child_end import collect
+from .messages import Job
+from .request import REQUEST_ENV, STREAMS_ENV, child_command, send_request, start_session
+from .runner import flush_output
+from .supervise import OwnChild
 
 __all__ = ["SpawnRunner"]
 

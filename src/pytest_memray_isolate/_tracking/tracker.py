@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
 import pytest
-from memray import Tracker
+from memray import FileFormat, Tracker
 
-from ..limits import check_leaked_objects
-from . import Job, tracker_arguments
-from .forked import note_running
+from .._isolation.messages import Job
+from .._judging.limits import check_leaked_objects
+from .._plan import TrackerOptions
+from .follow_fork import note_running
 from .heap import fill_free_space, settle
 from .repeat import calls_of, not_repeatable
 from .window import end_window
 
-__all__ = ["patched_call", "prepare_for_forks", "tracked"]
+__all__ = ["patched_call", "prepare_for_forks", "tracked", "tracker_arguments"]
 
 #: Turns an item's ``runtest`` into one that runs it elsewhere (a child process).
 RuntestWrapper = Callable[[Callable[[], object]], Callable[[], object]]
@@ -34,6 +35,22 @@ RuntestWrapper = Callable[[Callable[[], object]], Callable[[], object]]
 #: What a failing call raises: exceptions, and pytest's fail, skip and xfail outcomes
 #: (which are not ``Exception``s). Interruptions and pytest.exit stop the run instead.
 _CALL_FAILURES = (Exception, pytest.fail.Exception, pytest.skip.Exception, pytest.xfail.Exception)
+
+
+def tracker_arguments(options: TrackerOptions) -> Dict[str, Any]:
+    """Keyword arguments for ``memray.Tracker``."""
+    arguments: Dict[str, Any] = {
+        "file_format": FileFormat.ALL_ALLOCATIONS
+        if options.all_allocations or options.ends_open
+        else FileFormat.AGGREGATED_ALLOCATIONS,
+        "native_traces": options.native_traces,
+        "trace_python_allocators": options.trace_python_allocators,
+    }
+    if options.track_object_lifetimes:
+        arguments["track_object_lifetimes"] = True
+    if options.follow_fork:
+        arguments["follow_fork"] = True
+    return arguments
 
 
 def prepare_for_forks() -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .capture_files import kept_file_name
+from .._capture_files import kept_file_name
 
 __all__ = ["write_flamegraph"]
 

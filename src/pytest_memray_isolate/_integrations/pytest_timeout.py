@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import pytest
 
-from .manager import PLAN_KEY, PYTEST_TIMEOUT_KEY
+from .._parent import PLAN_KEY, PYTEST_TIMEOUT_KEY
 
 __all__ = ["PytestTimeoutBridge"]
 

@@ -16,10 +16,12 @@ from typing import Callable
 
 import pytest
 
-from . import Job, child, flush_output, leftovers
-from .outcome import collect
-from .tracking import prepare_for_forks
-from .watch import OwnChild, reap_reported, report_pipe, resident_size
+from .._tracking.tracker import prepare_for_forks
+from . import child, leftovers
+from .child_end import collect
+from .messages import Job
+from .runner import flush_output
+from .supervise import OwnChild, reap_reported, report_pipe, resident_size
 
 __all__ = ["ForkRunner", "quiet_fork"]
 

@@ -17,11 +17,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from ..capture import MemoryResult, read_capture
-from ..sizes import format_size
-from . import ChildReport, Job, WarningRecord
-from .watch import ChildEnd, Limits, WatchedChild, kill_group, running, wait_for_child
-from .window import close_window, quiet_memray, trim_padding
+from .._judging.capture import MemoryResult, read_capture
+from .._sizes import format_size
+from .._tracking.window import close_window, quiet_memray, trim_padding
+from .messages import ChildReport, Job, WarningRecord
+from .supervise import ChildEnd, Limits, WatchedChild, kill_group, running, wait_for_child
 
 __all__ = ["collect", "describe_exit", "exit_facts", "read_logged", "read_message"]
 

@@ -30,10 +30,11 @@ from typing import Callable, NoReturn, Optional, Tuple
 
 import pytest
 
-from . import Job, flush_output
-from .outcome import collect, read_message
-from .remote import SERVER_ENV, child_command, send_request, start_session
-from .watch import kill_group, report_pipe, running
+from .child_end import collect, read_message
+from .messages import Job
+from .request import SERVER_ENV, child_command, send_request, start_session
+from .runner import flush_output
+from .supervise import kill_group, report_pipe, running
 
 __all__ = ["ForkserverRunner", "ServerLost"]
 

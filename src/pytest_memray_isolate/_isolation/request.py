@@ -20,8 +20,8 @@ from typing import IO, Dict, List, Optional, Sequence
 import cloudpickle
 import pytest
 
-from . import CHILD_ENV, REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Job
 from .fixture_values import CannotSend, pack_values
+from .messages import CHILD_ENV, REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Job
 
 __all__ = [
     "REQUEST_ENV",

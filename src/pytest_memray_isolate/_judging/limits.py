@@ -12,12 +12,12 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from memray import AllocationRecord, AllocatorType
 
+from .._plan import AllocationLimit, LeakedObjectsCheck, LeakLimit, MemoryLimit
+from .._reporting.summary import process_lines
+from .._settings import Tolerance
+from .._sizes import format_size
+from .._stacks import Stack, StackFrame
 from .capture import Frame, ProcessFigures, frames_of_test, top_frame
-from .markers import AllocationLimit, LeakedObjectsCheck, LeakLimit, MemoryLimit
-from .report import process_lines
-from .settings import Tolerance
-from .sizes import format_size
-from .stacks import Stack, StackFrame
 
 __all__ = [
     "FilterFailed",

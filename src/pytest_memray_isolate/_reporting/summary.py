@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable, List, Optional
 
-from .capture import MemoryResult, ProcessFigures
-from .sizes import format_size
+from .._judging.capture import MemoryResult, ProcessFigures
+from .._sizes import format_size
 
 __all__ = ["closing_lines", "process_lines", "ranked", "summary_block"]
 

@@ -21,14 +21,14 @@ from typing import Any, Dict, Generator, List, NoReturn, Optional, Set, TextIO
 
 import pytest
 
+from .._tracking.heap import fill_free_space
+from .._tracking.tracker import patched_call, prepare_for_forks
 from . import child, leftovers
 from .fixture_values import unpack_values
 from .fork import quiet_fork
-from .heap import fill_free_space
-from .remote import REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Request, load_request
+from .request import REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Request, load_request
 from .setup_effects import SetupEffects
-from .tracking import patched_call, prepare_for_forks
-from .watch import max_rss_bytes
+from .supervise import max_rss_bytes
 
 __all__ = ["RemoteChild", "from_environment"]
 

@@ -1,18 +1,14 @@
-"""Ways to run a test's call phase under memray: in this process or in a child."""
+"""What crosses between the parent and a test's child process: the job, the report, the environment."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-import pytest
-from memray import FileFormat
-
-from ..capture_files import repetition_capture
-from ..limits import Verdict
-from ..markers import LeakedObjectsCheck, TrackerOptions
+from .._capture_files import repetition_capture
+from .._judging.limits import Verdict
+from .._plan import LeakedObjectsCheck, TrackerOptions
 
 __all__ = [
     "CHILD_ENV",
@@ -20,10 +16,7 @@ __all__ = [
     "SERVER_ENV",
     "STREAMS_ENV",
     "ChildReport",
-    "IsolationRunner",
     "Job",
-    "flush_output",
-    "tracker_arguments",
 ]
 
 WarningRecord = Tuple[str, str, str, str, int]
@@ -127,39 +120,3 @@ class Job:
     def faults(self) -> Path:
         """Where the child's faulthandler writes its stacks (crash or timeout)."""
         return self.scratch.with_suffix(".faults")
-
-
-def flush_output() -> None:
-    """Flush what this process buffered for stdout and stderr, before a child shares them."""
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-
-
-def tracker_arguments(options: TrackerOptions) -> Dict[str, Any]:
-    """Keyword arguments for ``memray.Tracker``."""
-    arguments: Dict[str, Any] = {
-        "file_format": FileFormat.ALL_ALLOCATIONS
-        if options.all_allocations or options.ends_open
-        else FileFormat.AGGREGATED_ALLOCATIONS,
-        "native_traces": options.native_traces,
-        "trace_python_allocators": options.trace_python_allocators,
-    }
-    if options.track_object_lifetimes:
-        arguments["track_object_lifetimes"] = True
-    if options.follow_fork:
-        arguments["follow_fork"] = True
-    return arguments
-
-
-class IsolationRunner(Protocol):
-    """Runs a test's call in a child process of some kind and brings its report back."""
-
-    #: Whether the Tracker is put around the test function in this process (a fork
-    #: inherits it) rather than by the child itself.
-    tracks_here: bool
-
-    def wrap(self, item: pytest.Item, runtest: Callable[[], object], job: Job) -> Callable[[], None]:
-        """A replacement for ``item.runtest`` that runs the call in a child."""
-
-    def close(self) -> None:
-        """Stop whatever outlives one test (the forkserver)."""

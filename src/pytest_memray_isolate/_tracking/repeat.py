@@ -9,8 +9,8 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from ..capture import is_own_file
-from . import Job
+from .._isolation.messages import Job
+from .._judging.capture import is_own_file
 
 __all__ = ["calls_of", "not_repeatable"]
 

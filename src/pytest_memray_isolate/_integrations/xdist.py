@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .manager import PREFIX_KEY
+from .._parent import PREFIX_KEY
 
 __all__ = ["XdistController"]
 

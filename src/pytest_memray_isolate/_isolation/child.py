@@ -22,8 +22,9 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional
 
 import pytest
 
-from . import Job, leftovers
-from .watch import resident_size
+from . import leftovers
+from .messages import Job
+from .supervise import resident_size
 
 __all__ = [
     "ESCAPED_EXIT_STATUS",

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 from typing import FrozenSet
 
-from ..capture_files import forked_captures
-from . import Job
+from .._capture_files import forked_captures
+from .._isolation.messages import Job
 
 __all__ = ["note_running", "still_running"]
 

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence, Type, Union
 
 import pytest
 
-from .settings import OPTIONS, OptionSpec, Settings, ini_default, ini_type_argument, option_values
+from ._settings import OPTIONS, OptionSpec, Settings, ini_default, ini_type_argument, option_values
 
 __all__ = [
     "GROUP",

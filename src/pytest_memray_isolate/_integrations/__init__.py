@@ -1,0 +1,1 @@
+"""Working with other plugins: pytest-xdist and pytest-timeout."""

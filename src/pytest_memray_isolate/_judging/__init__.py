@@ -1,0 +1,1 @@
+"""Judging a tracked test: its capture read into figures, and its limits applied to them."""

@@ -1,0 +1,1 @@
+"""What the run reports: the MEMRAY REPORT, the JSON document, flame graphs."""

@@ -1,0 +1,1 @@
+"""Tracking a test's call under memray: the Tracker, the settled heap, the open-ended window, repetitions."""
