@@ -11,6 +11,8 @@ from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, S
 
 from memray import AllocationRecord, FileReader
 
+from .._sizes import format_size
+
 __all__ = [
     "STILL_RUNNING",
     "UNREADABLE",
@@ -21,6 +23,7 @@ __all__ = [
     "high_watermark_records",
     "is_own_file",
     "leaked_records",
+    "process_lines",
     "read_capture",
     "top_frame",
 ]
@@ -60,6 +63,18 @@ class ProcessFigures:
     note: Optional[str] = None
     #: Its capture file, when the user keeps them (--memray-bin-path).
     capture_file: Optional[str] = None
+
+
+def process_lines(processes: Iterable[ProcessFigures]) -> List[str]:
+    """One line per process of a test followed into its forks: its role, pid and peak."""
+    lines = []
+    for process in processes:
+        who = "test process" if process.role == "test" else "forked process"
+        if process.counted and process.peak_memory is not None:
+            lines.append(f"{who} {process.pid}: {format_size(process.peak_memory)}")
+        else:
+            lines.append(f"{who} {process.pid}: not counted, {process.note}")
+    return lines
 
 
 #: Why a forked process's figures are left out.

@@ -13,11 +13,10 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 from memray import AllocationRecord, AllocatorType
 
 from .._plan import AllocationLimit, LeakedObjectsCheck, LeakLimit, MemoryLimit
-from .._reporting.summary import process_lines
 from .._settings import Tolerance
 from .._sizes import format_size
 from .._stacks import Stack, StackFrame
-from .capture import Frame, ProcessFigures, frames_of_test, top_frame
+from .capture import Frame, ProcessFigures, frames_of_test, process_lines, top_frame
 
 __all__ = [
     "FilterFailed",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Iterable, List, Optional
 
-from .._judging.capture import MemoryResult, ProcessFigures
+from .._judging.capture import MemoryResult, process_lines
 from .._sizes import format_size
 
-__all__ = ["closing_lines", "process_lines", "ranked", "summary_block"]
+__all__ = ["closing_lines", "ranked", "summary_block"]
 
 
 def ranked(results: Iterable[MemoryResult], most: int) -> List[MemoryResult]:
@@ -34,18 +34,6 @@ def summary_block(result: MemoryResult) -> List[str]:
         lines.append("\t 🔀 Peak of each process (the total above is their sum):")
         lines += [f"\t\t- {line}" for line in process_lines(result.processes)]
     lines.append("\n")
-    return lines
-
-
-def process_lines(processes: Iterable[ProcessFigures]) -> List[str]:
-    """One line per process of a test followed into its forks: its role, pid and peak."""
-    lines = []
-    for process in processes:
-        who = "test process" if process.role == "test" else "forked process"
-        if process.counted and process.peak_memory is not None:
-            lines.append(f"{who} {process.pid}: {format_size(process.peak_memory)}")
-        else:
-            lines.append(f"{who} {process.pid}: not counted, {process.note}")
     return lines
 
 
