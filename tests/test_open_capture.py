@@ -1,7 +1,7 @@
 """End to end: isolated children that leave their Tracker running (one memray walk a test).
 
 An isolated child ends the tracked window right after the test's call and exits without
-stopping its Tracker; the parent cuts the capture there (runners/window.py). These tests
+stopping its Tracker; the parent cuts the capture there (_tracking/window.py). These tests
 pin what users see of it: the same figures as a stopped Tracker gives, nothing of the
 child's own work after the call, memray's figures after a crash, and kept files that
 memray's own commands open.

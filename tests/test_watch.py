@@ -1,4 +1,4 @@
-"""Waiting for a forked child that says when its report is complete (runners/watch.py).
+"""Waiting for a forked child that says when its report is complete (runners/supervise.py).
 
 The parent must go on as soon as the byte arrives, and must still see a child that dies
 without it, even while a process the child started keeps the pipe open.
@@ -14,7 +14,7 @@ from typing import Callable
 
 import pytest
 
-from pytest_memray_isolate._isolation import supervise as watch
+from pytest_memray_isolate._isolation import supervise
 from pytest_memray_isolate._isolation.child_end import describe_exit
 
 pytestmark = [
@@ -30,9 +30,9 @@ pytestmark = [
 ]
 
 
-def _fork(child: Callable[[int], None]) -> watch.OwnChild:
+def _fork(child: Callable[[int], None]) -> supervise.OwnChild:
     """Fork a child that runs ``child(write_end)`` and exits; watch it as the fork runner does."""
-    read_end, write_end = watch.report_pipe()
+    read_end, write_end = supervise.report_pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         try:
@@ -42,7 +42,7 @@ def _fork(child: Callable[[int], None]) -> watch.OwnChild:
             os._exit(0)
     os.close(write_end)
     os.setpgid(pid, pid)
-    return watch.OwnChild(pid, read_end)
+    return supervise.OwnChild(pid, read_end)
 
 
 def _alive(pid: int) -> bool:
@@ -61,11 +61,11 @@ def test_a_child_that_reported_is_left_to_exit_and_reaped_later(tmp_path: Path) 
         time.sleep(60)
 
     child = _fork(report_then_linger)
-    end = watch.wait_for_child(child, watch.Limits(), tmp_path / "faults")
-    assert end is watch.REPORTED
+    end = supervise.wait_for_child(child, supervise.ChildBudget(), tmp_path / "faults")
+    assert end is supervise.REPORTED
     assert _alive(child.pid)  # still there (not reaped): the parent did not wait for it
-    watch.kill_group(child.pid)
-    watch.reap_reported()
+    supervise.kill_group(child.pid)
+    supervise.reap_reported()
     with pytest.raises(ChildProcessError):
         os.waitpid(child.pid, os.WNOHANG)
 
@@ -83,15 +83,17 @@ def test_a_child_that_dies_without_the_byte_is_seen_while_its_own_child_holds_th
 
     child = _fork(fork_then_die)
     try:
-        end = watch.wait_for_child(child, watch.Limits(), tmp_path / "faults")
+        end = supervise.wait_for_child(child, supervise.ChildBudget(), tmp_path / "faults")
     finally:
-        watch.kill_group(child.pid)
+        supervise.kill_group(child.pid)
     assert describe_exit(end.status) == "exited with status 3"
 
 
-@pytest.mark.parametrize("limits", [watch.Limits(), watch.Limits(timeout=60.0)], ids=["no limit", "timeout"])
+@pytest.mark.parametrize(
+    "budget", [supervise.ChildBudget(), supervise.ChildBudget(timeout=60.0)], ids=["no limit", "timeout"]
+)
 def test_a_child_that_closes_the_pipe_early_is_waited_for_to_the_end(
-    tmp_path: Path, limits: watch.Limits
+    tmp_path: Path, budget: supervise.ChildBudget
 ) -> None:
     """A closed pipe without the byte is not a report: the wait goes on until the child ends."""
 
@@ -101,6 +103,6 @@ def test_a_child_that_closes_the_pipe_early_is_waited_for_to_the_end(
         os.kill(os.getpid(), signal.SIGTERM)
 
     child = _fork(close_then_exit)
-    end = watch.wait_for_child(child, limits, tmp_path / "faults")
-    assert end is not watch.REPORTED
+    end = supervise.wait_for_child(child, budget, tmp_path / "faults")
+    assert end is not supervise.REPORTED
     assert describe_exit(end.status) == "was killed by signal SIGTERM (15)"

@@ -1,4 +1,4 @@
-"""Captures whose Tracker never stopped (runners/window.py), read back as if it had.
+"""Captures whose Tracker never stopped (_tracking/window.py), read back as if it had.
 
 Each test forks a child that tracks a small workload and ends as an isolated child does:
 with ``end_window`` and ``os._exit``, its Tracker still running, or by stopping the

@@ -15,8 +15,7 @@ import pytest
 from memray import AllocationRecord, FileReader
 
 from ._capture_files import CaptureFiles, forked_captures, no_scratch_message
-from ._isolation import child
-from ._isolation.messages import Job
+from ._isolation.messages import CallSpec, Job
 from ._isolation.runner import IsolationRunner
 from ._isolation.setup_effects import recording, wrapped_setup
 from ._isolation.supervise import kill_running
@@ -167,8 +166,10 @@ class Manager:
             self._make_scratch_now()
         self._runners: Dict[str, IsolationRunner] = {}
         self._jobs: Dict[str, Job] = {}
+        #: The leaks that counted against each limit_leaks test, for reports.
+        self._leaks: Dict[str, List[Dict[str, Any]]] = {}
         self.results: Dict[str, MemoryResult] = {}
-        #: Everything known about each tracked test, for --memray-json (see jsonreport.py).
+        #: Everything known about each tracked test, for --memray-json (see _reporting/json_report.py).
         self.records: Dict[str, Dict[str, Any]] = {}
         every = settings.most_allocations == 0 or settings.json_path is not None
         self._reported = _TopPeaks(None if every else settings.most_allocations)
@@ -221,7 +222,7 @@ class Manager:
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
     ) -> Generator[None, object, object]:
         """Note what the project's xunit and unittest setups set, for forkserver and spawn
-        children, which do not run them again (see runners/setup_effects.py)."""
+        children, which do not run them again (see _isolation/setup_effects.py)."""
         what = wrapped_setup(fixturedef, self._config.rootpath)
         if what is None:
             return (yield)
@@ -233,28 +234,34 @@ class Manager:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         plan = item.stash.get(PLAN_KEY, None)
-        if plan is None or plan.error is not None or child.current_job() is not None:
+        if plan is None or plan.error is not None:
             return (yield)
         capture, scratch = self._paths_for(item.nodeid, plan)
         tracker = plan.tracker
         if tracker.ends_open and self._heavy.is_heavy(item.nodeid):
             tracker = replace(tracker, ends_open=False)  # its capture would be slow to read
-        job = Job(item.nodeid, capture, scratch, tracker=tracker, objects=plan.objects)
-        if plan.leaks is not None:
-            job.warmups, job.repeats = plan.leaks.warmups, plan.leaks.repeats
-        if plan.isolated:
-            job.timeout = self._timeout_for(item, plan)
-            job.max_rss = self._settings.max_rss
-        if job.tracker.ends_open:
-            job.window_marker = new_marker()
+        spec = CallSpec(
+            item.nodeid,
+            capture,
+            scratch,
+            tracker=tracker,
+            objects=plan.objects,
+            timeout=self._timeout_for(item, plan) if plan.isolated else None,
+            max_rss=self._settings.max_rss if plan.isolated else None,
+            warmups=plan.leaks.warmups if plan.leaks is not None else 0,
+            repeats=plan.leaks.repeats if plan.leaks is not None else 1,
+            window_marker=new_marker() if tracker.ends_open else None,
+        )
+        job = Job(spec)
         self._jobs[item.nodeid] = job
         runner = self._runner_for(plan)
         if runner is None:
-            patched = patched_call(item, job)
+            patched = patched_call(item, spec, job.notes)
         else:
             patched = patched_call(
                 item,
-                job,
+                spec,
+                job.notes,
                 track=runner.tracks_here,
                 settle_heap=True,
                 outer=lambda runtest: runner.wrap(item, runtest, job),
@@ -304,7 +311,7 @@ class Manager:
         # A child in its own process group cannot read the terminal; keep it in
         # pytest's group when the tests may (-s with a terminal on stdin, for pdb).
         reads_terminal = self._config.getoption("capture") == "no" and os.isatty(0)
-        return ForkRunner(own_group=not reads_terminal)
+        return ForkRunner(self._config, own_group=not reads_terminal)
 
     # -- judgement ------------------------------------------------------------------
 
@@ -315,20 +322,20 @@ class Manager:
         report = yield
         if call.when != "call":
             return report
-        if child.current_job() is not None:
-            child.on_call_report(self._config, report)
-            return report  # a subtest's report, made while the test runs
         job = self._jobs.pop(item.nodeid, None)
         if job is None:
             return report
-        for data in job.during_call:  # subtests, logged here as they would have been
+        outcome = job.child
+        for data in (
+            outcome.during_call if outcome is not None else ()
+        ):  # subtests, logged as they would have been
             logged = self._config.hook.pytest_report_from_serializable(config=self._config, data=data)
             item.ihook.pytest_runtest_logreport(report=logged)
-        if job.child is not None:
+        if outcome is not None and outcome.reported is not None:
             from_child = self._config.hook.pytest_report_from_serializable(
-                config=self._config, data=job.child.report
+                config=self._config, data=outcome.reported.report
             )
-            if job.output_captured_here:
+            if outcome.output_captured_here:
                 # The child wrote to this process's capture; its report has what it logged.
                 names = {name for name, _ in report.sections}
                 from_child.sections = report.sections + [
@@ -345,14 +352,14 @@ class Manager:
         try:
             result = self._judge(plan, job, report)
         finally:
-            self._files.done_with(job.capture, job.scratch, derived=_writes_several_captures(plan))
+            self._files.done_with(job.capture, job.spec.scratch, derived=_writes_several_captures(plan))
         # The figures travel with the report, so pytest-xdist brings them to the controller.
         record = {
             "result": None if result is None else result.as_dict(),
             "mode": plan.mode,
             "limit": plan.limit_description(),
-            "child": job.child_end,
-            "leaks": job.leaks,
+            "child": None if outcome is None or outcome.exit_facts is None else outcome.exit_facts.as_dict(),
+            "leaks": self._leaks.pop(job.nodeid, None),
             # A crashed child's capture has no figures, but a kept one is still the user's.
             "unread_capture": self._unread_kept_capture(job, result),
         }
@@ -385,7 +392,7 @@ class Manager:
                 kept=kept,
                 wanted=self._reported.wanted,
                 forked=forked_captures(job.capture) if plan.tracker.follow_fork else None,
-                running=still_running(job) if plan.tracker.follow_fork else frozenset(),
+                running=still_running(job.spec) if plan.tracker.follow_fork else frozenset(),
                 count_places=job.tracker.ends_open and not job.tracker.all_allocations,
             )
         except OSError:
@@ -454,13 +461,13 @@ class Manager:
                     leaks = leaked_records(reader, current_thread_only=plan.leaks.current_thread_only)
                     repetitions.append(leaks_by_place(leaks, plan.leaks))
             growing = growing_leaks(repetitions, plan.leaks)
-            job.leaks = [_growing_leak_facts(leak) for leak in growing]
+            self._leaks[job.nodeid] = [_growing_leak_facts(leak) for leak in growing]
             return check_growing_leaks(growing, plan.leaks, stacks=settings.stacks)
         if plan.leaks is not None:
             with FileReader(job.capture) as reader:
                 leaks = leaked_records(reader, current_thread_only=plan.leaks.current_thread_only)
                 counted = counted_leaks(leaks, plan.leaks)
-                job.leaks = [_leak_facts(record) for record in counted]
+                self._leaks[job.nodeid] = [_leak_facts(record) for record in counted]
                 return check_leaks(counted, plan.leaks, stacks=settings.stacks)
         if plan.objects is not None:
             return job.objects_verdict
@@ -498,9 +505,6 @@ class Manager:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if child.current_job() is not None:
-            child.on_logreport(self._config, report)
-            return
         record = getattr(report, RESULT_ATTRIBUTE, None)
         if report.when != "call" or not isinstance(record, dict):
             return
@@ -548,10 +552,9 @@ class Manager:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if child.current_job() is None:
-            self._heavy.save()
+        self._heavy.save()
         path = self._settings.json_path
-        if path is None or hasattr(self._config, "workerinput") or child.current_job() is not None:
+        if path is None or hasattr(self._config, "workerinput"):
             return
         document = build_document(self.records.values(), self._settings, exitstatus=int(session.exitstatus))
         try:
@@ -564,8 +567,7 @@ class Manager:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_unconfigure(self) -> None:
-        if child.current_job() is None:
-            for runner in self._runners.values():
-                runner.close()
-            self._files.remove_scratch()
-            self._termination.restore()
+        for runner in self._runners.values():
+            runner.close()
+        self._files.remove_scratch()
+        self._termination.restore()

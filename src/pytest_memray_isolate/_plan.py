@@ -155,7 +155,7 @@ class TrackerOptions:
     all_allocations: bool = False
     #: Whether processes the test forks are tracked too (each writes a capture of its own).
     follow_fork: bool = False
-    #: Whether an isolated child leaves its Tracker running and exits (see runners/window.py):
+    #: Whether an isolated child leaves its Tracker running and exits (see _tracking/window.py):
     #: the capture is then written in the "all" format, whatever ``all_allocations`` says.
     ends_open: bool = False
 

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from . import _names
 from ._cli import (
     adopt_changed_options,
     publish_settings,
@@ -21,8 +22,6 @@ from ._parent import Manager
 from ._plan import marker_help_lines
 from ._settings import IgnoredSettingWarning, Settings, resolve_settings, unused_without_cache
 
-_MANAGER_NAME = "memray_isolate_manager"
-_REMOTE_CHILD_NAME = "memray_isolate_remote_child"
 _SETTINGS_KEY = pytest.StashKey[Settings]()
 
 
@@ -30,7 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     register_options(parser)
 
 
-def _in_remote_child() -> bool:
+def _in_child_session() -> bool:
+    """Whether the parent started this session to run isolated tests (spawn, forkserver)."""
     return REQUEST_ENV in os.environ or SERVER_ENV in os.environ
 
 
@@ -50,24 +50,29 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
     A bad value is reported by ``pytest_configure`` (so ``pytest --version`` still works).
     """
-    if _in_remote_child():
+    if _in_child_session():
         return
     with contextlib.suppress(pytest.UsageError):
         _settings(config)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the one role this process plays, chosen here once.
+
+    A session the plugin started to run isolated tests gets the child session's plugin
+    (imported only then: other sessions need not pay for it at start-up); a process that
+    runs tests gets the parent's plugin, which a forked child swaps for the child's
+    plugin (see _isolation/child.py).
+    """
     for line in marker_help_lines():
         config.addinivalue_line("markers", line)
     restore_path_order(config)
-    if _in_remote_child():
-        # A session the plugin started to run isolated tests (imported only here: other
-        # sessions need not pay for it at start-up).
+    if _in_child_session():
         from ._isolation.child_session import from_environment
 
-        remote = from_environment(config)
-        if remote is not None:
-            config.pluginmanager.register(remote, _REMOTE_CHILD_NAME)
+        session = from_environment(config)
+        if session is not None:
+            config.pluginmanager.register(session, _names.CHILD_SESSION)
             return
     refuse_ambiguous_values(config)
     settings = _settings(config)
@@ -77,8 +82,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if ignored is not None and not config.pluginmanager.hasplugin("cacheprovider"):
         config.issue_config_time_warning(IgnoredSettingWarning(ignored), stacklevel=2)
     manager = Manager(config, settings)
-    config.pluginmanager.register(manager, _MANAGER_NAME)
+    config.pluginmanager.register(manager, _names.PARENT)
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(XdistController(manager.file_prefix), "memray_isolate_xdist")
+        config.pluginmanager.register(XdistController(manager.file_prefix), _names.XDIST)
     if config.pluginmanager.hasplugin("timeout"):
-        config.pluginmanager.register(PytestTimeoutBridge(), "memray_isolate_timeout")
+        config.pluginmanager.register(PytestTimeoutBridge(), _names.PYTEST_TIMEOUT)

@@ -1,10 +1,13 @@
-"""The isolated child's side: run the call under a Tracker, send the report home, exit.
+"""The isolated child's side: run the call under a Tracker, send the reply home, exit.
 
-After ``fork`` the child returns up pytest's own call stack, so pytest's capture,
-logging and xfail handling build the call report exactly as they would without
-isolation. When the report is made, ``send_report`` hands it to the parent through
-the job's message file and ends the process with ``os._exit``: the child never runs
-teardown, other tests, or the session's end.
+Every child runs a test's call the same way, however it was started: a forked child
+returns up pytest's own call stack, a forkserver's or spawned child runs pytest's
+protocol for its one test (child_session.py). Either way pytest's capture, logging and
+xfail handling build the call report exactly as they would without isolation. The
+:class:`ChildPlugin`, registered when the process becomes the test's child (and, in a
+forked child, in place of the parent's plugins), hands the call report to the parent
+through the spec's reply file and ends the process with ``os._exit``: a child never
+runs teardown, other tests, or the session's end.
 """
 
 from __future__ import annotations
@@ -17,25 +20,33 @@ import signal
 import sys
 import traceback
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, NoReturn, Optional
+from dataclasses import replace
+from typing import Callable, Generator, List, NoReturn, Optional, Sequence, TextIO
 
 import pytest
 
+from .. import _names
 from . import leftovers
-from .messages import Job
+from .messages import (
+    CallSpec,
+    Logged,
+    Reply,
+    Reported,
+    ReportLost,
+    SerializedReport,
+    Stopped,
+    TrackerNotes,
+    Unrunnable,
+    WarningRecord,
+)
 from .supervise import resident_size
 
 __all__ = [
     "ESCAPED_EXIT_STATUS",
+    "ChildPlugin",
     "become_child",
     "cannot_run",
-    "current_job",
     "flush_quietly",
-    "on_call_report",
-    "on_logreport",
-    "run_call",
-    "send_report",
     "tell_unrunnable",
 ]
 
@@ -43,132 +54,178 @@ __all__ = [
 ESCAPED_EXIT_STATUS = 70
 
 
-@dataclass
-class _ChildState:
-    job: Job
-    warnings: List[warnings.WarningMessage]
-    pid: int
-    faults: Any
-    #: Set once the test's call has returned or raised: reports made before are subtests'.
-    call_done: bool = False
-    #: Reports logged during the call (subtests), to be logged again in the parent.
-    during_call: List[Dict[str, Any]] = field(default_factory=list)
-    #: Where to say the report is complete (a :func:`watch.report_pipe`), if the parent listens.
-    report_signal: Optional[int] = None
-
-
-_state: Optional[_ChildState] = None
-
-
-def current_job() -> Optional[Job]:
-    """The job this process runs as an isolated child, or ``None`` in the parent."""
-    return _state.job if _state is not None else None
-
-
-def become_child(job: Job, *, own_group: bool, report_signal: Optional[int] = None) -> None:
-    """Prepare a freshly forked child.
+def become_child(
+    config: pytest.Config,
+    spec: CallSpec,
+    notes: TrackerNotes,
+    *,
+    own_group: bool,
+    report_signal: Optional[int] = None,
+    replaces: Sequence[str] = (),
+) -> ChildPlugin:
+    """Make this freshly forked process the test's child: its plugin replaces ``replaces``.
 
     It gets a process group of its own (so the parent can kill whatever it starts), its
     warnings are recorded for the parent, and faulthandler writes its stacks to the
-    job's file on a fatal signal or when the parent asks with SIGUSR1 (timeout). With
+    spec's file on a fatal signal or when the parent asks with SIGUSR1 (timeout). With
     ``report_signal`` it writes a byte there once its report is complete.
 
     Whatever fails here ends the child, telling the parent why: a child that returned
     into pytest's code before its call would go on to run the rest of the session.
     """
     try:
-        _prepare(job, own_group, report_signal)
+        plugin = ChildPlugin(config, spec, notes, own_group=own_group, report_signal=report_signal)
+        for name in replaces:
+            found = config.pluginmanager.get_plugin(name)
+            if found is not None:
+                config.pluginmanager.unregister(found)
+        config.pluginmanager.register(plugin, _names.CHILD)
     except BaseException:
         cannot_run(
-            job,
+            spec,
             "The isolated child process could not be prepared for this test's call:\n"
             + traceback.format_exc(),
         )
+    return plugin
 
 
-def _prepare(job: Job, own_group: bool, report_signal: Optional[int]) -> None:
-    global _state
-    if own_group:
-        with contextlib.suppress(OSError):
-            os.setpgid(0, 0)
-    if job.max_rss is not None:
-        _write_start_size(job)
-    faults = open(job.faults, "w")  # noqa: SIM115 - open until the process ends
-    faulthandler.enable(file=faults, all_threads=True)
-    faulthandler.register(signal.SIGUSR1, file=faults, all_threads=True)
-    recorder = warnings.catch_warnings(record=True)
-    recorded = recorder.__enter__()  # left open: the process ends inside it
-    leftovers.at_child_start()
-    _state = _ChildState(job, recorded, os.getpid(), faults, report_signal=report_signal)
+class ChildPlugin:
+    """The test's child: its call report, and the subtests' reports made before it, go home."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        spec: CallSpec,
+        notes: TrackerNotes,
+        *,
+        own_group: bool,
+        report_signal: Optional[int],
+    ) -> None:
+        if own_group:
+            with contextlib.suppress(OSError):
+                os.setpgid(0, 0)
+        if spec.max_rss is not None:
+            _write_start_size(spec)
+        self._faults = open(spec.faults_file, "w")  # noqa: SIM115 - open until the process ends
+        faulthandler.enable(file=self._faults, all_threads=True)
+        faulthandler.register(signal.SIGUSR1, file=self._faults, all_threads=True)
+        recorder = warnings.catch_warnings(record=True)
+        self._warnings: List[warnings.WarningMessage] = recorder.__enter__()  # the process ends inside it
+        leftovers.at_child_start()
+        self._config = config
+        self._spec = spec
+        self._notes = notes
+        self._pid = os.getpid()
+        #: Where to say the report is complete (a :func:`supervise.report_pipe`), if the parent listens.
+        self._report_signal = report_signal
+        #: Set once the test's call has returned or raised: reports made before are subtests'.
+        self._call_done = False
+        #: Reports logged during the call (subtests), to be logged again in the parent.
+        self._during_call: List[SerializedReport] = []
+
+    def run_call(self, runtest: Callable[[], object]) -> None:
+        """Run the test's (tracked) call; stop requests go to the parent, not to pytest here."""
+        try:
+            runtest()
+        except KeyboardInterrupt:
+            self._finish(Stopped("interrupt"))
+        except pytest.exit.Exception as stop:
+            self._finish(Stopped("exit", stop.msg, stop.returncode))
+        finally:
+            self._call_done = True
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """The call report is made: send it home (a subtest's, made during the call, waits)."""
+        report = yield
+        if call.when == "call" and self._call_done:
+            self._send_report(report)
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A report logged during the call (a subtest's) goes home with the call report."""
+        if self._call_done:
+            escaped()
+        self._keep_for_parent(report)
+
+    def _keep_for_parent(self, report: pytest.TestReport) -> None:
+        """Keep a subtest's report to be logged in the parent, and write it to the logged
+        file at once: if the child dies later in the call, the parent still logs it."""
+        config = self._config
+        data = config.hook.pytest_report_to_serializable(config=config, report=report)
+        self._during_call.append(data)
+        with contextlib.suppress(Exception):  # only a crash would need it
+            payload = _picklable(Logged(data))
+            with open(self._spec.logged_file, "ab") as stream:
+                stream.write(payload)
+
+    def _send_report(self, report: pytest.TestReport) -> NoReturn:
+        """Send the call report and the recorded warnings to the parent, then end the child."""
+        # Plugins settle a report's final outcome when its status is asked for (pytest's
+        # subtests fail a test with failed subtests, counted here in the child): ask now.
+        config = self._config
+        config.hook.pytest_report_teststatus(report=report, config=config)
+        data = config.hook.pytest_report_to_serializable(config=config, report=report)
+        self._finish(
+            Reported(
+                report=data,
+                during_call=tuple(self._during_call),
+                warnings=tuple(_warning_record(message) for message in self._warnings),
+                objects_verdict=self._notes.objects_verdict,
+            )
+        )
+
+    def _finish(self, reply: Reply) -> NoReturn:
+        if os.getpid() != self._pid:  # a process the test forked, back in pytest's code
+            os._exit(0)
+        with contextlib.suppress(BaseException):  # the report goes home whatever a handler does
+            leftovers.at_child_end()
+        _save_coverage()
+        status = 0
+        try:
+            payload = _picklable(reply)
+            with open(self._spec.reply_file, "wb") as stream:
+                stream.write(payload)
+        except BaseException:
+            status = 1
+            error = traceback.format_exc()
+            try:
+                with open(self._spec.reply_file, "wb") as stream:
+                    stream.write(pickle.dumps(ReportLost(error)))
+            except BaseException:
+                _tell_on_stderr(
+                    "The isolated child process running this test could not send its report:\n" + error
+                )
+        flush_quietly()
+        if status == 0 and isinstance(reply, Reported):
+            _say_reported(self._report_signal)
+        os._exit(status)
 
 
-def _write_start_size(job: Job) -> None:
+def _write_start_size(spec: CallSpec) -> None:
     """Tell the parent this process's resident size at the test's start, for the memory
     ceiling: what it inherited or loaded before (fixture values) is not the test's.
 
     One write ending with a newline: the parent reads the size only once the line is whole.
     """
-    with open(job.start_size, "w") as stream:
+    with open(spec.start_size_file, "w") as stream:
         stream.write(f"{resident_size(os.getpid())}\n")
 
 
-def run_call(runtest: Callable[[], object]) -> None:
-    """Run the test's (tracked) call; stop requests go to the parent, not to pytest here."""
-    assert _state is not None
-    try:
-        runtest()
-    except KeyboardInterrupt:
-        _finish({"stop": ("interrupt", "", 0)})
-    except pytest.exit.Exception as stop:
-        _finish({"stop": ("exit", stop.msg, stop.returncode)})
-    finally:
-        _state.call_done = True
+def tell_unrunnable(spec: CallSpec, text: str) -> None:
+    """Tell the parent why the test's call could not run (its reply file)."""
+    with open(spec.reply_file, "wb") as stream:
+        stream.write(pickle.dumps(Unrunnable(text)))
 
 
-def call_done() -> bool:
-    """Whether the test's call has ended: a call report made before it belongs to a subtest."""
-    return _state is not None and _state.call_done
-
-
-def keep_for_parent(config: pytest.Config, report: pytest.TestReport) -> None:
-    """Keep a report logged during the call (a subtest's) to be logged in the parent.
-
-    It is also written to the job's file at once: if the child dies later in the call, the
-    parent still logs the subtests that ran.
-    """
-    assert _state is not None
-    data = config.hook.pytest_report_to_serializable(config=config, report=report)
-    _state.during_call.append(data)
-    with contextlib.suppress(Exception):  # only a crash would need it
-        payload = _picklable({"report": data})
-        with open(_state.job.logged, "ab") as stream:
-            stream.write(payload)
-
-
-def on_call_report(config: pytest.Config, report: pytest.TestReport) -> None:
-    """The child's call report is made: send it home (a subtest's, made earlier, waits)."""
-    if call_done():
-        send_report(config, report)
-
-
-def on_logreport(config: pytest.Config, report: pytest.TestReport) -> None:
-    """A report logged in the child: a subtest's goes home with the call report."""
-    if call_done():
-        escaped()
-    keep_for_parent(config, report)
-
-
-def tell_unrunnable(job: Job, text: str) -> None:
-    """Tell the parent why the test's call could not run (its message file)."""
-    with open(job.message, "wb") as stream:
-        stream.write(pickle.dumps({"unrunnable": text}))
-
-
-def cannot_run(job: Job, text: str) -> NoReturn:
+def cannot_run(spec: CallSpec, text: str) -> NoReturn:
     """End a child that could not get to the test's call, telling the parent why."""
     status = 0
     try:
-        tell_unrunnable(job, text)
+        tell_unrunnable(spec, text)
     except BaseException:
         status = _tell_on_stderr(text)
     flush_quietly()
@@ -177,7 +234,7 @@ def cannot_run(job: Job, text: str) -> NoReturn:
 
 def _tell_on_stderr(text: str) -> int:
     """Write what the parent should know to stderr (the test's captured output) when the
-    message file cannot be written (its directory removed, the disk full); the exit
+    reply file cannot be written (its directory removed, the disk full); the exit
     status that says so."""
     flush_quietly()
     with contextlib.suppress(OSError):
@@ -185,39 +242,28 @@ def _tell_on_stderr(text: str) -> int:
     return 1
 
 
-def _warning_record(message: warnings.WarningMessage) -> tuple[str, str, str, str, int]:
+def _warning_record(message: warnings.WarningMessage) -> WarningRecord:
     category = message.category
-    where = (message.filename, message.lineno)
-    return (str(message.message), category.__module__, category.__qualname__, *where)
-
-
-def send_report(config: pytest.Config, report: pytest.TestReport) -> NoReturn:
-    """Send the call report and the recorded warnings to the parent, then end the child."""
-    assert _state is not None
-    # Plugins settle a report's final outcome when its status is asked for (pytest's
-    # subtests fail a test with failed subtests, counted here in the child): ask now.
-    config.hook.pytest_report_teststatus(report=report, config=config)
-    data = config.hook.pytest_report_to_serializable(config=config, report=report)
-    recorded = [_warning_record(message) for message in _state.warnings]
-    _finish(
-        {
-            "report": data,
-            "during_call": _state.during_call,
-            "warnings": recorded,
-            "objects_verdict": _state.job.objects_verdict,
-        }
+    return (
+        str(message.message),
+        category.__module__,
+        category.__qualname__,
+        message.filename,
+        message.lineno,
     )
 
 
-def _picklable(message: Dict[str, Any]) -> bytes:
+def _picklable(message: object) -> bytes:
     try:
         return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
         # record_property accepts any object; what cannot cross the process boundary
         # travels as its repr.
-        report = message.get("report") or {}
+        if not isinstance(message, (Reported, Logged)):
+            raise
+        report = dict(message.report)
         report["user_properties"] = [(name, repr(value)) for name, value in report.get("user_properties", [])]
-        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(replace(message, report=report), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _save_coverage() -> None:
@@ -237,38 +283,11 @@ def _save_coverage() -> None:
 
 def flush_quietly() -> None:
     """Flush every standard stream before ``os._exit``; a child on its way out must not fail."""
-    for output in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+    streams: List[Optional[TextIO]] = [sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__]
+    for output in streams:
         if output is not None:
             with contextlib.suppress(BaseException):
                 output.flush()
-
-
-def _finish(message: Dict[str, Any]) -> NoReturn:
-    assert _state is not None
-    if os.getpid() != _state.pid:  # a process the test forked, back in pytest's code
-        os._exit(0)
-    with contextlib.suppress(BaseException):  # the report goes home whatever a handler does
-        leftovers.at_child_end()
-    _save_coverage()
-    status = 0
-    try:
-        payload = _picklable(message)
-        with open(_state.job.message, "wb") as stream:
-            stream.write(payload)
-    except BaseException:
-        status = 1
-        error = traceback.format_exc()
-        try:
-            with open(_state.job.message, "wb") as stream:
-                stream.write(pickle.dumps({"error": error}))
-        except BaseException:
-            _tell_on_stderr(
-                "The isolated child process running this test could not send its report:\n" + error
-            )
-    flush_quietly()
-    if status == 0 and "report" in message:
-        _say_reported(_state.report_signal)
-    os._exit(status)
 
 
 def _say_reported(report_signal: Optional[int]) -> None:

@@ -13,17 +13,30 @@ import pickle
 import signal
 import sys
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 
 from .._judging.capture import MemoryResult, read_capture
 from .._sizes import format_size
 from .._tracking.window import close_window, quiet_memray, trim_padding
-from .messages import ChildReport, Job, WarningRecord
-from .supervise import ChildEnd, Limits, WatchedChild, kill_group, running, wait_for_child
+from .messages import (
+    CallSpec,
+    ChildOutcome,
+    ExitFacts,
+    Job,
+    Logged,
+    Reply,
+    Reported,
+    ReportLost,
+    SerializedReport,
+    Stopped,
+    Unrunnable,
+    WarningRecord,
+)
+from .supervise import ChildBudget, ChildEnd, WatchedChild, kill_group, running, wait_for_child
 
-__all__ = ["collect", "describe_exit", "exit_facts", "read_logged", "read_message"]
+__all__ = ["await_child", "describe_exit", "exit_facts", "read_logged", "read_reply"]
 
 
 def _exit_code_and_signal(status: int) -> Tuple[int, Optional[str]]:
@@ -36,15 +49,10 @@ def _exit_code_and_signal(status: int) -> Tuple[int, Optional[str]]:
     return code, name
 
 
-def exit_facts(end: ChildEnd) -> Dict[str, Any]:
-    """How a child ended, as plain data: exit code or signal, and why it was killed."""
+def exit_facts(end: ChildEnd) -> ExitFacts:
+    """How a child ended: exit code or signal, and why it was killed."""
     code, signal_name = _exit_code_and_signal(end.status)
-    return {
-        "exit_code": code if code >= 0 else None,
-        "signal": signal_name,
-        "killed_for": end.killed_for,
-        "max_rss": end.max_rss,
-    }
+    return ExitFacts(code if code >= 0 else None, signal_name, end.killed_for, end.max_rss)
 
 
 def describe_exit(status: int) -> str:
@@ -64,7 +72,7 @@ def _warning_category(module: str, qualname: str) -> type[Warning]:
     return UserWarning
 
 
-def _reissue(recorded: List[WarningRecord]) -> None:
+def _reissue(recorded: Tuple[WarningRecord, ...]) -> None:
     """Raise the child's warnings again here, where pytest's warning capture sees them."""
     for text, module, qualname, filename, lineno in recorded:
         warnings.warn_explicit(text, _warning_category(module, qualname), filename, lineno)
@@ -78,26 +86,30 @@ def _read_text(path: Any) -> str:
         return ""
 
 
-def collect(
+def await_child(
     child: WatchedChild,
     job: Job,
     *,
     started_rss: Optional[Callable[[], int]],
     own_group: bool = True,
     time_from_start: bool = False,
+    output_captured_here: bool = False,
 ) -> None:
-    """Wait for ``child``, then put its report on ``job`` or fail the test saying why there is none.
+    """Wait for ``child``, then set ``job.child``, and fail the test saying why when it sent no report.
 
     ``started_rss`` gives the resident size the child started from (a forked child shares
     pytest's), to say how much it grew before a crash; ``None`` for a fresh interpreter.
     With ``time_from_start`` the timeout counts from when the child reaches the test
-    (it creates the job's faults file there), not from its start-up.
+    (it creates the spec's faults file there), not from its start-up.
     """
     __tracebackhide__ = True  # pytest shows the test's frames, not these
-    limits = Limits(job.timeout, job.max_rss, job.faults if time_from_start else None, job.start_size)
+    spec = job.spec
+    budget = ChildBudget(
+        spec.timeout, spec.max_rss, spec.faults_file if time_from_start else None, spec.start_size_file
+    )
     running[child.pid] = own_group
     try:
-        end = wait_for_child(child, limits, job.faults)
+        end = wait_for_child(child, budget, spec.faults_file)
     except BaseException:  # Ctrl-C in the parent: take the child down with it
         kill_group(child.pid) if own_group else os.kill(child.pid, signal.SIGKILL)
         child.reap(True)
@@ -106,63 +118,64 @@ def collect(
         del running[child.pid]
     if own_group:
         kill_group(child.pid)  # whatever the test started and left running
-    if job.window_marker is not None:
-        job.window_closed = close_window(job.capture, job.window_marker)
-    message = read_message(job)
-    job.during_call = message["during_call"] if "report" in message else read_logged(job)
-    if "report" not in message:
-        job.child_end = exit_facts(end)
+    window_closed = spec.window_marker is not None and close_window(spec.capture, spec.window_marker)
+    reply = read_reply(spec)
+    reported = reply if isinstance(reply, Reported) else None
+    job.child = ChildOutcome(
+        reported=reported,
+        during_call=reported.during_call if reported is not None else read_logged(spec),
+        exit_facts=None if reported is not None else exit_facts(end),
+        window_closed=window_closed,
+        output_captured_here=output_captured_here,
+    )
     if end.killed_for is not None:
-        pytest.fail(_killed_text(job, end), pytrace=False)
-    if "report" in message:
-        job.child = ChildReport(message["report"], message["warnings"])
-        job.objects_verdict = message["objects_verdict"]
-        _reissue(job.child.warnings)
+        pytest.fail(_killed_text(spec, end), pytrace=False)
+    if isinstance(reply, Reported):
+        _reissue(reply.warnings)
         return
-    if "stop" in message:
-        kind, text, returncode = message["stop"]
-        if kind == "interrupt":
+    if isinstance(reply, Stopped):
+        if reply.kind == "interrupt":
             raise KeyboardInterrupt
-        pytest.exit(text, returncode)
-    if "unrunnable" in message:
-        pytest.fail(message["unrunnable"], pytrace=False)
-    if "error" in message:
+        pytest.exit(reply.text, reply.returncode)
+    if isinstance(reply, Unrunnable):
+        pytest.fail(reply.text, pytrace=False)
+    if isinstance(reply, ReportLost):
         pytest.fail(
-            "The isolated child process running this test could not send its report:\n" + message["error"],
+            "The isolated child process running this test could not send its report:\n" + reply.error,
             pytrace=False,
         )
-    pytest.fail(_crash_text(job, end, None if started_rss is None else started_rss()), pytrace=False)
+    pytest.fail(_crash_text(spec, end, None if started_rss is None else started_rss()), pytrace=False)
 
 
-def _killed_text(job: Job, end: ChildEnd) -> str:
+def _killed_text(spec: CallSpec, end: ChildEnd) -> str:
     if end.killed_for == "timeout":
-        text = f"Timeout after {job.timeout:g} s: the isolated child process running this test was killed."
+        text = f"Timeout after {spec.timeout:g} s: the isolated child process running this test was killed."
     else:
-        assert job.max_rss is not None
+        assert spec.max_rss is not None
         grown = end.rss_when_killed - end.rss_at_start
         text = (
             f"The isolated child process running this test grew by {format_size(grown)} of resident"
             f" memory (from {format_size(end.rss_at_start)} at its start to"
-            f" {format_size(end.rss_when_killed)}), over the limit of {format_size(job.max_rss)}"
+            f" {format_size(end.rss_when_killed)}), over the limit of {format_size(spec.max_rss)}"
             " (--memray-max-rss), and was killed."
         )
-    lines = [text, *_memray_lines(_figures_from_capture(job), "it was killed")]
-    stacks = _read_text(job.faults)
+    lines = [text, *_memray_lines(_figures_from_capture(spec), "it was killed")]
+    stacks = _read_text(spec.faults_file)
     if stacks:
         lines += ["", stacks]
     return "\n".join(lines)
 
 
-def _crash_text(job: Job, end: ChildEnd, started_rss: Optional[int]) -> str:
+def _crash_text(spec: CallSpec, end: ChildEnd, started_rss: Optional[int]) -> str:
     lines = [
         f"The isolated child process running this test {describe_exit(end.status)} before reporting a result."
     ]
-    if not job.scratch.parent.exists():
+    if not spec.scratch.parent.exists():
         lines.append(
-            f"The plugin's temporary directory {job.scratch.parent} no longer exists (a test removed it):"
+            f"The plugin's temporary directory {spec.scratch.parent} no longer exists (a test removed it):"
             " the child could not send its report."
         )
-    figures = _figures_from_capture(job)
+    figures = _figures_from_capture(spec)
     lines += _memray_lines(figures, "the crash")
     unreadable = (
         ""
@@ -178,27 +191,27 @@ def _crash_text(job: Job, end: ChildEnd, started_rss: Optional[int]) -> str:
     elif started_rss is None and end.max_rss > 0:
         note = f" ({unreadable[2:]})" if unreadable else ""
         lines.append(f"The child's peak resident size was {format_size(end.max_rss)}{note}.")
-    stacks = _read_text(job.faults)
+    stacks = _read_text(spec.faults_file)
     if stacks:
         lines += ["", stacks]
     # Start-up output (the child session's own header, a plugin's warning) explains only a
     # child that never reached the test; the test's own output is in its report sections.
-    startup = "" if job.faults.exists() else _read_text(job.startup_output)
+    startup = "" if spec.faults_file.exists() else _read_text(spec.startup_output_file)
     if startup:
         lines += ["", "Its output before it reached the test:", startup]
     return "\n".join(lines)
 
 
-def _figures_from_capture(job: Job) -> Optional[MemoryResult]:
+def _figures_from_capture(spec: CallSpec) -> Optional[MemoryResult]:
     """memray's figures from the capture of a child that did not report, where its format
     survives a crash (an aggregated capture is written only when its Tracker stops)."""
-    if not (job.tracker.all_allocations or job.tracker.ends_open) or job.repeats > 1:
+    if not (spec.tracker.all_allocations or spec.tracker.ends_open) or spec.repeats > 1:
         return None
-    if job.window_marker is None:
-        trim_padding(job.capture)  # close_window trimmed the others
+    if spec.window_marker is None:
+        trim_padding(spec.capture)  # close_window trimmed the others
     with quiet_memray():
         try:
-            return read_capture(job.capture, job.nodeid)
+            return read_capture(spec.capture, spec.nodeid)
         except Exception:  # nothing written yet, or not a capture at all
             return None
 
@@ -218,24 +231,29 @@ def _memray_lines(figures: Optional[MemoryResult], until: str) -> List[str]:
     return lines
 
 
-def read_logged(job: Job) -> List[Dict[str, Any]]:
-    """The reports a child that sent no call report had logged (see ``child.keep_for_parent``);
-    a record torn by its death ends the list."""
-    logged: List[Dict[str, Any]] = []
+def read_logged(spec: CallSpec) -> Tuple[SerializedReport, ...]:
+    """The reports a child that sent no call report had logged (see ``ChildPlugin``); a
+    record torn by its death ends the list."""
+    logged: List[SerializedReport] = []
     try:
-        with open(job.logged, "rb") as stream:
+        with open(spec.logged_file, "rb") as stream:
             while True:
-                logged.append(pickle.load(stream)["report"])
+                entry = pickle.load(stream)
+                if not isinstance(entry, Logged):
+                    break
+                logged.append(entry.report)
     except Exception:  # no file, its end, or a torn last record
-        return logged
+        pass
+    return tuple(logged)
 
 
-def read_message(job: Job) -> Dict[str, Any]:
+def read_reply(spec: CallSpec) -> Optional[Reply]:
+    """The child's reply, ``None`` if it wrote none (it died first)."""
     try:
-        with open(job.message, "rb") as stream:
-            message: Dict[str, Any] = pickle.load(stream)
+        with open(spec.reply_file, "rb") as stream:
+            reply: Reply = pickle.load(stream)
     except FileNotFoundError:
-        return {}
+        return None
     except Exception as error:  # a child killed while writing
-        return {"error": f"its message was unreadable ({error!r})"}
-    return message
+        return ReportLost(f"its message was unreadable ({error!r})")
+    return reply

@@ -1,6 +1,6 @@
 """The plugin of a spawned child's and of the forkserver's pytest session.
 
-Both sessions start from the parent's command line (see remote.py) and run only what
+Both sessions start from the parent's command line (see request.py) and run only what
 they are asked for: a spawned child collects its one test and runs it; the forkserver
 collects test files as their tests are asked for and forks a child per test. In either
 child the test is set up with the fixture values the parent sent (fixtures bound to a
@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any, Dict, Generator, List, NoReturn, Optional, Set, TextIO
+from typing import Any, Callable, Dict, Generator, List, NoReturn, Optional, Set, TextIO
 
 import pytest
 
@@ -26,23 +26,24 @@ from .._tracking.tracker import patched_call, prepare_for_forks
 from . import child, leftovers
 from .fixture_values import unpack_values
 from .fork import quiet_fork
+from .messages import TrackerNotes
 from .request import REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Request, load_request
 from .setup_effects import SetupEffects
 from .supervise import max_rss_bytes
 
-__all__ = ["RemoteChild", "from_environment"]
+__all__ = ["ChildSession", "from_environment"]
 
 
-def from_environment(config: pytest.Config) -> Optional[RemoteChild]:
+def from_environment(config: pytest.Config) -> Optional[ChildSession]:
     """The plugin for this session if the parent started it as a child or server, else ``None``."""
     request_path = os.environ.pop(REQUEST_ENV, None)
     server = os.environ.pop(SERVER_ENV, None)
     streams = os.environ.pop(STREAMS_ENV, None)
     if request_path is not None:
         parent_streams = [int(stream) for stream in streams.split(",")] if streams else []
-        return RemoteChild(config, request=load_request(request_path), streams=parent_streams)
+        return ChildSession(config, request=load_request(request_path), streams=parent_streams)
     if server is not None:
-        return RemoteChild(config, server=socket.socket(fileno=int(server)))
+        return ChildSession(config, server=socket.socket(fileno=int(server)))
     return None
 
 
@@ -95,14 +96,7 @@ def _keep_session_output_apart() -> None:
     sys.stderr = _text_stream(os.dup(2), sys.stderr)
 
 
-def _in_child(runtest: Any) -> Any:
-    def run_in_child() -> None:
-        child.run_call(runtest)
-
-    return run_in_child
-
-
-class RemoteChild:
+class ChildSession:
     """Runs the tests the parent asks for, one per process, and reports only to the parent."""
 
     def __init__(
@@ -188,7 +182,7 @@ class RemoteChild:
                 fill_free_space()  # what collecting left free, filled once for all its children
             item = items.get(request.nodeid)
             if item is None:
-                child.tell_unrunnable(request.job, self._not_collected_text(request))
+                child.tell_unrunnable(request.spec, self._not_collected_text(request))
                 connection.sendall(b"unrunnable\n")
             else:
                 self._fork_for(item, request, connection, streams)
@@ -218,7 +212,7 @@ class RemoteChild:
     def _find(self, items: List[pytest.Item], request: Request) -> pytest.Item:
         found = [item for item in items if item.nodeid == request.nodeid]
         if not found:
-            child.cannot_run(request.job, self._not_collected_text(request))
+            child.cannot_run(request.spec, self._not_collected_text(request))
         return found[0]
 
     def _not_collected_text(self, request: Request) -> str:
@@ -234,7 +228,7 @@ class RemoteChild:
             self._values = unpack_values(request.values)
         except Exception:
             child.cannot_run(
-                request.job,
+                request.spec,
                 f"The {request.mode} child process could not load the fixture values sent to it:\n"
                 + traceback.format_exc(),
             )
@@ -249,7 +243,7 @@ class RemoteChild:
         item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
         reason = self._setup_failure or "the test's call did not run"
         child.cannot_run(
-            request.job, f"The {request.mode} child process could not set the test up:\n{reason}"
+            request.spec, f"The {request.mode} child process could not set the test up:\n{reason}"
         )
 
     @pytest.hookimpl(wrapper=True)
@@ -285,27 +279,28 @@ class RemoteChild:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         assert self._request is not None
-        job = self._request.job
+        spec = self._request.spec
+        notes = TrackerNotes()
         # The process group is set already.
-        child.become_child(job, own_group=False, report_signal=self._report_signal)
-        with patched_call(item, job, settle_heap=True, outer=_in_child):
+        plugin = child.become_child(
+            self._config, spec, notes, own_group=False, report_signal=self._report_signal
+        )
+
+        def in_child(runtest: Callable[[], object]) -> Callable[[], None]:
+            return lambda: plugin.run_call(runtest)
+
+        with patched_call(item, spec, notes, settle_heap=True, outer=in_child):
             return (yield)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Keep why the test's set-up failed: the child then tells the parent."""
         report = yield
-        if call.when == "call" and child.current_job() is not None:
-            child.on_call_report(self._config, report)
-        elif call.when == "setup" and not report.passed:
+        if call.when == "setup" and not report.passed:
             self._setup_failure = report.longreprtext or str(report.outcome)
         return report
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if child.current_job() is not None:
-            child.on_logreport(self._config, report)
 
     # pytest-timeout: the parent enforces the test's timeout on this whole process.
 

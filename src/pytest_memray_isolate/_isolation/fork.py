@@ -16,9 +16,11 @@ from typing import Callable
 
 import pytest
 
+from .. import _names
 from .._tracking.tracker import prepare_for_forks
-from . import child, leftovers
-from .child_end import collect
+from . import leftovers
+from .child import become_child
+from .child_end import await_child
 from .messages import Job
 from .runner import flush_output
 from .supervise import OwnChild, reap_reported, report_pipe, resident_size
@@ -51,7 +53,8 @@ def quiet_fork() -> int:
 class ForkRunner:
     """Runs each tracked call in a forked child and collects what the child reported."""
 
-    def __init__(self, *, own_group: bool = True) -> None:
+    def __init__(self, config: pytest.Config, *, own_group: bool = True) -> None:
+        self._config = config
         self._own_group = own_group
         prepare_for_forks()
         leftovers.prepare()
@@ -74,15 +77,24 @@ class ForkRunner:
                 raise
             if pid == 0:
                 os.close(reported)
-                child.become_child(job, own_group=self._own_group, report_signal=report_signal)
-                child.run_call(runtest)
+                plugin = become_child(
+                    self._config,
+                    job.spec,
+                    job.notes,
+                    own_group=self._own_group,
+                    report_signal=report_signal,
+                    replaces=_names.PARENT_ONLY,
+                )
+                plugin.run_call(runtest)
                 return  # back up pytest's stack in the child, to the call report
             os.close(report_signal)
             if self._own_group:
                 with contextlib.suppress(OSError):  # the child does the same; whichever runs first
                     os.setpgid(pid, pid)
             # The child started from this process's size, which has not changed since.
-            collect(OwnChild(pid, reported), job, started_rss=_own_resident_size, own_group=self._own_group)
+            await_child(
+                OwnChild(pid, reported), job, started_rss=_own_resident_size, own_group=self._own_group
+            )
 
         return run_isolated
 

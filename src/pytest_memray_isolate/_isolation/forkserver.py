@@ -4,17 +4,17 @@ The server is a pytest session of its own, started once (per pytest-xdist worker
 fresh interpreter: it shares neither pytest's threads nor its heap. It imports each test
 file the first time one of its tests is asked for and never runs a test itself; each
 child it forks sets one test up with the fixture values the parent sent and runs its
-call under a Tracker (see remote_child.py), so every child starts from the same server.
+call under a Tracker (see child_session.py), so every child starts from the same server.
 
 The parent talks to the server over a Unix socket, one line per message: it sends the
 path of a request file together with its own stdout and stderr descriptors (which, during
 a test's call, are pytest's capture files, so the child's output is captured exactly as a
 forked child's is); the server answers ``started PID`` then ``ended STATUS MAX_RSS`` when
 it has reaped that child, or ``unrunnable`` when it could not get the test (the reason is
-in the job's message file). The server ends when the parent closes the socket.
+in the spec's reply file). The server ends when the parent closes the socket.
 
 Each request also carries the write end of a pipe on which the child says its report is
-complete (see watch.py): the parent then goes on with the next test while the child
+complete (see supervise.py): the parent then goes on with the next test while the child
 exits, and skips the ``ended`` line that the server sends for it later.
 """
 
@@ -30,8 +30,8 @@ from typing import Callable, NoReturn, Optional, Tuple
 
 import pytest
 
-from .child_end import collect, read_message
-from .messages import Job
+from .child_end import await_child, read_reply
+from .messages import CallSpec, Job, Unrunnable
 from .request import SERVER_ENV, child_command, send_request, start_session
 from .runner import flush_output
 from .supervise import kill_group, report_pipe, running
@@ -183,8 +183,7 @@ class ForkserverRunner:
 
         def run_served() -> None:
             __tracebackhide__ = True  # pytest shows the test's frames, not these
-            job.output_captured_here = True
-            request = send_request(item, job, "forkserver")
+            request = send_request(item, job.spec, "forkserver")
             server = self._running_server()
             pid = None
             reported, report_signal = report_pipe()
@@ -196,10 +195,10 @@ class ForkserverRunner:
                     os.close(report_signal)
                 answer = (server.reply(None) or "").split()
                 if answer[0] != "started":
-                    collect_unrunnable(job)
+                    collect_unrunnable(job.spec)
                 pid = int(answer[1])
                 watched = _ServedChild(server, pid, reported)  # closes ``reported`` when done
-                collect(watched, job, started_rss=None, time_from_start=True)
+                await_child(watched, job, started_rss=None, time_from_start=True, output_captured_here=True)
                 if server.process.poll() is not None:  # the test took its server down
                     raise ServerLost(server.how_it_ended())
             except ServerLost as lost:
@@ -236,8 +235,9 @@ class ForkserverRunner:
             self._server = None
 
 
-def collect_unrunnable(job: Job) -> NoReturn:
+def collect_unrunnable(spec: CallSpec) -> NoReturn:
     """Fail the test with the reason the server wrote instead of starting a child."""
     __tracebackhide__ = True  # pytest shows the test's frames, not these
-    message = read_message(job)
-    pytest.fail(str(message.get("unrunnable", "The forkserver could not run this test.")), pytrace=False)
+    reply = read_reply(spec)
+    text = reply.text if isinstance(reply, Unrunnable) else "The forkserver could not run this test."
+    pytest.fail(text, pytrace=False)

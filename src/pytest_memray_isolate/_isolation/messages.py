@@ -1,10 +1,22 @@
-"""What crosses between the parent and a test's child process: the job, the report, the environment."""
+"""What crosses between the parent and a test's child process, typed at both ends.
+
+Going out, a :class:`CallSpec` (frozen): which test, where its capture and other files
+go, what to track, and what the child may spend. Coming back, one :class:`Reply` written
+to the spec's reply file: the call report (:class:`Reported`), a stop request
+(:class:`Stopped`), why the test could not run (:class:`Unrunnable`), or why the report
+could not be sent (:class:`ReportLost`). Subtests' reports are appended to the logged
+file one :class:`Logged` at a time as the child goes, so a crash later keeps them.
+
+The parent's own view of the call, which never crosses, is :class:`Job`: the spec, what
+the tracker noted where the test ran (:class:`TrackerNotes`) and, for an isolated test,
+how its child ended (:class:`ChildOutcome`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .._capture_files import repetition_capture
 from .._judging.limits import Verdict
@@ -15,11 +27,24 @@ __all__ = [
     "REQUEST_ENV",
     "SERVER_ENV",
     "STREAMS_ENV",
-    "ChildReport",
+    "CallSpec",
+    "ChildOutcome",
+    "ExitFacts",
     "Job",
+    "Logged",
+    "Reply",
+    "ReportLost",
+    "Reported",
+    "Stopped",
+    "TrackerNotes",
+    "Unrunnable",
+    "WarningRecord",
 ]
 
+#: A warning raised in the child: its text, category's module and qualified name, file, line.
 WarningRecord = Tuple[str, str, str, str, int]
+#: A pytest report as ``pytest_report_to_serializable`` makes it.
+SerializedReport = Dict[str, Any]
 
 #: Set in the environment of the pytest sessions the plugin starts (a spawned child, the
 #: forkserver) to their mode, for conftest files: such a session runs their
@@ -33,50 +58,24 @@ STREAMS_ENV = "PYTEST_MEMRAY_ISOLATE_STREAMS"
 SERVER_ENV = "PYTEST_MEMRAY_ISOLATE_SERVER"
 
 
-@dataclass
-class ChildReport:
-    """What an isolated child sent back: its call report and the warnings it raised."""
-
-    report: Dict[str, Any]
-    warnings: List[WarningRecord] = field(default_factory=list)
-
-
-@dataclass
-class Job:
-    """One tracked call: where its capture goes, what to record, and what came back.
-
-    ``objects_verdict`` is set where the test ran, right after its Tracker stopped: the
-    objects that outlived the test exist only in that process.
-    """
+@dataclass(frozen=True)
+class CallSpec:
+    """One tracked call as the process that runs it needs it: the same in every mode."""
 
     nodeid: str
     capture: Path
-    #: Path stem in the session's scratch directory for this job's other files.
+    #: Path stem in the session's scratch directory for the call's other files.
     scratch: Path
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
     objects: Optional[LeakedObjectsCheck] = None
-    objects_verdict: Optional[Verdict] = None
-    child: Optional[ChildReport] = None
     #: Seconds the child may run, and the resident memory it may grow by (isolated only).
     timeout: Optional[float] = None
     max_rss: Optional[int] = None
-    #: How the child ended when it did not report (crash, timeout, memory), for reports.
-    child_end: Optional[Dict[str, Any]] = None
-    #: Whether the child's output went to this process's capture rather than its own
-    #: (spawn, forkserver): the call report then takes its output sections from here.
-    output_captured_here: bool = False
-    #: Reports the child logged during the call (subtests), serialized: sent with its call
-    #: report, or read from :attr:`logged` when it died before sending one.
-    during_call: List[Dict[str, Any]] = field(default_factory=list)
-    #: The leaks that counted against a limit_leaks marker, for reports.
-    leaks: Optional[List[Dict[str, Any]]] = None
     #: Untracked calls, then calls each tracked alone (a repeated limit_leaks test).
     warmups: int = 0
     repeats: int = 1
     #: With ``tracker.ends_open``: the thread name that ends the tracked window (window.py).
     window_marker: Optional[str] = None
-    #: Whether the parent found that marker and cut the capture there (the child reached it).
-    window_closed: bool = False
 
     def repetition_captures(self) -> List[Path]:
         """One capture per tracked call; the last is ``capture``, whose figures are reported."""
@@ -85,38 +84,183 @@ class Job:
         ]
 
     @property
-    def running(self) -> Path:
+    def still_running_file(self) -> Path:
         """Where the process that ran the test lists the forked processes still running after it."""
         return self.scratch.with_suffix(".running")
 
     @property
-    def message(self) -> Path:
-        """Where the child writes its report for the parent."""
+    def reply_file(self) -> Path:
+        """Where the child writes its :data:`Reply` for the parent."""
         return self.scratch.with_suffix(".report")
 
     @property
-    def logged(self) -> Path:
-        """Where the child keeps each report it logs during the call, as it logs it, so that
-        a crash later in the call does not lose them (subtests that passed)."""
+    def logged_file(self) -> Path:
+        """Where the child appends each report it logs during the call, as it logs it, so
+        that a crash later in the call does not lose them (subtests that passed)."""
         return self.scratch.with_suffix(".logged")
 
     @property
-    def request(self) -> Path:
+    def request_file(self) -> Path:
         """Where the parent writes what a spawned or forkserver child needs to run the test."""
         return self.scratch.with_suffix(".request")
 
     @property
-    def startup_output(self) -> Path:
+    def startup_output_file(self) -> Path:
         """Where a spawned child's output goes until it reaches the test (its start-up noise)."""
         return self.scratch.with_suffix(".startup")
 
     @property
-    def start_size(self) -> Path:
+    def start_size_file(self) -> Path:
         """Where the child writes its resident size when it reaches the test (with a memory
         ceiling): the ceiling applies to what it grows beyond that."""
         return self.scratch.with_suffix(".start")
 
     @property
-    def faults(self) -> Path:
+    def faults_file(self) -> Path:
         """Where the child's faulthandler writes its stacks (crash or timeout)."""
         return self.scratch.with_suffix(".faults")
+
+
+# -- the child's reply ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reported:
+    """The call report, with the subtests' reports and the warnings raised during the call.
+
+    ``objects_verdict`` is judged where the test ran, right after its Tracker stopped: the
+    objects that outlived the test exist only in that process.
+    """
+
+    report: SerializedReport
+    during_call: Tuple[SerializedReport, ...] = ()
+    warnings: Tuple[WarningRecord, ...] = ()
+    objects_verdict: Optional[Verdict] = None
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The test asked to stop the whole run: Ctrl-C (``interrupt``) or ``pytest.exit``."""
+
+    kind: str
+    text: str = ""
+    returncode: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Unrunnable:
+    """The child could not get to the test's call (not collected, set-up failed, ...)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReportLost:
+    """The child reached the end of the call but its report could not be sent or read."""
+
+    error: str
+
+
+Reply = Union[Reported, Stopped, Unrunnable, ReportLost]
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One report the child logged during the call (a subtest's), appended as it happened."""
+
+    report: SerializedReport
+
+
+# -- the parent's view ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExitFacts:
+    """How a child that sent no report ended: for the JSON report's ``child`` entry."""
+
+    exit_code: Optional[int]
+    signal: Optional[str]
+    killed_for: Optional[str]
+    max_rss: int
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "killed_for": self.killed_for,
+            "max_rss": self.max_rss,
+        }
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    """What the parent learned from a test's child once it was done with it."""
+
+    #: The child's reply when it sent its call report, else ``None``.
+    reported: Optional[Reported]
+    #: Reports the child logged during the call (subtests): sent with the call report, or
+    #: read from the logged file when it died before sending one.
+    during_call: Tuple[SerializedReport, ...]
+    #: How the child ended when it did not report (crash, timeout, memory).
+    exit_facts: Optional[ExitFacts]
+    #: Whether the child reached the end of its tracked window (the parent cut its capture there).
+    window_closed: bool
+    #: Whether the child's output went to this process's capture rather than its own
+    #: (spawn, forkserver): the call report then takes its output sections from here.
+    output_captured_here: bool
+
+
+@dataclass
+class TrackerNotes:
+    """What the tracker notes where the test ran, right after its Tracker stopped."""
+
+    objects_verdict: Optional[Verdict] = None
+
+
+@dataclass
+class Job:
+    """The parent's view of one tracked call: the spec it ran with and what came of it.
+
+    Each part has one writer: the parent builds ``spec``; the tracker writes ``notes``
+    where the test ran (in this process when it is not isolated); the isolation mode's
+    wait for the child sets ``child`` once.
+    """
+
+    spec: CallSpec
+    notes: TrackerNotes = field(default_factory=TrackerNotes)
+    child: Optional[ChildOutcome] = None
+
+    @property
+    def nodeid(self) -> str:
+        return self.spec.nodeid
+
+    @property
+    def capture(self) -> Path:
+        return self.spec.capture
+
+    @property
+    def tracker(self) -> TrackerOptions:
+        return self.spec.tracker
+
+    @property
+    def repeats(self) -> int:
+        return self.spec.repeats
+
+    @property
+    def window_marker(self) -> Optional[str]:
+        return self.spec.window_marker
+
+    def repetition_captures(self) -> List[Path]:
+        return self.spec.repetition_captures()
+
+    @property
+    def window_closed(self) -> bool:
+        """Whether the child reached the end of its tracked window (never, in this process)."""
+        return self.child is not None and self.child.window_closed
+
+    @property
+    def objects_verdict(self) -> Optional[Verdict]:
+        """limit_leaked_objects' verdict, from wherever the test ran."""
+        if self.child is not None:
+            return None if self.child.reported is None else self.child.reported.objects_verdict
+        return self.notes.objects_verdict

@@ -3,7 +3,7 @@
 A spawned child, and the forkserver, are pytest sessions of their own, started with the
 parent's own command line from the parent's invocation directory, so they load the same
 plugins, conftest files and options. Each test they run is described by a request file:
-the test's node id and file, its job (where the capture and the report go), the fixture
+the test's node id and file, its call spec (where the capture and the reply go), the fixture
 values, and the parent's environment and working directory at the time of the call.
 """
 
@@ -21,7 +21,7 @@ import cloudpickle
 import pytest
 
 from .fixture_values import CannotSend, pack_values
-from .messages import CHILD_ENV, REQUEST_ENV, SERVER_ENV, STREAMS_ENV, Job
+from .messages import CHILD_ENV, REQUEST_ENV, SERVER_ENV, STREAMS_ENV, CallSpec
 
 __all__ = [
     "REQUEST_ENV",
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Request:
     """One test for a child to run: which, with what, and where its results go."""
 
@@ -44,7 +44,7 @@ class Request:
     collect_arg: str
     #: The test's file, absolute: the forkserver collects whole files.
     path: str
-    job: Job
+    spec: CallSpec
     values: bytes
     environ: Dict[str, str]
     cwd: str
@@ -67,7 +67,7 @@ def _cannot_send_text(item: pytest.Item, mode: str, problem: CannotSend) -> str:
     )
 
 
-def send_request(item: pytest.Item, job: Job, mode: str) -> Path:
+def send_request(item: pytest.Item, spec: CallSpec, mode: str) -> Path:
     """Write the request for ``item``; fails the test when its fixture values cannot be sent."""
     __tracebackhide__ = True  # pytest shows the test's frames, not these
     try:
@@ -82,15 +82,15 @@ def send_request(item: pytest.Item, job: Job, mode: str) -> Path:
         nodeid=item.nodeid,
         collect_arg=_collect_arg(item),
         path=str(item.path),
-        job=job,
+        spec=spec,
         values=values,
         environ=dict(os.environ),
         cwd=os.getcwd(),
         mode=mode,
     )
-    with open(job.request, "wb") as stream:
+    with open(spec.request_file, "wb") as stream:
         stream.write(cloudpickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
-    return job.request
+    return spec.request_file
 
 
 def load_request(path: str) -> Request:

@@ -2,7 +2,7 @@
 
 Nothing of pytest's process is inherited: the child is a pytest session of its own that
 imports the test's module afresh, sets the test up with the fixture values the parent
-sent, and runs its call under a Tracker (see remote_child.py). It costs an interpreter's
+sent, and runs its call under a Tracker (see child_session.py). It costs an interpreter's
 start-up per test; it is the mode for code that must not be forked (threads that fork
 can deadlock, macOS frameworks, CUDA).
 """
@@ -15,7 +15,7 @@ from typing import Callable, Optional, Tuple
 
 import pytest
 
-from .child_end import collect
+from .child_end import await_child
 from .messages import Job
 from .request import REQUEST_ENV, STREAMS_ENV, child_command, send_request, start_session
 from .runner import flush_output
@@ -54,13 +54,12 @@ class SpawnRunner:
         def run_spawned() -> None:
             __tracebackhide__ = True  # pytest shows the test's frames, not these
             flush_output()
-            job.output_captured_here = True
-            request = send_request(item, job, "spawn")
+            request = send_request(item, job.spec, "spawn")
             # The child writes to these (pytest's capture, during the call) once it reaches
             # the test; until then its output goes to a file, shown only if it fails to start.
             streams = [os.dup(1), os.dup(2)]
             try:
-                with open(job.startup_output, "wb") as startup:
+                with open(job.spec.startup_output_file, "wb") as startup:
                     process = start_session(
                         self._command,
                         self._directory,
@@ -72,7 +71,9 @@ class SpawnRunner:
             finally:
                 for stream in streams:
                     os.close(stream)
-            collect(_SpawnedChild(process), job, started_rss=None, time_from_start=True)
+            await_child(
+                _SpawnedChild(process), job, started_rss=None, time_from_start=True, output_captured_here=True
+            )
 
         return run_spawned
 

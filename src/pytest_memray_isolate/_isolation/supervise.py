@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Protocol, Tuple
 
 __all__ = [
+    "ChildBudget",
     "ChildEnd",
-    "Limits",
     "OwnChild",
     "WatchedChild",
     "kill_group",
@@ -41,14 +41,14 @@ __all__ = [
 
 #: How often the child's resident memory is read while it runs.
 _RSS_INTERVAL = 0.01
-#: Extra seconds a child with a time limit gets to reach its test (see Limits).
+#: Extra seconds a child with a time limit gets to reach its test (see ChildBudget).
 STARTUP_ALLOWANCE = 60.0
 #: How long a timed-out child gets to write its stack dump before it is killed.
 _DUMP_GRACE = 1.0
 
 
 @dataclass(frozen=True)
-class Limits:
+class ChildBudget:
     """What the parent enforces on one child: a time limit and a resident-memory ceiling.
 
     The time counts from when the child reaches the test (``started`` exists), so a
@@ -284,9 +284,9 @@ class _Ceiling:
     child loading fixture values), and no ceiling applies yet.
     """
 
-    def __init__(self, limits: Limits) -> None:
-        self._growth = limits.max_rss
-        self._start_file = limits.start_size
+    def __init__(self, budget: ChildBudget) -> None:
+        self._growth = budget.max_rss
+        self._start_file = budget.start_size
         self.start: Optional[int] = None
 
     def reached(self, pid: int) -> Optional[int]:
@@ -304,9 +304,9 @@ class _Ceiling:
 class _Deadline:
     """When the child's time is up: counted from its start at the test, once it gets there."""
 
-    def __init__(self, limits: Limits) -> None:
-        self._timeout = limits.timeout
-        self._started_file = limits.started if limits.timeout is not None else None
+    def __init__(self, budget: ChildBudget) -> None:
+        self._timeout = budget.timeout
+        self._started_file = budget.started if budget.timeout is not None else None
         self.at: Optional[float] = None
         if self._timeout is not None:
             allowance = 0.0 if self._started_file is None else STARTUP_ALLOWANCE
@@ -323,19 +323,19 @@ class _Deadline:
         return self._started_file is not None
 
 
-def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
-    """Wait for ``child`` to end, enforcing ``limits``; the child is reaped, unless it said its
+def wait_for_child(child: WatchedChild, budget: ChildBudget, dump: Path) -> ChildEnd:
+    """Wait for ``child`` to end, enforcing ``budget``; the child is reaped, unless it said its
     report is complete before it ended (then :data:`REPORTED`, and :func:`reap_reported` later)."""
     __tracebackhide__ = True  # pytest shows the test's frames, not these
     try:
         exit_signal = _ExitSignal(child)
-        unlimited = limits.timeout is None and limits.max_rss is None
+        unlimited = budget.timeout is None and budget.max_rss is None
         if unlimited and not exit_signal.sees_report:
             end = _ended(child, True)
             assert end is not None
             return end
-        deadline = _Deadline(limits)
-        ceiling = _Ceiling(limits)
+        deadline = _Deadline(budget)
+        ceiling = _Ceiling(budget)
         while True:
             if exit_signal.reported():
                 child.reap_later()
@@ -358,7 +358,7 @@ def wait_for_child(child: WatchedChild, limits: Limits, dump: Path) -> ChildEnd:
                 return _ended(child, True, "memory", resident, start) or ChildEnd(
                     0, 0, "memory", resident, start
                 )
-            often = limits.max_rss is not None or deadline.waiting_for_start
+            often = budget.max_rss is not None or deadline.waiting_for_start
             step = _RSS_INTERVAL if often else 1.0
             if deadline.at is not None:
                 step = min(step, deadline.at - now)

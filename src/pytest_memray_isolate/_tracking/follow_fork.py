@@ -13,7 +13,7 @@ import contextlib
 from typing import FrozenSet
 
 from .._capture_files import forked_captures
-from .._isolation.messages import Job
+from .._isolation.messages import CallSpec
 
 __all__ = ["note_running", "still_running"]
 
@@ -27,17 +27,17 @@ def _is_running(pid: int) -> bool:
         return False
 
 
-def note_running(job: Job) -> None:
+def note_running(spec: CallSpec) -> None:
     """Write down the pids of the test's forked processes that have not ended yet."""
-    running = [pid for pid, _ in forked_captures(job.capture) if _is_running(pid)]
+    running = [pid for pid, _ in forked_captures(spec.capture) if _is_running(pid)]
     with contextlib.suppress(OSError):
-        job.running.write_text(" ".join(map(str, running)))
+        spec.still_running_file.write_text(" ".join(map(str, running)))
 
 
-def still_running(job: Job) -> FrozenSet[int]:
+def still_running(spec: CallSpec) -> FrozenSet[int]:
     """The pids ``note_running`` wrote down (none if it never ran: the test's process died first)."""
     try:
-        words = job.running.read_text().split()
+        words = spec.still_running_file.read_text().split()
     except OSError:
         return frozenset()
     return frozenset(int(word) for word in words)

@@ -1,6 +1,6 @@
 """Which isolated tests write captures too large to leave their Tracker running.
 
-An isolated child that leaves its Tracker running (runners/window.py) saves memray's
+An isolated child that leaves its Tracker running (_tracking/window.py) saves memray's
 second walk over the loaded libraries, but its capture holds every allocation, and
 memray reads such a capture several times over: about as long as that walk for a
 capture of some 32 KiB, far longer for a test that makes hundreds of thousands of

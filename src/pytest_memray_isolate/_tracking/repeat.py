@@ -9,20 +9,20 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from .._isolation.messages import Job
+from .._isolation.messages import CallSpec
 from .._judging.capture import is_own_file
 
 __all__ = ["calls_of", "not_repeatable"]
 
 
-def calls_of(job: Job) -> List[Tuple[str, Optional[Path]]]:
+def calls_of(spec: CallSpec) -> List[Tuple[str, Optional[Path]]]:
     """Each call of a repeated test in order: its description and its capture (``None`` for a warm-up)."""
     calls: List[Tuple[str, Optional[Path]]] = [
-        (f"warm-up {number} of {job.warmups}", None) for number in range(1, job.warmups + 1)
+        (f"warm-up {number} of {spec.warmups}", None) for number in range(1, spec.warmups + 1)
     ]
     calls += [
-        (f"tracked repetition {number} of {job.repeats}", capture)
-        for number, capture in enumerate(job.repetition_captures(), start=1)
+        (f"tracked repetition {number} of {spec.repeats}", capture)
+        for number, capture in enumerate(spec.repetition_captures(), start=1)
     ]
     return calls
 
@@ -40,10 +40,10 @@ def _where_it_failed(error: BaseException) -> str:
     ).rstrip()
 
 
-def not_repeatable(job: Job, index: int, error: BaseException) -> BaseException:
+def not_repeatable(spec: CallSpec, index: int, error: BaseException) -> BaseException:
     """The failure for call ``index`` (from 0, never the first) that failed after the earlier ones passed."""
-    description = calls_of(job)[index][0]
-    total = job.warmups + job.repeats
+    description = calls_of(spec)[index][0]
+    total = spec.warmups + spec.repeats
     passed = "its first call" if index == 1 else f"its first {index} calls"
     return pytest.fail.Exception(
         f"This test cannot be repeated: its {_ordinal(index + 1)} call ({description}) failed after"

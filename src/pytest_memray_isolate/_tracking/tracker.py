@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 import pytest
 from memray import FileFormat, Tracker
 
-from .._isolation.messages import Job
+from .._isolation.messages import CallSpec, TrackerNotes
 from .._judging.limits import check_leaked_objects
 from .._plan import TrackerOptions
 from .follow_fork import note_running
@@ -64,11 +64,11 @@ def prepare_for_forks() -> None:
     fill_free_space()
 
 
-def _prepared_tracker(job: Job, capture: Path, settle_heap: bool, keep_alive: List[object]) -> Tracker:
+def _prepared_tracker(spec: CallSpec, capture: Path, settle_heap: bool, keep_alive: List[object]) -> Tracker:
     """A Tracker writing ``capture``, constructed before the allocator is settled:
     constructing it runs Python code whose allocations would otherwise undo part of the
     settling. The allocator is settled once, before the first tracked call."""
-    tracker = Tracker(capture, **tracker_arguments(job.tracker))
+    tracker = Tracker(capture, **tracker_arguments(spec.tracker))
     if settle_heap and not keep_alive:
         keep_alive.append(settle())
     return tracker
@@ -78,94 +78,98 @@ def _prepared_tracker(job: Job, capture: Path, settle_heap: bool, keep_alive: Li
 _left_running: List[Tracker] = []
 
 
-def _ends_open(job: Job, capture: Path) -> bool:
+def _ends_open(spec: CallSpec, capture: Path) -> bool:
     """Whether this call's Tracker is left running: a child's only tracked call."""
-    return job.tracker.ends_open and job.window_marker is not None and capture == job.capture
+    return spec.tracker.ends_open and spec.window_marker is not None and capture == spec.capture
 
 
-def _before_stopping(job: Job) -> None:
-    if job.objects is not None:
+def _before_stopping(spec: CallSpec) -> None:
+    if spec.objects is not None:
         # Cycles and interpreter caches would otherwise count as leaked objects.
         gc.collect()
         getattr(sys, "_clear_internal_caches", lambda: None)()
 
 
-def _after_stopping(job: Job, tracker: Tracker, capture: Path) -> None:
+def _after_stopping(spec: CallSpec, notes: TrackerNotes, tracker: Tracker, capture: Path) -> None:
     """Judge leaked objects here, in the process where they live; note which forked
     processes are still running, which only this process can tell."""
-    if job.objects is not None:
-        job.objects_verdict = check_leaked_objects(tracker.get_surviving_objects(), job.objects)
-    if job.tracker.follow_fork and capture == job.capture:
-        note_running(job)
+    if spec.objects is not None:
+        notes.objects_verdict = check_leaked_objects(tracker.get_surviving_objects(), spec.objects)
+    if spec.tracker.follow_fork and capture == spec.capture:
+        note_running(spec)
 
 
 def _call_tracked(
     function: Callable[..., Any],
     args: Tuple[Any, ...],
     kwargs: Dict[str, Any],
-    job: Job,
+    spec: CallSpec,
+    notes: TrackerNotes,
     capture: Path,
     settle_heap: bool,
     keep_alive: List[object],
 ) -> Any:
-    tracker = _prepared_tracker(job, capture, settle_heap, keep_alive)
-    if _ends_open(job, capture):
-        assert job.window_marker is not None
+    tracker = _prepared_tracker(spec, capture, settle_heap, keep_alive)
+    if _ends_open(spec, capture):
+        assert spec.window_marker is not None
         _left_running.append(tracker)
         tracker.__enter__()
         try:
             return function(*args, **kwargs)
         finally:
-            end_window(job.window_marker)
+            end_window(spec.window_marker)
     try:
         with tracker:
             try:
                 return function(*args, **kwargs)
             finally:
-                _before_stopping(job)
+                _before_stopping(spec)
     finally:
-        _after_stopping(job, tracker, capture)
+        _after_stopping(spec, notes, tracker, capture)
 
 
 async def _call_tracked_async(
     function: Callable[..., Any],
     args: Tuple[Any, ...],
     kwargs: Dict[str, Any],
-    job: Job,
+    spec: CallSpec,
+    notes: TrackerNotes,
     capture: Path,
     settle_heap: bool,
     keep_alive: List[object],
 ) -> Any:
-    tracker = _prepared_tracker(job, capture, settle_heap, keep_alive)
-    if _ends_open(job, capture):
-        assert job.window_marker is not None
+    tracker = _prepared_tracker(spec, capture, settle_heap, keep_alive)
+    if _ends_open(spec, capture):
+        assert spec.window_marker is not None
         _left_running.append(tracker)
         tracker.__enter__()
         try:
             return await function(*args, **kwargs)
         finally:
-            end_window(job.window_marker)
+            end_window(spec.window_marker)
     try:
         with tracker:
             try:
                 return await function(*args, **kwargs)
             finally:
-                _before_stopping(job)
+                _before_stopping(spec)
     finally:
-        _after_stopping(job, tracker, capture)
+        _after_stopping(spec, notes, tracker, capture)
 
 
-def tracked(function: Callable[..., Any], job: Job, *, settle_heap: bool = False) -> Callable[..., Any]:
-    """Wrap ``function`` so a call runs it under a Tracker writing ``job.capture``.
+def tracked(
+    function: Callable[..., Any], spec: CallSpec, notes: TrackerNotes, *, settle_heap: bool = False
+) -> Callable[..., Any]:
+    """Wrap ``function`` so a call runs it under a Tracker writing ``spec.capture``.
 
-    A repeated test (``job.warmups``, ``job.repeats``) is called untracked for its
+    A repeated test (``spec.warmups``, ``spec.repeats``) is called untracked for its
     warm-ups, then once per repetition under a Tracker of its own, with the same
     arguments each time. With ``settle_heap`` (isolated children) the allocator is
     brought to its canonical state first, so the figures do not depend on what the
     parent did before forking.
     """
     keep_alive: List[object] = []
-    calls = calls_of(job)
+    calls = calls_of(spec)
 
     if inspect.iscoroutinefunction(function):
 
@@ -179,12 +183,12 @@ def tracked(function: Callable[..., Any], job: Job, *, settle_heap: bool = False
                         result = await function(*args, **kwargs)
                     else:
                         result = await _call_tracked_async(
-                            function, args, kwargs, job, capture, settle_heap, keep_alive
+                            function, args, kwargs, spec, notes, capture, settle_heap, keep_alive
                         )
                 except _CALL_FAILURES as error:
                     if index == 0:
                         raise
-                    raise not_repeatable(job, index, error) from None
+                    raise not_repeatable(spec, index, error) from None
             return result
 
         return run_tracked_async
@@ -198,11 +202,13 @@ def tracked(function: Callable[..., Any], job: Job, *, settle_heap: bool = False
                 if capture is None:
                     result = function(*args, **kwargs)
                 else:
-                    result = _call_tracked(function, args, kwargs, job, capture, settle_heap, keep_alive)
+                    result = _call_tracked(
+                        function, args, kwargs, spec, notes, capture, settle_heap, keep_alive
+                    )
             except _CALL_FAILURES as error:
                 if index == 0:
                     raise
-                raise not_repeatable(job, index, error) from None
+                raise not_repeatable(spec, index, error) from None
         return result
 
     return run_tracked
@@ -217,7 +223,8 @@ def _calls_its_function_object(item: pytest.Item) -> bool:
 @contextmanager
 def patched_call(
     item: pytest.Item,
-    job: Job,
+    spec: CallSpec,
+    notes: TrackerNotes,
     *,
     track: bool = True,
     settle_heap: bool = False,
@@ -235,9 +242,9 @@ def patched_call(
     original_function = function_item.obj if function_item is not None else None
     runtest: Callable[[], object] = original_runtest
     if function_item is not None and original_function is not None:
-        function_item.obj = tracked(original_function, job, settle_heap=settle_heap)
+        function_item.obj = tracked(original_function, spec, notes, settle_heap=settle_heap)
     elif track:
-        runtest = tracked(runtest, job, settle_heap=settle_heap)
+        runtest = tracked(runtest, spec, notes, settle_heap=settle_heap)
     if outer is not None:
         runtest = outer(runtest)
     item.runtest = runtest  # type: ignore[method-assign,assignment]
