@@ -29,6 +29,7 @@ __all__ = [
     "Settings",
     "Tolerance",
     "default_isolation_mode",
+    "default_settings",
     "ini_default",
     "ini_type_argument",
     "ini_types",
@@ -580,28 +581,31 @@ OPTIONS: Tuple[OptionSpec, ...] = (
 
 @dataclass(frozen=True)
 class Settings:
-    """What the user asked for, after resolving command line, ini file and defaults."""
+    """What the user asked for, after resolving command line, ini file and defaults.
 
-    memray: bool = False
-    isolate: Optional[str] = None
-    bin_path: Optional[Path] = None
-    bin_prefix: Optional[str] = None
-    capture_format: str = "aggregated"
-    most_allocations: int = 5
-    hide_summary: bool = False
-    stacks: int = 1
-    native: bool = False
-    trace_python_allocators: bool = False
-    repeat_leaks: Optional[Repetition] = None
-    follow_fork: bool = False
-    limit_memory: Optional[int] = None
-    fail_on_increase: Optional[Tolerance] = None
-    timeout: Optional[float] = None
-    max_rss: Optional[int] = None
-    json_path: Optional[Path] = None
-    flamegraph_dir: Optional[Path] = None
-    flamegraph_all: bool = False
-    verbosity: Optional[int] = None
+    Each default is written once, in :data:`OPTIONS`; :func:`default_settings` gives them all.
+    """
+
+    memray: bool
+    isolate: Optional[str]
+    bin_path: Optional[Path]
+    bin_prefix: Optional[str]
+    capture_format: str
+    most_allocations: int
+    hide_summary: bool
+    stacks: int
+    native: bool
+    trace_python_allocators: bool
+    repeat_leaks: Optional[Repetition]
+    follow_fork: bool
+    limit_memory: Optional[int]
+    fail_on_increase: Optional[Tolerance]
+    timeout: Optional[float]
+    max_rss: Optional[int]
+    json_path: Optional[Path]
+    flamegraph_dir: Optional[Path]
+    flamegraph_all: bool
+    verbosity: Optional[int]
     #: Where each setting's value came from, for messages: "--flag", "-o key" or "key in the ini file FILE".
     sources: Tuple[Tuple[str, str], ...] = ()
 
@@ -613,6 +617,11 @@ class Settings:
     def source_of(self, name: str) -> str:
         """Where the value of setting ``name`` came from (``"default"`` if nowhere)."""
         return dict(self.sources).get(name, "default")
+
+
+def default_settings() -> Settings:
+    """The settings of a run that sets nothing: every option's default."""
+    return Settings(**{spec.name: spec.default for spec in OPTIONS})
 
 
 def _ini_text(value: Any) -> str:
