@@ -17,7 +17,7 @@ from typing import Dict, List
 import pytest
 
 from conftest import Runner
-from pytest_memray_isolate._settings import INI_UNIONS, OPTIONS
+from pytest_memray_isolate._options import INI_UNIONS, OPTIONS
 
 #: pytest-memray's options and their dests, in the order its ``--help`` lists them.
 PYTEST_MEMRAY_OPTIONS = {

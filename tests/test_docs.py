@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import pytest
 
 from conftest import Runner
-from pytest_memray_isolate._settings import default_isolation_mode
+from pytest_memray_isolate._options import default_isolation_mode
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

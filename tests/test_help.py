@@ -14,8 +14,8 @@ from typing import Dict, List
 import pytest
 
 from conftest import Runner
+from pytest_memray_isolate._options import OPTIONS, OptionSpec, ini_types
 from pytest_memray_isolate._plan import MARKER_SIGNATURES
-from pytest_memray_isolate._settings import OPTIONS, OptionSpec, ini_types
 
 #: The heading of the plugin's group in ``pytest --help``.
 GROUP = "memray:"

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import Runner
-from pytest_memray_isolate._settings import ISOLATION_MODES, default_isolation_mode
+from pytest_memray_isolate._options import ISOLATION_MODES, default_isolation_mode
 
 _TWO_TESTS = """
 import os

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from pytest_memray_isolate._settings import OPTIONS, Settings, default_settings
+from pytest_memray_isolate._options import OPTIONS
+from pytest_memray_isolate._settings import Settings, default_settings
 
 
 def test_every_setting_has_exactly_one_entry_in_the_options_table() -> None:

@@ -9,7 +9,7 @@ from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from pytest_memray_isolate._settings import OPTIONS
+from pytest_memray_isolate._options import OPTIONS
 
 
 def _rows() -> List[str]:

@@ -8,7 +8,8 @@ from typing import Any, Optional, Sequence, Type, Union
 
 import pytest
 
-from ._settings import OPTIONS, OptionSpec, Settings, ini_default, ini_type_argument, option_values
+from ._options import OPTIONS, OptionSpec, ini_default, ini_type_argument
+from ._settings import Settings, option_values
 
 __all__ = [
     "GROUP",

@@ -10,16 +10,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from ._settings import (
+from ._options import (
     DEFAULT_REPETITION,
     ISOLATION_MODES,
     SECONDS_HINT,
     Repetition,
-    Settings,
     default_isolation_mode,
     isolation_mode,
     time_limit,
 )
+from ._settings import Settings
 from ._sizes import SIZE_HINT, format_size, parse_size
 from ._stacks import LeakedObjectsFilterFunction, LeaksFilterFunction
 

@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from memray import AllocationRecord, AllocatorType
 
+from .._options import Tolerance
 from .._plan import AllocationLimit, LeakedObjectsCheck, LeakLimit, MemoryLimit
-from .._settings import Tolerance
 from .._sizes import format_size
 from .._stacks import Stack, StackFrame
 from .capture import Frame, ProcessFigures, frames_of_test, process_lines, top_frame
