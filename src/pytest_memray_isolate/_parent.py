@@ -9,7 +9,7 @@ import warnings
 from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Generator, List, Optional, Protocol, Tuple
+from typing import Any, Dict, Generator, List, Optional, Protocol, Tuple, final
 
 import pytest
 from memray import AllocationRecord, FileReader
@@ -152,6 +152,7 @@ class _Terminal(Protocol):
     def write_sep(self, sep: str, title: Optional[str] = ..., **markup: bool) -> None: ...
 
 
+@final
 class Manager:
     """Owns the session's capture files, the runners and the results."""
 

@@ -21,7 +21,7 @@ import sys
 import traceback
 import warnings
 from dataclasses import replace
-from typing import Callable, Generator, List, NoReturn, Optional, Sequence, TextIO
+from typing import Callable, Generator, List, NoReturn, Optional, Sequence, TextIO, final
 
 import pytest
 
@@ -89,6 +89,7 @@ def become_child(
     return plugin
 
 
+@final
 class ChildPlugin:
     """The test's child: its call report, and the subtests' reports made before it, go home."""
 

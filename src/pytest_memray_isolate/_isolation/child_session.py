@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any, Callable, Dict, Generator, List, NoReturn, Optional, Set, TextIO
+from typing import Any, Callable, Dict, Generator, List, NoReturn, Optional, Set, TextIO, final
 
 import pytest
 
@@ -96,6 +96,7 @@ def _keep_session_output_apart() -> None:
     sys.stderr = _text_stream(os.dup(2), sys.stderr)
 
 
+@final
 class ChildSession:
     """Runs the tests the parent asks for, one per process, and reports only to the parent."""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, final
 
 from .._capture_files import repetition_capture
 from .._judging.limits import Verdict
@@ -58,6 +58,7 @@ STREAMS_ENV = "PYTEST_MEMRAY_ISOLATE_STREAMS"
 SERVER_ENV = "PYTEST_MEMRAY_ISOLATE_SERVER"
 
 
+@final
 @dataclass(frozen=True)
 class CallSpec:
     """One tracked call as the process that runs it needs it: the same in every mode."""
@@ -124,6 +125,7 @@ class CallSpec:
 # -- the child's reply ------------------------------------------------------------------
 
 
+@final
 @dataclass(frozen=True)
 class Reported:
     """The call report, with the subtests' reports and the warnings raised during the call.
@@ -138,6 +140,7 @@ class Reported:
     objects_verdict: Optional[Verdict] = None
 
 
+@final
 @dataclass(frozen=True)
 class Stopped:
     """The test asked to stop the whole run: Ctrl-C (``interrupt``) or ``pytest.exit``."""
@@ -147,6 +150,7 @@ class Stopped:
     returncode: Optional[int] = None
 
 
+@final
 @dataclass(frozen=True)
 class Unrunnable:
     """The child could not get to the test's call (not collected, set-up failed, ...)."""
@@ -154,6 +158,7 @@ class Unrunnable:
     text: str
 
 
+@final
 @dataclass(frozen=True)
 class ReportLost:
     """The child reached the end of the call but its report could not be sent or read."""
@@ -164,6 +169,7 @@ class ReportLost:
 Reply = Union[Reported, Stopped, Unrunnable, ReportLost]
 
 
+@final
 @dataclass(frozen=True)
 class Logged:
     """One report the child logged during the call (a subtest's), appended as it happened."""
@@ -174,6 +180,7 @@ class Logged:
 # -- the parent's view ------------------------------------------------------------------
 
 
+@final
 @dataclass(frozen=True)
 class ExitFacts:
     """How a child that sent no report ended: for the JSON report's ``child`` entry."""
@@ -192,6 +199,7 @@ class ExitFacts:
         }
 
 
+@final
 @dataclass(frozen=True)
 class ChildOutcome:
     """What the parent learned from a test's child once it was done with it."""
@@ -210,6 +218,7 @@ class ChildOutcome:
     output_captured_here: bool
 
 
+@final
 @dataclass
 class TrackerNotes:
     """What the tracker notes where the test ran, right after its Tracker stopped."""
@@ -217,6 +226,7 @@ class TrackerNotes:
     objects_verdict: Optional[Verdict] = None
 
 
+@final
 @dataclass
 class Job:
     """The parent's view of one tracked call: the spec it ran with and what came of it.
