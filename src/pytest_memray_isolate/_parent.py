@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Generator, List, Optional, Protocol, Tuple
 
@@ -19,33 +19,27 @@ from ._isolation.setup_effects import recording, wrapped_setup
 from ._isolation.supervise import kill_running
 from ._isolation.termination import TerminationGuard
 from ._judging.capture import MemoryResult
-from ._judging.judge import CountedLeak, JudgeContext, Judgement, TopPeaks, judge
+from ._judging.judge import JudgeContext, Judgement, TopPeaks, judge
 from ._plan import TrackingPlan, plan_for
 from ._reporting.flamegraph import write_flamegraph
 from ._reporting.json_report import build_document, write_atomically
+from ._reporting.record import TestRecord, attach_record, take_record
 from ._reporting.summary import closing_lines, ranked, summary_block
 from ._settings import IgnoredSettingWarning, Settings, unused_without_isolation
 from ._tracking.heavy import HeavyCaptures
 from ._tracking.tracker import patched_call
 from ._tracking.window import new_marker
 
-__all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "RESULT_ATTRIBUTE", "Manager"]
+__all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "Manager"]
 
 PLAN_KEY = pytest.StashKey[TrackingPlan]()
 #: The timeout pytest-timeout resolved for an item (see timeouts.py).
 PYTEST_TIMEOUT_KEY = pytest.StashKey[float]()
 _MEMORY_SECTION_PREFIX = "memray"
-#: The call report's attribute carrying the test's MemoryResult as plain data.
-RESULT_ATTRIBUTE = "memray_result"
 #: The key of pytest-xdist's workerinput carrying the controller's file prefix.
 PREFIX_KEY = "memray_isolate_bin_prefix"
 #: pytest-memray's cache key, so a switch from it keeps the recorded history.
 _CACHE_KEY = "memray/{nodeid}"
-
-
-def _leak_dict(leak: CountedLeak) -> Dict[str, Any]:
-    """A counted leak as plain data for --memray-json."""
-    return {**asdict(leak), "growth": list(leak.growth)}
 
 
 def _writes_several_captures(plan: TrackingPlan) -> bool:
@@ -99,8 +93,8 @@ class Manager:
         self._runners: Dict[str, IsolationRunner] = {}
         self._jobs: Dict[str, Job] = {}
         self.results: Dict[str, MemoryResult] = {}
-        #: Everything known about each tracked test, for --memray-json (see jsonreport.py).
-        self.records: Dict[str, Dict[str, Any]] = {}
+        #: Every tracked test, for --memray-json (only when it is asked for).
+        self.records: Dict[str, TestRecord] = {}
         every = settings.most_allocations == 0 or settings.json_path is not None
         self._reported = TopPeaks(None if every else settings.most_allocations)
         self._heavy = HeavyCaptures(config)
@@ -279,17 +273,19 @@ class Manager:
             result = self._apply(plan, job, judgement, report)
         finally:
             self._files.done_with(job.capture, job.scratch, derived=_writes_several_captures(plan))
-        # The figures travel with the report, so pytest-xdist brings them to the controller.
-        record = {
-            "result": None if result is None else result.as_dict(),
-            "mode": plan.mode,
-            "limit": plan.limit_description(),
-            "child": job.child_end,
-            "leaks": None if judgement.leaks is None else [_leak_dict(leak) for leak in judgement.leaks],
+        # The record travels with the report, so pytest-xdist brings it to the controller.
+        record = TestRecord.of_test(
+            report.nodeid,
+            report.outcome,
+            mode=plan.mode,
+            limit=plan.limit_description(),
+            result=result,
+            child=job.child_end,
+            leaks=judgement.leaks,
             # A crashed child's capture has no figures, but a kept one is still the user's.
-            "unread_capture": self._unread_kept_capture(job, result),
-        }
-        setattr(report, RESULT_ATTRIBUTE, record)
+            unread_capture=self._unread_kept_capture(job, result),
+        )
+        attach_record(report, record, result)
         if result is not None:
             item.user_properties.append(("memray_peak_memory", result.peak_memory))
             item.user_properties.append(("memray_total_allocations", result.total_allocations))
@@ -379,21 +375,19 @@ class Manager:
         if child.current_job() is not None:
             child.on_logreport(self._config, report)
             return
-        record = getattr(report, RESULT_ATTRIBUTE, None)
-        if report.when != "call" or not isinstance(record, dict):
+        if report.when != "call" or self._is_worker:
+            return  # a worker's records reach the controller on its reports
+        taken = take_record(report)
+        if taken is None:
             return
-        if not self._is_worker:
-            # pytest keeps every report until the end; the figures are taken from here.
-            delattr(report, RESULT_ATTRIBUTE)
+        record, result = taken
         if self._settings.json_path is not None:
-            self.records[report.nodeid] = {**record, "nodeid": report.nodeid, "outcome": report.outcome}
-        if record.get("unread_capture") is not None:
-            self._files.record_kept(record["unread_capture"])
-        if record["result"] is not None:
-            result = MemoryResult.from_dict(record["result"])
-            for kept in (result.kept_file, *result.kept_others):
-                if kept is not None:
-                    self._files.record_kept(kept)
+            self.records[record.nodeid] = record
+        if record.capture_file is not None:
+            self._files.record_kept(record.capture_file)
+        if result is not None:
+            for kept in result.kept_others:
+                self._files.record_kept(kept)
             if result.detailed:  # the others can never be among the tests the report shows
                 self.results[result.nodeid] = result
 

@@ -1,6 +1,6 @@
 """Running under pytest-xdist: one file prefix for all workers, one report in the controller.
 
-Each worker's call reports carry their tests' figures (see manager.RESULT_ATTRIBUTE), so
+Each worker's call reports carry their tests' figures (see _reporting/record.py), so
 the controller's MEMRAY REPORT covers every worker without sharing files. Registered in
 the controller only, when pytest-xdist is active.
 """
