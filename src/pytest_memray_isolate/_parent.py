@@ -7,7 +7,7 @@ import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Generator, List, Optional, Protocol, Tuple
+from typing import Any, Dict, Generator, List, Optional, Tuple
 
 import pytest
 
@@ -22,9 +22,7 @@ from ._judging.capture import MemoryResult
 from ._judging.judge import JudgeContext, Judgement, TopPeaks, judge
 from ._plan import TrackingPlan, plan_for
 from ._reporting.flamegraph import write_flamegraph
-from ._reporting.json_report import build_document, write_atomically
-from ._reporting.record import TestRecord, attach_record, take_record
-from ._reporting.summary import closing_lines, ranked, summary_block
+from ._reporting.record import TestRecord, attach_record
 from ._settings import IgnoredSettingWarning, Settings, unused_without_isolation
 from ._tracking.heavy import HeavyCaptures
 from ._tracking.tracker import patched_call
@@ -69,22 +67,13 @@ def _share_identity(from_child: pytest.TestReport, here: pytest.TestReport) -> N
 _ALIKE_IN_BOTH = ("nodeid", "location", "keywords", "when", "_id")
 
 
-class _Terminal(Protocol):
-    """What the summary needs of pytest's terminal reporter: ``pytest.TerminalReporter`` is
-    not public in pytest 8.2, the oldest pytest supported."""
-
-    def write_line(self, line: str, **markup: bool) -> None: ...
-
-    def write_sep(self, sep: str, title: Optional[str] = ..., **markup: bool) -> None: ...
-
-
 class Manager:
-    """Owns the session's capture files, the runners and the results."""
+    """Owns the session's capture files and the runners; judges each tracked test and puts
+    its record on its call report, for the :class:`Reporter` wherever the run is reported."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self._config = config
         self._settings = settings
-        self._is_worker = hasattr(config, "workerinput")
         worker_input = getattr(config, "workerinput", {})
         prefix = settings.bin_prefix or worker_input.get(PREFIX_KEY)
         self._files = CaptureFiles(settings.bin_path, prefix)
@@ -92,15 +81,10 @@ class Manager:
             self._make_scratch_now()
         self._runners: Dict[str, IsolationRunner] = {}
         self._jobs: Dict[str, Job] = {}
-        self.results: Dict[str, MemoryResult] = {}
-        #: Every tracked test, for --memray-json (only when it is asked for).
-        self.records: Dict[str, TestRecord] = {}
         every = settings.most_allocations == 0 or settings.json_path is not None
         self._reported = TopPeaks(None if every else settings.most_allocations)
         self._heavy = HeavyCaptures(config)
         self._termination = TerminationGuard(self._terminated)
-        #: Why --memray-json could not be written at the end, for the summary.
-        self._json_error: Optional[str] = None
 
     def _terminated(self) -> None:
         """pytest is told to end (SIGTERM, SIGHUP): leave no child and no file behind."""
@@ -374,44 +358,8 @@ class Manager:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if child.current_job() is not None:
             child.on_logreport(self._config, report)
-            return
-        if report.when != "call" or self._is_worker:
-            return  # a worker's records reach the controller on its reports
-        taken = take_record(report)
-        if taken is None:
-            return
-        record, result = taken
-        if self._settings.json_path is not None:
-            self.records[record.nodeid] = record
-        if record.capture_file is not None:
-            self._files.record_kept(record.capture_file)
-        if result is not None:
-            for kept in result.kept_others:
-                self._files.record_kept(kept)
-            if result.detailed:  # the others can never be among the tests the report shows
-                self.results[result.nodeid] = result
 
     # -- end of the run ---------------------------------------------------------------
-
-    def pytest_terminal_summary(self, terminalreporter: _Terminal) -> None:
-        if self._settings.tracking_all and not self._settings.hide_summary:
-            self._write_summary(terminalreporter)
-        if self._json_error is not None:
-            terminalreporter.write_line(self._json_error, red=True)
-
-    def _write_summary(self, terminalreporter: _Terminal) -> None:
-        terminalreporter.write_line("")
-        terminalreporter.write_sep("=", "MEMRAY REPORT")
-        for result in ranked(self.results.values(), self._settings.most_allocations):
-            if not result.histogram:
-                continue
-            for line in summary_block(result):
-                terminalreporter.write_line(line)
-        for line in closing_lines(self.results.values(), self._settings.isolate):
-            terminalreporter.write_line(line)
-        kept = self._files.summary_line()
-        if kept is not None:
-            terminalreporter.write_line(kept)
 
     @property
     def file_prefix(self) -> str:
@@ -419,21 +367,9 @@ class Manager:
         return self._files.prefix
 
     @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self) -> None:
         if child.current_job() is None:
             self._heavy.save()
-        path = self._settings.json_path
-        if path is None or hasattr(self._config, "workerinput") or child.current_job() is not None:
-            return
-        document = build_document(self.records.values(), self._settings, exitstatus=int(session.exitstatus))
-        try:
-            write_atomically(path, document)
-        except OSError as error:
-            # Said at the end of the summary, which an exception here would have cut off;
-            # the run fails so that an earlier report is not taken for this one.
-            self._json_error = f"Could not write the memray JSON report to {path}: {error}"
-            if session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_unconfigure(self) -> None:
         if child.current_job() is None:

@@ -19,9 +19,11 @@ from ._integrations.xdist import XdistController
 from ._isolation.messages import REQUEST_ENV, SERVER_ENV
 from ._parent import Manager
 from ._plan import marker_help_lines
+from ._reporting.reporter import Reporter
 from ._settings import IgnoredSettingWarning, Settings, resolve_settings, unused_without_cache
 
 _MANAGER_NAME = "memray_isolate_manager"
+_REPORTER_NAME = "memray_isolate_reporter"
 _REMOTE_CHILD_NAME = "memray_isolate_remote_child"
 _SETTINGS_KEY = pytest.StashKey[Settings]()
 
@@ -78,7 +80,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.issue_config_time_warning(IgnoredSettingWarning(ignored), stacklevel=2)
     manager = Manager(config, settings)
     config.pluginmanager.register(manager, _MANAGER_NAME)
-    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(XdistController(manager.file_prefix), "memray_isolate_xdist")
+    if not hasattr(config, "workerinput"):  # a pytest-xdist worker's tests are reported by its controller
+        config.pluginmanager.register(Reporter(settings, file_prefix=manager.file_prefix), _REPORTER_NAME)
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(XdistController(manager.file_prefix), "memray_isolate_xdist")
     if config.pluginmanager.hasplugin("timeout"):
         config.pluginmanager.register(PytestTimeoutBridge(), "memray_isolate_timeout")
