@@ -84,10 +84,9 @@ def test_leaks():
 
 # Says, in each process of the run, whether the plugin's reporter is registered there.
 _WHERE_THE_REPORTER_IS = """
-import os
-
 def pytest_sessionstart(session):
-    name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    worker = getattr(session.config, "workerinput", None)
+    name = "main" if worker is None else worker["workerid"]
     registered = session.config.pluginmanager.get_plugin("memray_isolate_reporter") is not None
     with open(f"reporter-in-{name}", "w") as stream:
         stream.write(str(registered))
