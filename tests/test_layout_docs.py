@@ -28,7 +28,11 @@ def test_every_module_a_page_names_exists(page: str) -> None:
     """A page naming a module that was renamed or removed fails here, not in a reader's hands."""
     text = (DOCS / page).read_text()
     paths = set(re.findall(r"(?<![\w/])(_[a-z_]+/[a-z_]+\.py)", text))
-    names = set(re.findall(r"(?<![\w/])([a-z_]+\.py)\b", text)) - {"conftest.py", "__init__.py", "coverage.py"}
+    names = set(re.findall(r"(?<![\w/])([a-z_]+\.py)\b", text)) - {
+        "conftest.py",
+        "__init__.py",
+        "coverage.py",
+    }
     modules = _modules()
     missing = sorted(path for path in paths if path not in modules)
     missing += sorted(name for name in names if not any(module.endswith(name) for module in modules))

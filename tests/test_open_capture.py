@@ -59,8 +59,8 @@ def test_counted_allocations():
 # Prints each test's exact figures at the end of the run.
 _EXACT_FIGURES_CONFTEST = """
 def pytest_terminal_summary(terminalreporter, config):
-    manager = config.pluginmanager.get_plugin("memray_isolate_manager")
-    for result in manager.results.values():
+    reporter = config.pluginmanager.get_plugin("memray_isolate_reporter")
+    for result in reporter.results.values():
         top = result.top_locations[0] if result.top_locations else None
         where = f"{top.function}:{top.lineno}:{top.size}" if top else "-"
         terminalreporter.write_line(

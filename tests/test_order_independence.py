@@ -80,8 +80,8 @@ def test_small_objects(churned):
 # Prints each test's exact figures at the end of the run, beside the rounded MEMRAY REPORT.
 _EXACT_FIGURES_CONFTEST = """
 def pytest_terminal_summary(terminalreporter, config):
-    manager = config.pluginmanager.get_plugin("memray_isolate_manager")
-    for result in manager.results.values():
+    reporter = config.pluginmanager.get_plugin("memray_isolate_reporter")
+    for result in reporter.results.values():
         terminalreporter.write_line(f"EXACT {result.nodeid} {result.peak_memory} {result.total_allocations}")
 """
 

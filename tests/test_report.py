@@ -70,9 +70,9 @@ def test_summary_block_is_laid_out_line_for_line_as_pytest_memray() -> None:
 
 def test_only_tests_that_can_reach_the_report_are_read_in_detail() -> None:
     """With --most-allocations N, a test below the N highest peaks seen so far is not read in detail."""
-    from pytest_memray_isolate._parent import _TopPeaks
+    from pytest_memray_isolate._judging.judge import TopPeaks
 
-    top_two = _TopPeaks(2)
+    top_two = TopPeaks(2)
     assert [top_two.wanted(peak) for peak in (10, 5, 3, 7, 7, 20, 6)] == [
         True,
         True,
@@ -82,5 +82,5 @@ def test_only_tests_that_can_reach_the_report_are_read_in_detail() -> None:
         True,
         False,
     ]
-    everything = _TopPeaks(None)
+    everything = TopPeaks(None)
     assert all(everything.wanted(peak) for peak in (1, 2, 3))

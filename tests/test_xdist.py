@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any, Dict, List
 
 import pytest
 
@@ -59,3 +60,65 @@ def test_memory_result_survives_serialization() -> None:
     """The figures travel inside reports as plain data (JSON, as pytest-xdist sends them)."""
     result = MemoryResult("t.py::test", 123, 4, "█ ▄", (Location("f", "t.py", 3, 100),), "/tmp/x.bin")
     assert MemoryResult.from_dict(json.loads(json.dumps(result.as_dict()))) == result
+
+
+_MIXED_SUITE = """
+import pytest
+
+KEPT = []
+
+@pytest.mark.parametrize("mib", [1, 2, 3])
+def test_allocates(mib):
+    data = bytearray(mib * 1024 * 1024)
+    assert data
+
+@pytest.mark.limit_memory("1 MB")
+def test_over_its_limit():
+    data = bytearray(1536 * 1024)  # a peak of its own: ties are ranked in the order tests end
+    assert data
+
+@pytest.mark.limit_leaks("10 KB")
+def test_leaks():
+    KEPT.append(bytearray(50_000))
+"""
+
+# Says, in each process of the run, whether the plugin's reporter is registered there.
+_WHERE_THE_REPORTER_IS = """
+def pytest_sessionstart(session):
+    worker = getattr(session.config, "workerinput", None)
+    name = "main" if worker is None else worker["workerid"]
+    registered = session.config.pluginmanager.get_plugin("memray_isolate_reporter") is not None
+    with open(f"reporter-in-{name}", "w") as stream:
+        stream.write(str(registered))
+"""
+
+
+def _memray_report(lines: List[str]) -> List[str]:
+    start = next(index for index, line in enumerate(lines) if "MEMRAY REPORT" in line)
+    end = next(index for index, line in enumerate(lines) if "short test summary info" in line)
+    return lines[start:end]
+
+
+def test_the_report_is_the_same_with_or_without_workers(pytester: pytest.Pytester, run: Runner) -> None:
+    """The reporter runs where the run is reported (the controller, not its workers), and
+    the MEMRAY REPORT and --memray-json's tests read the same with -n 2 as without."""
+    pytester.makepyfile(_MIXED_SUITE)
+    pytester.makeconftest(_WHERE_THE_REPORTER_IS)
+    alone = run("--memray-isolate=fork", "--most-allocations=0", "-rf", "--memray-json=alone.json")
+    assert (pytester.path / "reporter-in-main").read_text() == "True"
+    workers = run(
+        "--memray-isolate=fork", "--most-allocations=0", "-rf", "-n", "2", "--memray-json=workers.json"
+    )
+    assert (pytester.path / "reporter-in-main").read_text() == "True"
+    assert [(pytester.path / f"reporter-in-gw{n}").read_text() for n in (0, 1)] == ["False", "False"]
+    for result in (alone, workers):
+        result.assert_outcomes(passed=3, failed=2)
+    assert _memray_report(workers.stdout.lines) == _memray_report(alone.stdout.lines)
+    assert len(_memray_report(alone.stdout.lines)) > 10
+
+    def tests(name: str) -> List[Dict[str, Any]]:
+        document = json.loads((pytester.path / name).read_text())
+        return sorted(document["tests"], key=lambda test: test["nodeid"])
+
+    assert tests("workers.json") == tests("alone.json")
+    assert [test["outcome"] for test in tests("alone.json")] == ["passed"] * 3 + ["failed"] * 2

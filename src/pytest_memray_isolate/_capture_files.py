@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import List, Optional, Set, Tuple
+from typing import List, Optional, Tuple
 
 __all__ = [
     "CaptureFiles",
@@ -19,6 +19,7 @@ __all__ = [
     "kept_file_name",
     "no_scratch_message",
     "repetition_capture",
+    "run_prefix",
 ]
 
 #: Most file systems cap one path component at 255 bytes. Kept names leave room for what
@@ -100,14 +101,18 @@ def derived_captures(capture: Path) -> List[Path]:
     ]
 
 
+def run_prefix(given: Optional[str]) -> str:
+    """The prefix of the run's kept capture files: the one given, or a random one."""
+    return given or uuid.uuid4().hex
+
+
 class CaptureFiles:
     """Hands out one fresh capture path (and message path) per tracked test."""
 
     def __init__(self, keep_in: Optional[Path], prefix: Optional[str]) -> None:
         self.keep_in = keep_in
-        self.prefix = prefix or uuid.uuid4().hex
+        self.prefix = run_prefix(prefix)
         self._scratch: Optional[Path] = None
-        self._kept: Set[Path] = set()
         self._numbers = itertools.count()
 
     @property
@@ -147,16 +152,6 @@ class CaptureFiles:
         if self.keep_in is None:
             for path in (capture, *(derived_captures(capture) if derived else ())):
                 path.unlink(missing_ok=True)
-
-    def record_kept(self, capture: str) -> None:
-        """Count a kept capture file (reported by this process or by a pytest-xdist worker)."""
-        self._kept.add(Path(capture))
-
-    def summary_line(self) -> Optional[str]:
-        """What the report says about kept files, as pytest-memray words it."""
-        if self.keep_in is None:
-            return None
-        return f"Created {len(self._kept)} binary dumps at {self.keep_in} with prefix {self.prefix}"
 
     def remove_scratch(self) -> None:
         if self._scratch is not None:

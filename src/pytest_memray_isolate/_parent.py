@@ -2,123 +2,46 @@
 
 from __future__ import annotations
 
-import heapq
 import os
 import sys
 import warnings
-from contextlib import ExitStack, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Generator, List, Optional, Protocol, Tuple, final
+from typing import Any, Dict, Generator, List, Optional, Tuple, final
 
 import pytest
-from memray import AllocationRecord, FileReader
 
-from ._capture_files import CaptureFiles, forked_captures, no_scratch_message
+from ._capture_files import CaptureFiles, no_scratch_message
 from ._isolation.messages import CallSpec, Job
 from ._isolation.runner import IsolationRunner
 from ._isolation.setup_effects import recording, wrapped_setup
 from ._isolation.supervise import kill_running
 from ._isolation.termination import TerminationGuard
-from ._judging.capture import MemoryResult, high_watermark_records, leaked_records, read_capture, top_frame
-from ._judging.limits import (
-    FilterFailed,
-    GrowingLeak,
-    Verdict,
-    check_allocations,
-    check_growing_leaks,
-    check_increase,
-    check_leaks,
-    check_memory_limit,
-    counted_leaks,
-    growing_leaks,
-    leaks_by_place,
-)
+from ._judging.capture import MemoryResult
+from ._judging.judge import JudgeContext, Judgement, TopPeaks, judge
 from ._plan import TrackingPlan, plan_for
 from ._reporting.flamegraph import write_flamegraph
-from ._reporting.json_report import build_document, write_atomically
-from ._reporting.summary import closing_lines, ranked, summary_block
+from ._reporting.record import TestRecord, attach_record
 from ._settings import IgnoredSettingWarning, Settings, unused_without_isolation
-from ._tracking.follow_fork import still_running
 from ._tracking.heavy import HeavyCaptures
 from ._tracking.tracker import patched_call
-from ._tracking.window import new_marker, quiet_memray
+from ._tracking.window import new_marker
 
-__all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "RESULT_ATTRIBUTE", "Manager"]
+__all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "Manager"]
 
 PLAN_KEY = pytest.StashKey[TrackingPlan]()
 #: The timeout pytest-timeout resolved for an item (see timeouts.py).
 PYTEST_TIMEOUT_KEY = pytest.StashKey[float]()
 _MEMORY_SECTION_PREFIX = "memray"
-#: The call report's attribute carrying the test's MemoryResult as plain data.
-RESULT_ATTRIBUTE = "memray_result"
 #: The key of pytest-xdist's workerinput carrying the controller's file prefix.
 PREFIX_KEY = "memray_isolate_bin_prefix"
 #: pytest-memray's cache key, so a switch from it keeps the recorded history.
 _CACHE_KEY = "memray/{nodeid}"
 
 
-def _leak_facts(record: AllocationRecord) -> Dict[str, Any]:
-    """One counted leak as plain data: its size and innermost Python frame outside the plugin."""
-    frame = top_frame(record.stack_trace()) or ("???", "???", 0)
-    function, filename, lineno = frame
-    return {
-        "size": record.size,
-        "function": function,
-        "filename": filename,
-        "lineno": lineno,
-        "growth": [record.size],
-    }
-
-
-def _growing_leak_facts(leak: GrowingLeak) -> Dict[str, Any]:
-    """A place whose leaks grew on every repetition, as plain data: the last repetition's size,
-    its innermost Python frame outside the plugin, and what it leaked on each repetition."""
-    function, filename, lineno = top_frame(leak.place) or ("???", "???", 0)
-    return {
-        "size": leak.growth[-1],
-        "function": function,
-        "filename": filename,
-        "lineno": lineno,
-        "growth": list(leak.growth),
-    }
-
-
 def _writes_several_captures(plan: TrackingPlan) -> bool:
     """Whether the test writes captures besides its own: repetitions', forked processes'."""
     return plan.tracker.follow_fork or (plan.leaks is not None and plan.leaks.repeated)
-
-
-def _counted_captures(job: Job, result: MemoryResult) -> List[Path]:
-    """The test's capture and, following forks, those of the forked processes that count."""
-    counted = {process.pid for process in result.processes if process.role == "forked" and process.counted}
-    if not counted:
-        return [job.capture]
-    return [job.capture, *(path for pid, path in forked_captures(job.capture) if pid in counted)]
-
-
-class _TopPeaks:
-    """Which tests the MEMRAY REPORT may show: the ``size`` highest peaks seen so far.
-
-    A test whose peak is below the ``size`` highest seen in this process can never be in
-    the report (under pytest-xdist neither, since the report's tests are each among their
-    worker's highest), so its histogram and top locations are not read.
-    """
-
-    def __init__(self, size: Optional[int]) -> None:
-        self._size = size
-        self._peaks: List[int] = []
-
-    def wanted(self, peak: int) -> bool:
-        if self._size is None:
-            return True
-        if len(self._peaks) < self._size:
-            heapq.heappush(self._peaks, peak)
-            return True
-        if peak > self._peaks[0]:
-            heapq.heapreplace(self._peaks, peak)
-            return True
-        return False
 
 
 def _share_identity(from_child: pytest.TestReport, here: pytest.TestReport) -> None:
@@ -143,23 +66,14 @@ def _share_identity(from_child: pytest.TestReport, here: pytest.TestReport) -> N
 _ALIKE_IN_BOTH = ("nodeid", "location", "keywords", "when", "_id")
 
 
-class _Terminal(Protocol):
-    """What the summary needs of pytest's terminal reporter: ``pytest.TerminalReporter`` is
-    not public in pytest 8.2, the oldest pytest supported."""
-
-    def write_line(self, line: str, **markup: bool) -> None: ...
-
-    def write_sep(self, sep: str, title: Optional[str] = ..., **markup: bool) -> None: ...
-
-
 @final
 class Manager:
-    """Owns the session's capture files, the runners and the results."""
+    """Owns the session's capture files and the runners; judges each tracked test and puts
+    its record on its call report, for the :class:`Reporter` wherever the run is reported."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self._config = config
         self._settings = settings
-        self._is_worker = hasattr(config, "workerinput")
         worker_input = getattr(config, "workerinput", {})
         prefix = settings.bin_prefix or worker_input.get(PREFIX_KEY)
         self._files = CaptureFiles(settings.bin_path, prefix)
@@ -167,17 +81,10 @@ class Manager:
             self._make_scratch_now()
         self._runners: Dict[str, IsolationRunner] = {}
         self._jobs: Dict[str, Job] = {}
-        #: The leaks that counted against each limit_leaks test, for reports.
-        self._leaks: Dict[str, List[Dict[str, Any]]] = {}
-        self.results: Dict[str, MemoryResult] = {}
-        #: Everything known about each tracked test, for --memray-json (see _reporting/json_report.py).
-        self.records: Dict[str, Dict[str, Any]] = {}
         every = settings.most_allocations == 0 or settings.json_path is not None
-        self._reported = _TopPeaks(None if every else settings.most_allocations)
+        self._reported = TopPeaks(None if every else settings.most_allocations)
         self._heavy = HeavyCaptures(config)
         self._termination = TerminationGuard(self._terminated)
-        #: Why --memray-json could not be written at the end, for the summary.
-        self._json_error: Optional[str] = None
 
     def _terminated(self) -> None:
         """pytest is told to end (SIGTERM, SIGHUP): leave no child and no file behind."""
@@ -223,7 +130,7 @@ class Manager:
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
     ) -> Generator[None, object, object]:
         """Note what the project's xunit and unittest setups set, for forkserver and spawn
-        children, which do not run them again (see _isolation/setup_effects.py)."""
+        children, which do not run them again (see runners/setup_effects.py)."""
         what = wrapped_setup(fixturedef, self._config.rootpath)
         if what is None:
             return (yield)
@@ -351,20 +258,24 @@ class Manager:
         if job.window_closed:
             self._heavy.record(job.nodeid, job.capture.stat().st_size)
         try:
-            result = self._judge(plan, job, report)
+            passed = report.passed
+            judgement = judge(plan, job, passed=passed, context=self._judge_context(plan, job.nodeid, passed))
+            result = self._apply(plan, job, judgement, report)
         finally:
             self._files.done_with(job.capture, job.spec.scratch, derived=_writes_several_captures(plan))
-        # The figures travel with the report, so pytest-xdist brings them to the controller.
-        record = {
-            "result": None if result is None else result.as_dict(),
-            "mode": plan.mode,
-            "limit": plan.limit_description(),
-            "child": None if outcome is None or outcome.exit_facts is None else outcome.exit_facts.as_dict(),
-            "leaks": self._leaks.pop(job.nodeid, None),
+        # The record travels with the report, so pytest-xdist brings it to the controller.
+        record = TestRecord.of_test(
+            report.nodeid,
+            report.outcome,
+            mode=plan.mode,
+            limit=plan.limit_description(),
+            result=result,
+            child=None if outcome is None or outcome.exit_facts is None else outcome.exit_facts.as_dict(),
+            leaks=judgement.leaks,
             # A crashed child's capture has no figures, but a kept one is still the user's.
-            "unread_capture": self._unread_kept_capture(job, result),
-        }
-        setattr(report, RESULT_ATTRIBUTE, record)
+            unread_capture=self._unread_kept_capture(job, result),
+        )
+        attach_record(report, record, result)
         if result is not None:
             item.user_properties.append(("memray_peak_memory", result.peak_memory))
             item.user_properties.append(("memray_total_allocations", result.total_allocations))
@@ -375,36 +286,31 @@ class Manager:
             return None
         return str(job.capture)
 
-    def _judge(self, plan: TrackingPlan, job: Job, report: pytest.TestReport) -> Optional[MemoryResult]:
-        """Read the capture and apply the limits; the figures, or ``None`` without a capture."""
-        # A child that died during the call may have left a torn last record.
-        torn = job.window_marker is not None and not job.window_closed
-        with quiet_memray() if torn else nullcontext():
-            return self._judge_capture(plan, job, report)
+    def _judge_context(self, plan: TrackingPlan, nodeid: str, passed: bool) -> JudgeContext:
+        """What judging the test needs from the run; pytest's cache is read only for a
+        limit_memory test that may be compared with its last passing run."""
+        settings = self._settings
+        tolerance = settings.fail_on_increase
+        compared = passed and plan.memory is not None and tolerance is not None
+        return JudgeContext(
+            stacks=settings.stacks,
+            verbosity=self._verbosity(),
+            keep_captures=self._files.keep_in is not None,
+            wanted=self._reported.wanted,
+            fail_on_increase=tolerance,
+            previous_allocated=self._previous_allocated(nodeid) if compared else None,
+        )
 
-    def _judge_capture(
-        self, plan: TrackingPlan, job: Job, report: pytest.TestReport
+    def _apply(
+        self, plan: TrackingPlan, job: Job, judgement: Judgement, report: pytest.TestReport
     ) -> Optional[MemoryResult]:
-        kept = self._files.keep_in is not None
-        try:
-            result = read_capture(
-                job.capture,
-                job.nodeid,
-                kept=kept,
-                wanted=self._reported.wanted,
-                forked=forked_captures(job.capture) if plan.tracker.follow_fork else None,
-                running=still_running(job.spec) if plan.tracker.follow_fork else frozenset(),
-                count_places=job.tracker.ends_open and not job.tracker.all_allocations,
-            )
-        except OSError:
-            # No readable capture: a child that died before its Tracker finished. The
-            # test's own outcome already says why; there is no figure to report.
+        """Act on the judgement: record what passed in pytest's cache, write the flame
+        graph, fail the report with the verdict; the figures, with the graph's path."""
+        result, verdict = judgement.result, judgement.verdict
+        if result is None:
             return None
-        if kept and job.repeats > 1:
-            earlier = [str(path) for path in job.repetition_captures()[:-1] if path.exists()]
-            result = replace(result, kept_others=(*earlier, *result.kept_others))
-        # Limits judge only tests that passed on their own, as pytest-memray's do.
-        verdict = self._verdict(plan, job, result) if report.passed else None
+        if judgement.allocated is not None:
+            self._record_allocated(job.nodeid, judgement.allocated)
         graph = self._flamegraph(plan, job, failed=verdict is not None)
         if graph is not None:
             result = replace(result, flamegraph=str(graph))
@@ -425,70 +331,20 @@ class Manager:
             return None
         return write_flamegraph(job.capture, directory, job.nodeid, leaks=plan.leaks is not None)
 
-    def _verdict(self, plan: TrackingPlan, job: Job, result: MemoryResult) -> Optional[Verdict]:
-        try:
-            verdict = self._memory_verdict(plan, job, result)
-        except FilterFailed as failed:  # the user's filter_fn: its test fails, not the session
-            return failed.verdict
-        if verdict is None and plan.allocations is not None:
-            with FileReader(job.capture) as reader:
-                verdict = check_allocations(reader.get_allocation_records(), plan.allocations)
-        return verdict
-
-    def _memory_verdict(self, plan: TrackingPlan, job: Job, result: MemoryResult) -> Optional[Verdict]:
-        settings = self._settings
-        if plan.memory is not None:
-            with ExitStack() as stack:
-                records = []
-                for path in _counted_captures(job, result):
-                    reader = stack.enter_context(FileReader(path))
-                    records += high_watermark_records(
-                        reader, current_thread_only=plan.memory.current_thread_only
-                    )
-                verdict = check_memory_limit(
-                    records,
-                    plan.memory,
-                    verbosity=self._verbosity(),
-                    stacks=settings.stacks,
-                    native=plan.tracker.native_traces,
-                    processes=result.processes,
-                )
-                allocated = sum(record.size for record in records)
-            return verdict or self._check_increase(job.nodeid, allocated)
-        if plan.leaks is not None and plan.leaks.repeated:
-            repetitions = []
-            for path in job.repetition_captures():
-                with FileReader(path) as reader:
-                    leaks = leaked_records(reader, current_thread_only=plan.leaks.current_thread_only)
-                    repetitions.append(leaks_by_place(leaks, plan.leaks))
-            growing = growing_leaks(repetitions, plan.leaks)
-            self._leaks[job.nodeid] = [_growing_leak_facts(leak) for leak in growing]
-            return check_growing_leaks(growing, plan.leaks, stacks=settings.stacks)
-        if plan.leaks is not None:
-            with FileReader(job.capture) as reader:
-                leaks = leaked_records(reader, current_thread_only=plan.leaks.current_thread_only)
-                counted = counted_leaks(leaks, plan.leaks)
-                self._leaks[job.nodeid] = [_leak_facts(record) for record in counted]
-                return check_leaks(counted, plan.leaks, stacks=settings.stacks)
-        if plan.objects is not None:
-            return job.objects_verdict
-        return None
-
-    def _check_increase(self, nodeid: str, allocated: int) -> Optional[Verdict]:
-        """Compare with the last passing run (pytest's cache), then record this one if it passes."""
-        tolerance = self._settings.fail_on_increase
+    def _previous_allocated(self, nodeid: str) -> Optional[int]:
+        """What the test allocated on its last passing run, from pytest's cache (if any)."""
         cache = getattr(self._config, "cache", None)
         if cache is None:
             return None
-        key = _CACHE_KEY.format(nodeid=nodeid)
-        entry = cache.get(key, {})
+        entry = cache.get(_CACHE_KEY.format(nodeid=nodeid), {})
         previous = entry.get("total_allocated_memory") if isinstance(entry, dict) else None
-        if tolerance is not None:
-            verdict = check_increase(allocated, previous if isinstance(previous, int) else None, tolerance)
-            if verdict is not None:
-                return verdict
-        cache.set(key, {"total_allocated_memory": allocated})
-        return None
+        return previous if isinstance(previous, int) else None
+
+    def _record_allocated(self, nodeid: str, allocated: int) -> None:
+        """Keep what a test that passed allocated, for the next run's --fail-on-increase."""
+        cache = getattr(self._config, "cache", None)
+        if cache is not None:
+            cache.set(_CACHE_KEY.format(nodeid=nodeid), {"total_allocated_memory": allocated})
 
     def _verbosity(self) -> int:
         configured = self._settings.verbosity
@@ -502,49 +358,7 @@ class Manager:
             return ("failed", "M", "MEMORY PROBLEMS")
         return status
 
-    # -- guards for the child ---------------------------------------------------------
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = getattr(report, RESULT_ATTRIBUTE, None)
-        if report.when != "call" or not isinstance(record, dict):
-            return
-        if not self._is_worker:
-            # pytest keeps every report until the end; the figures are taken from here.
-            delattr(report, RESULT_ATTRIBUTE)
-        if self._settings.json_path is not None:
-            self.records[report.nodeid] = {**record, "nodeid": report.nodeid, "outcome": report.outcome}
-        if record.get("unread_capture") is not None:
-            self._files.record_kept(record["unread_capture"])
-        if record["result"] is not None:
-            result = MemoryResult.from_dict(record["result"])
-            for kept in (result.kept_file, *result.kept_others):
-                if kept is not None:
-                    self._files.record_kept(kept)
-            if result.detailed:  # the others can never be among the tests the report shows
-                self.results[result.nodeid] = result
-
     # -- end of the run ---------------------------------------------------------------
-
-    def pytest_terminal_summary(self, terminalreporter: _Terminal) -> None:
-        if self._settings.tracking_all and not self._settings.hide_summary:
-            self._write_summary(terminalreporter)
-        if self._json_error is not None:
-            terminalreporter.write_line(self._json_error, red=True)
-
-    def _write_summary(self, terminalreporter: _Terminal) -> None:
-        terminalreporter.write_line("")
-        terminalreporter.write_sep("=", "MEMRAY REPORT")
-        for result in ranked(self.results.values(), self._settings.most_allocations):
-            if not result.histogram:
-                continue
-            for line in summary_block(result):
-                terminalreporter.write_line(line)
-        for line in closing_lines(self.results.values(), self._settings.isolate):
-            terminalreporter.write_line(line)
-        kept = self._files.summary_line()
-        if kept is not None:
-            terminalreporter.write_line(kept)
 
     @property
     def file_prefix(self) -> str:
@@ -552,20 +366,8 @@ class Manager:
         return self._files.prefix
 
     @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self) -> None:
         self._heavy.save()
-        path = self._settings.json_path
-        if path is None or hasattr(self._config, "workerinput"):
-            return
-        document = build_document(self.records.values(), self._settings, exitstatus=int(session.exitstatus))
-        try:
-            write_atomically(path, document)
-        except OSError as error:
-            # Said at the end of the summary, which an exception here would have cut off;
-            # the run fails so that an earlier report is not taken for this one.
-            self._json_error = f"Could not write the memray JSON report to {path}: {error}"
-            if session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_unconfigure(self) -> None:
         for runner in self._runners.values():

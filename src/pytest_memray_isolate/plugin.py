@@ -8,6 +8,7 @@ import os
 import pytest
 
 from . import _names
+from ._capture_files import run_prefix
 from ._cli import (
     adopt_changed_options,
     publish_settings,
@@ -20,6 +21,7 @@ from ._integrations.xdist import XdistController
 from ._isolation.messages import REQUEST_ENV, SERVER_ENV
 from ._parent import Manager
 from ._plan import marker_help_lines
+from ._reporting.reporter import Reporter
 from ._settings import IgnoredSettingWarning, Settings, resolve_settings, unused_without_cache
 
 _SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -27,6 +29,13 @@ _SETTINGS_KEY = pytest.StashKey[Settings]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     register_options(parser)
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """Whether this is pytest-xdist's controller, which hands the tests to its workers."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
+        return False
+    return bool(config.getoption("dist", "no") != "no" and not config.getoption("collectonly", False))
 
 
 def _in_child_session() -> bool:
@@ -60,9 +69,10 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the one role this process plays, chosen here once.
 
     A session the plugin started to run isolated tests gets the child session's plugin
-    (imported only then: other sessions need not pay for it at start-up); a process that
-    runs tests gets the parent's plugin, which a forked child swaps for the child's
-    plugin (see _isolation/child.py).
+    (imported only then: other sessions need not pay for it at start-up). pytest-xdist's
+    controller gets the reporter, which reports what its workers ran. A process that runs
+    tests gets the parent's plugin, and the reporter unless it is a worker; a forked child
+    swaps both for the child's plugin (see _isolation/child.py).
     """
     for line in marker_help_lines():
         config.addinivalue_line("markers", line)
@@ -81,9 +91,17 @@ def pytest_configure(config: pytest.Config) -> None:
     ignored = unused_without_cache(settings)
     if ignored is not None and not config.pluginmanager.hasplugin("cacheprovider"):
         config.issue_config_time_warning(IgnoredSettingWarning(ignored), stacklevel=2)
-    manager = Manager(config, settings)
-    config.pluginmanager.register(manager, _names.PARENT)
-    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(XdistController(manager.file_prefix), _names.XDIST)
-    if config.pluginmanager.hasplugin("timeout"):
-        config.pluginmanager.register(PytestTimeoutBridge(), _names.PYTEST_TIMEOUT)
+    if _is_xdist_controller(config):
+        # Its workers run the tests and send each one's record on its call report.
+        prefix = run_prefix(settings.bin_prefix)
+        config.pluginmanager.register(Reporter(settings, file_prefix=prefix), _names.REPORTER)
+        config.pluginmanager.register(XdistController(prefix), _names.XDIST)
+    else:
+        manager = Manager(config, settings)
+        config.pluginmanager.register(manager, _names.PARENT)
+        if not hasattr(config, "workerinput"):  # a worker's tests are reported by its controller
+            config.pluginmanager.register(
+                Reporter(settings, file_prefix=manager.file_prefix), _names.REPORTER
+            )
+        if config.pluginmanager.hasplugin("timeout"):
+            config.pluginmanager.register(PytestTimeoutBridge(), _names.PYTEST_TIMEOUT)

@@ -1,8 +1,8 @@
 """Running under pytest-xdist: one file prefix for all workers, one report in the controller.
 
-Each worker's call reports carry their tests' figures (see manager.RESULT_ATTRIBUTE), so
-the controller's MEMRAY REPORT covers every worker without sharing files. Registered in
-the controller only, when pytest-xdist is active.
+Each worker's call reports carry their tests' records and figures (see
+_reporting/record.py), so the controller's Reporter covers every worker without sharing
+files. Registered in the controller only, when pytest-xdist is active.
 """
 
 from __future__ import annotations

@@ -16,13 +16,17 @@ from .._sizes import format_size
 __all__ = [
     "STILL_RUNNING",
     "UNREADABLE",
+    "CallCaptures",
     "Location",
     "MemoryResult",
+    "OpenCapture",
     "ProcessFigures",
+    "figures",
     "frames_of_test",
     "high_watermark_records",
     "is_own_file",
     "leaked_records",
+    "open_captures",
     "process_lines",
     "read_capture",
     "top_frame",
@@ -144,28 +148,56 @@ def frames_of_test(frames: Sequence[Frame]) -> List[Frame]:
     return found
 
 
-def _of_thread(
-    reader: FileReader, records: Iterable[AllocationRecord], current_thread_only: bool
-) -> List[AllocationRecord]:
-    if not current_thread_only:
-        return list(records)
-    main_thread = reader.metadata.main_thread_id
-    return [record for record in records if record.tid == main_thread]
+class OpenCapture:
+    """One capture file open for reading; each query asked of it is run once.
+
+    memray's reader goes through the whole file for every query. Judging a test asks
+    some of the questions its figures asked already (the allocations alive at the high
+    watermark), so the answers are kept for as long as the capture is open.
+    """
+
+    def __init__(self, reader: FileReader) -> None:
+        self.reader = reader
+        self._high_watermark: Dict[bool, List[AllocationRecord]] = {}
+        self._leaked: Dict[bool, List[AllocationRecord]] = {}
+
+    def high_watermark(self, *, merge_threads: bool) -> List[AllocationRecord]:
+        """The allocations alive at the high watermark, merged over threads or per thread."""
+        found = self._high_watermark.get(merge_threads)
+        if found is None:
+            records = self.reader.get_high_watermark_allocation_records(merge_threads=merge_threads)
+            found = self._high_watermark[merge_threads] = list(records)
+        return found
+
+    def leaked(self, *, merge_threads: bool) -> List[AllocationRecord]:
+        """The allocations still alive when tracking stopped, merged over threads or per thread."""
+        found = self._leaked.get(merge_threads)
+        if found is None:
+            records = self.reader.get_leaked_allocation_records(merge_threads=merge_threads)
+            found = self._leaked[merge_threads] = list(records)
+        return found
+
+    def of_main_thread(self, records: Iterable[AllocationRecord]) -> List[AllocationRecord]:
+        """The records of the thread that ran the test."""
+        main_thread = self.reader.metadata.main_thread_id
+        return [record for record in records if record.tid == main_thread]
 
 
-def high_watermark_records(reader: FileReader, *, current_thread_only: bool) -> List[AllocationRecord]:
+def high_watermark_records(capture: OpenCapture, *, current_thread_only: bool) -> List[AllocationRecord]:
     """The allocations alive at the high watermark, optionally of the test's thread only."""
-    records = reader.get_high_watermark_allocation_records(merge_threads=not current_thread_only)
-    return _of_thread(reader, records, current_thread_only)
+    if not current_thread_only:
+        return capture.high_watermark(merge_threads=True)
+    return capture.of_main_thread(capture.high_watermark(merge_threads=False))
 
 
-def leaked_records(reader: FileReader, *, current_thread_only: bool) -> List[AllocationRecord]:
+def leaked_records(capture: OpenCapture, *, current_thread_only: bool) -> List[AllocationRecord]:
     """The allocations still alive when tracking stopped, optionally of the test's thread only."""
-    records = reader.get_leaked_allocation_records(merge_threads=not current_thread_only)
-    return _of_thread(reader, records, current_thread_only)
+    if not current_thread_only:
+        return capture.leaked(merge_threads=True)
+    return capture.of_main_thread(capture.leaked(merge_threads=False))
 
 
-def places_holding_memory(reader: FileReader) -> int:
+def places_holding_memory(capture: OpenCapture) -> int:
     """How many places (stack and thread) held memory at the high watermark or at the end.
 
     That is what an aggregated capture counts as its allocations (memray writes one
@@ -173,10 +205,7 @@ def places_holding_memory(reader: FileReader) -> int:
     test's figure does not depend on the format its capture was written in.
     """
     places: Set[Tuple[int, int, int, int]] = set()
-    for records in (
-        reader.get_high_watermark_allocation_records(merge_threads=False),
-        reader.get_leaked_allocation_records(merge_threads=False),
-    ):
+    for records in (capture.high_watermark(merge_threads=False), capture.leaked(merge_threads=False)):
         places.update(
             (record.tid, record.stack_id, record.native_stack_id, record.native_segment_generation)
             for record in records
@@ -224,10 +253,10 @@ def _top_locations(records: Sequence[AllocationRecord]) -> Tuple[Location, ...]:
 
 def _forked_figures(
     stack: ExitStack, forked: Sequence[Tuple[int, Path]], running: AbstractSet[int], kept: bool
-) -> Tuple[List[ProcessFigures], List[FileReader]]:
-    """Figures of each forked process, and open readers of the counted ones' captures."""
+) -> Tuple[List[ProcessFigures], List[OpenCapture]]:
+    """Figures of each forked process, and the open captures of the counted ones."""
     figures: List[ProcessFigures] = []
-    readers: List[FileReader] = []
+    captures: List[OpenCapture] = []
     for pid, path in forked:
         kept_file = str(path) if kept else None
         if pid in running:
@@ -244,8 +273,99 @@ def _forked_figures(
                 pid, "forked", metadata.peak_memory, metadata.total_allocations, capture_file=kept_file
             )
         )
-        readers.append(reader)
-    return figures, readers
+        captures.append(OpenCapture(reader))
+    return figures, captures
+
+
+@dataclass(frozen=True)
+class CallCaptures:
+    """The capture files of one tracked call, open: the test's own and, following forks, those
+    of the forked processes that count (listed after it in ``counted``)."""
+
+    path: Path
+    test: OpenCapture
+    counted: Tuple[OpenCapture, ...]
+    #: With --memray-follow-fork, each process's figures (the test's first); else empty.
+    processes: Tuple[ProcessFigures, ...]
+    #: Whether the user keeps the capture files (--memray-bin-path).
+    kept: bool
+
+
+def open_captures(
+    stack: ExitStack,
+    path: Path,
+    *,
+    kept: bool = False,
+    forked: Optional[Sequence[Tuple[int, Path]]] = None,
+    running: AbstractSet[int] = frozenset(),
+) -> CallCaptures:
+    """Open a test's capture, and with ``forked`` (pid and capture of each process the test
+    forked, --memray-follow-fork) those of the forked processes that had ended (those in
+    ``running`` had not); they stay open until ``stack`` closes.
+
+    Raises ``OSError`` when the test's own capture cannot be read.
+    """
+    test = OpenCapture(stack.enter_context(FileReader(path)))
+    if forked is None:
+        return CallCaptures(path, test, (test,), (), kept)
+    metadata = test.reader.metadata
+    own = ProcessFigures(
+        metadata.pid,
+        "test",
+        metadata.peak_memory,
+        metadata.total_allocations,
+        capture_file=str(path) if kept else None,
+    )
+    others, other_captures = _forked_figures(stack, forked, running, kept)
+    return CallCaptures(path, test, (test, *other_captures), (own, *others), kept)
+
+
+def figures(
+    captures: CallCaptures,
+    nodeid: str,
+    *,
+    wanted: Callable[[int], bool] = lambda peak: True,
+    count_places: bool = False,
+) -> MemoryResult:
+    """Summarise a test's open captures: peak, allocation count, and, when ``wanted(peak)``,
+    the size histogram and top locations (the costly part, skipped for tests the report
+    will not show).
+
+    Following forks, the figures are sums over the processes that count, and each
+    process's own figures are kept too.
+
+    With ``count_places`` the allocation count of a capture of every allocation is the
+    one its aggregated capture would have given (see ``places_holding_memory``).
+    """
+    metadata = captures.test.reader.metadata
+    processes = captures.processes
+    counted = [process for process in processes if process.counted]
+    peak = sum(process.peak_memory or 0 for process in counted) if processes else metadata.peak_memory
+    if processes:
+        total = sum(process.total_allocations or 0 for process in counted)
+    elif count_places:
+        total = places_holding_memory(captures.test)
+    else:
+        total = metadata.total_allocations
+    detailed = wanted(peak)
+    records: List[AllocationRecord] = []
+    top_locations: Tuple[Location, ...] = ()
+    if detailed:
+        for each in captures.counted:
+            records += each.high_watermark(merge_threads=True)
+        # Stack traces are looked up through the open readers.
+        top_locations = _top_locations(records)
+    return MemoryResult(
+        nodeid=nodeid,
+        peak_memory=peak,
+        total_allocations=total,
+        histogram=histogram([record.size for record in records]),
+        top_locations=top_locations,
+        kept_file=str(captures.path) if captures.kept else None,
+        detailed=detailed,
+        processes=processes,
+        kept_others=tuple(process.capture_file for process in processes[1:] if process.capture_file),
+    )
 
 
 def read_capture(
@@ -258,57 +378,10 @@ def read_capture(
     running: AbstractSet[int] = frozenset(),
     count_places: bool = False,
 ) -> MemoryResult:
-    """Summarise a capture file: peak, allocation count, and, when ``wanted(peak)``, the
-    size histogram and top locations (the costly part, skipped for tests the report
-    will not show).
+    """The figures of a test's capture (see ``open_captures`` and ``figures``), read at once.
 
-    With ``forked`` (pid and capture of each process the test forked, --memray-follow-fork)
-    the figures are sums over the test's process and the forked ones that had ended
-    (those in ``running`` had not), and each process's own figures are kept too.
-
-    With ``count_places`` the allocation count of a capture of every allocation is the
-    one its aggregated capture would have given (see ``places_holding_memory``).
+    For what only needs the figures; judging a test reads its open captures further.
     """
     with ExitStack() as stack:
-        reader = stack.enter_context(FileReader(path))
-        metadata = reader.metadata
-        processes: List[ProcessFigures] = []
-        readers = [reader]
-        if forked is not None:
-            own = ProcessFigures(
-                metadata.pid,
-                "test",
-                metadata.peak_memory,
-                metadata.total_allocations,
-                capture_file=str(path) if kept else None,
-            )
-            others, other_readers = _forked_figures(stack, forked, running, kept)
-            processes = [own, *others]
-            readers += other_readers
-        counted = [process for process in processes if process.counted]
-        peak = sum(process.peak_memory or 0 for process in counted) if processes else metadata.peak_memory
-        if processes:
-            total = sum(process.total_allocations or 0 for process in counted)
-        elif count_places:
-            total = places_holding_memory(reader)
-        else:
-            total = metadata.total_allocations
-        detailed = wanted(peak)
-        records: List[AllocationRecord] = []
-        top_locations: Tuple[Location, ...] = ()
-        if detailed:
-            for each in readers:
-                records += each.get_high_watermark_allocation_records(merge_threads=True)
-            # Stack traces are looked up through the open readers.
-            top_locations = _top_locations(records)
-    return MemoryResult(
-        nodeid=nodeid,
-        peak_memory=peak,
-        total_allocations=total,
-        histogram=histogram([record.size for record in records]),
-        top_locations=top_locations,
-        kept_file=str(path) if kept else None,
-        detailed=detailed,
-        processes=tuple(processes),
-        kept_others=tuple(process.capture_file for process in processes[1:] if process.capture_file),
-    )
+        captures = open_captures(stack, path, kept=kept, forked=forked, running=running)
+        return figures(captures, nodeid, wanted=wanted, count_places=count_places)

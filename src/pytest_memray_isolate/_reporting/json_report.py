@@ -33,6 +33,8 @@ each tracked repetition). ``child`` is set when an isolated child ended without
 reporting (a crash, or killed at its deadline or memory ceiling). ``processes`` is set
 with --memray-follow-fork: the test's process and each one it forked; ``peak_memory``
 and ``total_allocations`` of the test are then the sums over the counted ones.
+
+Each entry of ``tests`` is a ``TestRecord`` (record.py), which keeps this schema.
 """
 
 from __future__ import annotations
@@ -45,32 +47,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
 from .._settings import Settings
+from .record import TestRecord
 
 __all__ = ["SCHEMA", "VERSION", "build_document", "write_atomically"]
 
 SCHEMA = "pytest-memray-isolate/report"
 VERSION = 1
-
-
-def _test_entry(record: Dict[str, Any]) -> Dict[str, Any]:
-    result = record.get("result") or {}
-    return {
-        "nodeid": record["nodeid"],
-        "outcome": record["outcome"],
-        "mode": record["mode"],
-        "peak_memory": result.get("peak_memory"),
-        "total_allocations": result.get("total_allocations"),
-        "limit": record["limit"],
-        "top_locations": [
-            {"function": function, "filename": filename, "lineno": lineno, "size": size}
-            for function, filename, lineno, size in result.get("top_locations", [])
-        ],
-        "capture_file": result.get("kept_file") or record.get("unread_capture"),
-        "flamegraph": result.get("flamegraph"),
-        "child": record["child"],
-        "leaks": record.get("leaks"),
-        "processes": result.get("processes") or None,
-    }
 
 
 def _settings(settings: Settings) -> Dict[str, Any]:
@@ -95,11 +77,9 @@ def _settings(settings: Settings) -> Dict[str, Any]:
     }
 
 
-def build_document(
-    records: Iterable[Dict[str, Any]], settings: Settings, *, exitstatus: int
-) -> Dict[str, Any]:
+def build_document(records: Iterable[TestRecord], settings: Settings, *, exitstatus: int) -> Dict[str, Any]:
     """The whole report: every tracked test, the run's figures and its settings."""
-    tests: List[Dict[str, Any]] = [_test_entry(record) for record in records]
+    tests: List[Dict[str, Any]] = [record.to_dict() for record in records]
     measured = [test for test in tests if test["peak_memory"] is not None]
     highest = max(measured, key=lambda test: test["peak_memory"], default=None)
     return {
