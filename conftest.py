@@ -1,12 +1,18 @@
-"""Shared test helpers: the suite drives pytest itself, in a subprocess, through pytester."""
+"""Shared test helpers: the suite drives pytest itself through pytester.
+
+Three layers, cheapest first: unit tests call the plugin's pure parts; ``run_inprocess``
+runs pytest inside the test's process for what never forks; ``run`` starts a fresh
+interpreter for whatever forks, spawns, crashes, handles signals or measures memory.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import psutil
 import pytest
@@ -31,19 +37,81 @@ def isolated_flag(request: pytest.FixtureRequest) -> str:
     return ISOLATION_FLAGS[request.param]
 
 
+def sources_by_mode(*others: str) -> List[Any]:
+    """Where a setting is given crossed with the modes, for ``parametrize(("where", "mode_flag"), ...)``.
+
+    The command line runs in every mode; each other source (default: the ini file) in fork
+    mode only. A setting's source is read once, in pytest's process, before any mode takes
+    part (settings.resolve_settings); the mode decides only where the resolved value is
+    used, which the command-line cases check in each mode. Ids read ``ini-fork``.
+    """
+    pairs = [("command line", mode) for mode in sorted(MODE_FLAGS)]
+    pairs += [(where, "fork") for where in others or ("ini",)]
+    return [pytest.param(where, MODE_FLAGS[mode], id=f"{where}-{mode}") for where, mode in pairs]
+
+
 Runner = Callable[..., pytest.RunResult]
 
-#: Plugins the test extra installs for the tests that are about them; elsewhere they would
-#: shuffle the order (randomly) or warn about their own settings (asyncio).
-QUIET_PLUGINS = ("-p", "no:randomly", "-p", "no:asyncio")
+#: Installed pytest plugins (entry-point names) that a run of the suite's own small test
+#: files loads only when a test is about them (``plugins=`` below). Elsewhere they would
+#: shuffle the order (randomly), warn about their own settings (asyncio), or only cost
+#: start-up time: every subprocess run, and every spawned child, imports what it loads.
+#: The plugin under test is still loaded the way users load it, by its entry point.
+OTHER_PLUGINS = (
+    "randomly",
+    "asyncio",
+    "anyio",
+    "pytest_cov",
+    "xdist",
+    "xdist.looponfail",
+    "rerunfailures",
+    "timeout",
+    "platformdirs",
+)
+
+
+def without_plugins(keep: Iterable[str] = ()) -> List[str]:
+    """``-p no:NAME`` for each of OTHER_PLUGINS not named in ``keep``."""
+    kept = set(keep)
+    return [arg for name in OTHER_PLUGINS if name not in kept for arg in ("-p", f"no:{name}")]
+
+
+#: The switches that leave every plugin of OTHER_PLUGINS out, for tests that start pytest
+#: themselves (with a timeout, or with ``popen``).
+QUIET_PLUGINS = tuple(without_plugins())
 
 
 @pytest.fixture
 def run(pytester: pytest.Pytester) -> Runner:
-    """Run pytest in a fresh interpreter, as users do; -p no:cacheprovider keeps the tree clean."""
+    """Run pytest in a fresh interpreter, as users do; -p no:cacheprovider keeps the tree clean.
 
-    def run_pytest(*args: str) -> pytest.RunResult:
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *QUIET_PLUGINS, *args)
+    Use it for every run that tracks isolated tests (it forks, spawns or starts a
+    forkserver), crashes, sends or handles signals, or whose figures are the point: such a
+    run must not share the process of the test that checks it. ``plugins=("xdist",)``
+    keeps installed plugins the run is about; the others are left out (OTHER_PLUGINS).
+    """
+
+    def run_pytest(*args: str, plugins: Sequence[str] = ()) -> pytest.RunResult:
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *without_plugins(plugins), *args)
+
+    return run_pytest
+
+
+@pytest.fixture
+def run_inprocess(pytester: pytest.Pytester) -> Runner:
+    """Run pytest inside this process (``pytester.runpytest_inprocess``): no interpreter to
+    start, so about a tenth of a subprocess run's time.
+
+    Use it only for runs that never fork nor track isolated tests: option and ini parsing,
+    usage errors, ``--help`` and ``--markers``, marker validation at collection, warnings
+    at configuration. A run with ``--memray`` tracks in this process, which is safe as long
+    as nothing else here does (memray allows one tracker per process). The plugin's signal
+    handlers are installed and put back within the run; its output is captured as a
+    subprocess run's is (``stdout``, ``stderr``, ``ret``).
+    """
+
+    def run_pytest(*args: str, plugins: Sequence[str] = ()) -> pytest.RunResult:
+        return pytester.runpytest_inprocess("-p", "no:cacheprovider", *without_plugins(plugins), *args)
 
     return run_pytest
 
@@ -96,3 +164,24 @@ def arena_table_growth(difference: int) -> bool:
     """
     records, remainder = divmod(difference, _ARENA_RECORD_BYTES)
     return remainder == 0 and records >= 16 and records & (records - 1) == 0
+
+
+def report_sections(lines: List[str]) -> Dict[str, List[str]]:
+    """The sections of pytest's output headed ``____ NAME ____``: NAME -> the lines under it.
+
+    NAME is what pytest puts between the underscores (``test_x``, ``test_x[1]``, ``ERROR at
+    setup of test_x``). A section ends at the next such heading or at a ``====`` line, so a
+    check on one section cannot be met by another test's lines, which a run holding several
+    tests needs.
+    """
+    sections: Dict[str, List[str]] = {}
+    current: Optional[List[str]] = None
+    for line in lines:
+        heading = re.fullmatch(r"_{3,} (.+?) _{3,}", line)
+        if heading:
+            current = sections.setdefault(heading.group(1), [])
+        elif re.fullmatch(r"={3,}( .* =+)?", line):
+            current = None
+        elif current is not None:
+            current.append(line)
+    return sections

@@ -16,7 +16,7 @@ from typing import Dict, List
 
 import pytest
 
-from conftest import Runner
+from conftest import Runner, without_plugins
 from pytest_memray_isolate.settings import INI_UNIONS, OPTIONS
 
 #: pytest-memray's options and their dests, in the order its ``--help`` lists them.
@@ -158,9 +158,9 @@ def _expected(line: str) -> Dict[str, str]:
 
 
 @pytest.fixture
-def help_lines(run: Runner) -> List[str]:
+def help_lines(run_inprocess: Runner) -> List[str]:
     """What ``pytest --help`` prints, at pytest's default width."""
-    result = run("--help")
+    result = run_inprocess("--help")
     assert result.ret == 0
     return result.outlines
 
@@ -492,7 +492,7 @@ def test_fail_on_increase_message_is_pytest_memrays(
 ) -> None:
     """Without a tolerance the failure is pytest-memray's line exactly; with one, it names it."""
     pytester.makepyfile(test_marked=_MARKED)
-    flags = ["-p", "no:randomly", "-p", "no:asyncio", "--memray", "-k", "grows"]
+    flags = [*without_plugins(), "--memray", "-k", "grows"]  # the cache stays: it is compared with
     monkeypatch.setenv("MIB", "1")
     pytester.runpytest_subprocess(*flags).assert_outcomes(passed=1)
     monkeypatch.setenv("MIB", "2")

@@ -9,7 +9,7 @@ from typing import Optional
 
 import pytest
 
-from conftest import MODE_FLAGS, QUIET_PLUGINS, Runner, gone, recorded_pids
+from conftest import MODE_FLAGS, Runner, gone, recorded_pids, sources_by_mode, without_plugins
 
 _LEAKY = """
 import pytest
@@ -183,11 +183,12 @@ def test_grows():
 def _run_with_cache(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mib: int, *args: str
 ) -> pytest.RunResult:
+    """A subprocess run that keeps pytest's cache (the comparison's memory) and xdist (-n)."""
     monkeypatch.setenv("MIB", str(mib))
-    return pytester.runpytest_subprocess(*QUIET_PLUGINS, *args)
+    return pytester.runpytest_subprocess(*without_plugins(["xdist"]), *args)
 
 
-@pytest.mark.parametrize("where", ["command line", "ini", "pytest-memray's ini spelling"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode("ini", "pytest-memray's ini spelling"))
 def test_fail_on_increase_compares_with_the_last_passing_run(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode_flag: str, where: str
 ) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ISOLATION_FLAGS, Runner, gone
+from conftest import ISOLATION_FLAGS, QUIET_PLUGINS, Runner, gone
 
 REMOTE_FLAGS = [ISOLATION_FLAGS["forkserver"], ISOLATION_FLAGS["spawn"]]
 
@@ -599,8 +599,7 @@ def test_a_remote_child_reading_standard_input_fails_naming_fork_mode(
         "-mpytest",
         "-p",
         "no:cacheprovider",
-        "-p",
-        "no:randomly",
+        *QUIET_PLUGINS,
         remote_flag,
         *capture,
         stdin=b"hello\n",
@@ -623,8 +622,7 @@ def test_a_forked_child_reads_pytests_standard_input_with_s(pytester: pytest.Pyt
         "-mpytest",
         "-p",
         "no:cacheprovider",
-        "-p",
-        "no:randomly",
+        *QUIET_PLUGINS,
         "--memray-isolate=fork",
         "-s",
         stdin=b"hello\n",

@@ -26,7 +26,7 @@ def test_allocates(mib):
 def test_one_report_covers_every_worker(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
     """With -n 2 the MEMRAY REPORT lists the tests of both workers, biggest peak first."""
     pytester.makepyfile(_SUITE.format(root=str(pytester.path)))
-    result = run(mode_flag, "-n", "2", "--most-allocations=0", "--dist=load")
+    result = run(mode_flag, "-n", "2", "--most-allocations=0", "--dist=load", plugins=["xdist"])
     result.assert_outcomes(passed=6)
     assert len(list(pytester.path.glob("worker-gw*"))) == 2, "both workers ran tests"
     listed = re.findall(
@@ -45,7 +45,7 @@ def test_kept_files_of_all_workers_share_the_printed_prefix(
     pytester.makepyfile(_SUITE.format(root=str(pytester.path)))
     folder = pytester.mkdir("captures")
     (folder / "stale-from-an-earlier-run.bin").write_bytes(b"not a capture")
-    result = run(mode_flag, "-n", "2", f"--memray-bin-path={folder}")
+    result = run(mode_flag, "-n", "2", f"--memray-bin-path={folder}", plugins=["xdist"])
     result.assert_outcomes(passed=6)
     line = next(line for line in result.stdout.lines if line.startswith("Created "))
     match = re.fullmatch(rf"Created 6 binary dumps at {re.escape(str(folder))} with prefix (\w+)", line)
