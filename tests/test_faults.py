@@ -16,7 +16,7 @@ from typing import List, Tuple
 
 import pytest
 
-from conftest import QUIET_PLUGINS, Runner, gone, recorded_pids
+from conftest import QUIET_PLUGINS, Runner, gone, recorded_pids, report_sections, sources_by_mode
 
 _AFTER = """
 
@@ -42,61 +42,64 @@ def _suite(pytester: pytest.Pytester, body: str) -> None:
     pytester.makepyfile(_RECORD_PIDS.format(root=str(pytester.path)) + body + _AFTER)
 
 
-@pytest.mark.parametrize(
-    ("statement", "cause", "stack"),
-    [
-        ("os.abort()", "was killed by signal SIGABRT (6)", "Fatal Python error: Aborted"),
-        (
-            "ctypes.string_at(0)",
-            "was killed by signal SIGSEGV (11)",
-            "Fatal Python error: Segmentation fault",
-        ),
-        ("os.kill(os.getpid(), signal.SIGKILL)", "was killed by signal SIGKILL (9)", None),
-        ("os._exit(3)", "exited with status 3", None),
-    ],
-)
-def test_a_crash_is_reported_with_its_cause_output_and_stack(
-    pytester: pytest.Pytester,
-    run: Runner,
-    private_tmp: Path,
-    statement: str,
-    cause: str,
-    stack: str | None,
-    isolated_flag: str,
-) -> None:
-    """Signal or exit status, the output printed before dying, the faulthandler stack, the memory."""
-    _suite(
-        pytester,
-        f"""
-import ctypes, signal
+#: Ways for a child to die: the test's name, the statement, the cause reported, and the
+#: first line of the faulthandler stack printed (None: the process gets no chance to).
+_CRASHES = [
+    ("abort", "os.abort()", "was killed by signal SIGABRT (6)", "Fatal Python error: Aborted"),
+    (
+        "segfault",
+        "ctypes.string_at(0)",
+        "was killed by signal SIGSEGV (11)",
+        "Fatal Python error: Segmentation fault",
+    ),
+    ("sigkill", "os.kill(os.getpid(), signal.SIGKILL)", "was killed by signal SIGKILL (9)", None),
+    ("exit", "os._exit(3)", "exited with status 3", None),
+]
 
-def test_crashes():
+
+def test_a_crash_is_reported_with_its_cause_output_and_stack(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """Signal or exit status, the output printed before dying, the faulthandler stack, the memory.
+
+    Each way to die is one test of the same run (``test_crashes_abort`` and so on): each
+    fails alone, with its own cause in its own section, and the session goes on to the
+    test after them, which passes.
+    """
+    tests = "".join(
+        f"""
+def test_crashes_{name}():
     start_grandchild()
     kept = bytearray(b"x") * (64 * 1024 * 1024)
     print("printed before the crash")
     sys.stderr.write("written to stderr before the crash\\n")
     {statement}
-""",
+"""
+        for name, statement, _, _ in _CRASHES
     )
+    _suite(pytester, "\nimport ctypes, signal\n" + tests)
     result = run(isolated_flag, "-rf")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=len(_CRASHES))
     growth = (
         "Resident memory grew by about *MiB before the crash*"
         if isolated_flag.endswith("=fork")
         else "The child's peak resident size was *MiB*"  # a fresh interpreter: no baseline
     )
-    lines = [f"The isolated child process running this test {cause} before reporting a result.", growth]
-    if stack is not None:
-        lines += ["", f"{stack}*", "*", "Current thread *", "  File *, line * in test_crashes"]
-    result.stdout.fnmatch_lines(lines)
-    result.stdout.fnmatch_lines(
-        [
-            "*- Captured stdout call -*",
-            "printed before the crash",
-            "*- Captured stderr call -*",
-            "written to stderr*",
-        ]
-    )
+    sections = report_sections(result.outlines)
+    for name, _, cause, stack in _CRASHES:
+        section = pytest.LineMatcher(sections[f"test_crashes_{name}"])
+        lines = [f"The isolated child process running this test {cause} before reporting a result.", growth]
+        if stack is not None:
+            lines += ["", f"{stack}*", "*", "Current thread *", f"  File *, line * in test_crashes_{name}"]
+        section.fnmatch_lines(lines)
+        section.fnmatch_lines(
+            [
+                "*- Captured stdout call -*",
+                "printed before the crash",
+                "*- Captured stderr call -*",
+                "written to stderr*",
+            ]
+        )
     assert gone(recorded_pids(pytester))
     assert list(private_tmp.iterdir()) == []
 
@@ -194,7 +197,15 @@ def test_pytest_timeout_is_honoured_in_the_child_not_the_parent(
             pass
         """
     )
-    result = run("-p", "timeout", isolated_flag, "--timeout=2", f"--timeout-method={method}", "-rf")
+    result = run(
+        "-p",
+        "timeout",
+        isolated_flag,
+        "--timeout=2",
+        f"--timeout-method={method}",
+        "-rf",
+        plugins=["timeout"],
+    )
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
         ["Timeout after 1 s: the isolated child process running this test was killed."]
@@ -601,7 +612,7 @@ def test_at_exit_clean_up_a_test_registers_runs_in_its_child(
     assert list(private_tmp.iterdir()) == []
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_a_json_report_that_cannot_be_written_stops_the_run_at_start(
     pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str, where: str
 ) -> None:

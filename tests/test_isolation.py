@@ -1,4 +1,4 @@
-"""End to end: what isolation in a forked child adds, and how a misbehaving child is reported."""
+"""End to end: what isolation in a child adds (a crashing child: test_faults.py)."""
 
 from __future__ import annotations
 
@@ -16,43 +16,6 @@ def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> P
     tmp = pytester.mkdir("private-tmp")
     monkeypatch.setenv("TMPDIR", str(tmp))
     return tmp
-
-
-@pytest.mark.parametrize(
-    ("statement", "cause"),
-    [
-        ("os.abort()", "was killed by signal SIGABRT (6)"),
-        ("os.kill(os.getpid(), signal.SIGKILL)", "was killed by signal SIGKILL (9)"),
-        ("ctypes.string_at(0)", "was killed by signal SIGSEGV (11)"),
-        ("os._exit(3)", "exited with status 3"),
-    ],
-)
-def test_a_crashing_child_fails_its_test_and_the_session_goes_on(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, statement: str, cause: str, isolated_flag: str
-) -> None:
-    """The crash is the test's failure, with the signal or exit status; the next test runs."""
-    pytester.makepyfile(
-        f"""
-        import ctypes
-        import os
-        import signal
-
-        def test_crashes():
-            {statement}
-
-        def test_after():
-            pass
-        """
-    )
-    result = run(isolated_flag, "-rf")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*_ test_crashes _*",
-            f"The isolated child process running this test {cause} before reporting a result.",
-        ]
-    )
-    assert list(private_tmp.iterdir()) == []
 
 
 def test_changes_to_module_state_stay_in_the_child(

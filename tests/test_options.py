@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Runner
+from conftest import MODE_FLAGS, Runner, sources_by_mode
 
 _OVER_LIMIT = """
 import pytest
@@ -39,7 +39,7 @@ def _kept(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.bin"))
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_bin_path_keeps_one_capture_per_test(
     pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
 ) -> None:
@@ -162,7 +162,7 @@ def test_a_rerun_replaces_the_kept_file_of_an_earlier_run(pytester: pytest.Pytes
     assert len(_kept(folder)) == 2
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_stacks_shows_more_frames(pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str) -> None:
     """--stacks N (or stacks = N) lists N frames per allocation in the failure section."""
     pytester.makepyfile(_OVER_LIMIT)
@@ -180,7 +180,7 @@ def test_stacks_shows_more_frames(pytester: pytest.Pytester, run: Runner, mode_f
     )
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_native_shows_native_frames(
     pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
 ) -> None:
@@ -194,7 +194,7 @@ def test_native_shows_native_frames(
     result.stdout.fnmatch_lines(["    - 3.0MiB allocated here:", "        *:*.c:*"])
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_trace_python_allocators_counts_small_objects(
     pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
 ) -> None:
@@ -225,7 +225,7 @@ def test_trace_python_allocators_counts_small_objects(
     assert count(traced) > 10_000
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_default_limit_applies_to_unmarked_tests(
     pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
 ) -> None:
@@ -263,11 +263,22 @@ def test_default_limit_applies_to_unmarked_tests(
     )
 
 
-@pytest.mark.parametrize(("setting", "listed"), [("-1", 0), ("0", 10), ("2", 12)])
+@pytest.mark.parametrize(
+    ("setting", "listed", "mode_flag"),
+    [
+        pytest.param("-1", 0, MODE_FLAGS["fork"], id="-1-fork"),
+        pytest.param("0", 10, MODE_FLAGS["fork"], id="0-fork"),
+        *(pytest.param("2", 12, flag, id=f"2-{mode}") for mode, flag in sorted(MODE_FLAGS.items())),
+    ],
+)
 def test_verbosity_memray_ini_key(
     pytester: pytest.Pytester, run: Runner, mode_flag: str, setting: str, listed: int
 ) -> None:
-    """verbosity_memray overrides -v/-q for the allocation list of a memory failure."""
+    """verbosity_memray overrides -v/-q for the allocation list of a memory failure.
+
+    pytest's process reads the key and cuts the list, whatever the mode: each setting is
+    checked in fork mode, and the whole list (12) in every mode, to show it all arrives.
+    """
     body = "\n".join(f"    chunks.append(bytearray({100_000 + n * 1024}))" for n in range(12))
     pytester.makepyfile(
         f'import pytest\n\n@pytest.mark.limit_memory("1 KB")\ndef test_many():\n    chunks = []\n{body}\n'
