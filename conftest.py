@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
@@ -107,13 +108,27 @@ def run_inprocess(pytester: pytest.Pytester) -> Runner:
     at configuration. A run with ``--memray`` tracks in this process, which is safe as long
     as nothing else here does (memray allows one tracker per process). The plugin's signal
     handlers are installed and put back within the run; its output is captured as a
-    subprocess run's is (``stdout``, ``stderr``, ``ret``).
+    subprocess run's is (``stdout``, ``stderr``, ``ret``), under the warning filters a
+    fresh interpreter has, not this suite's.
     """
 
     def run_pytest(*args: str, plugins: Sequence[str] = ()) -> pytest.RunResult:
-        return pytester.runpytest_inprocess("-p", "no:cacheprovider", *without_plugins(plugins), *args)
+        with warnings.catch_warnings():
+            _interpreters_warning_filters()
+            return pytester.runpytest_inprocess("-p", "no:cacheprovider", *without_plugins(plugins), *args)
 
     return run_pytest
+
+
+def _interpreters_warning_filters() -> None:
+    """Put back the filters a fresh interpreter starts with (the documented default warning
+    filter), as a subprocess run has them: under this suite's ``filterwarnings = error``, a
+    warning the run under test issues and reports (the plugin's, at collection) would be
+    raised instead."""
+    warnings.resetwarnings()
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", category, append=True)
 
 
 @pytest.fixture

@@ -309,13 +309,13 @@ def test_a_read_only_bin_path_is_a_usage_error(pytester: pytest.Pytester, run: R
     ],
 )
 def test_isolation_limits_without_isolation_warn_once(
-    pytester: pytest.Pytester, run: Runner, flags: list[str], ini: str, named: str
+    pytester: pytest.Pytester, run_inprocess: Runner, flags: list[str], ini: str, named: str
 ) -> None:
     """--memray-timeout and --memray-max-rss with --memray alone would do nothing: one warning says so."""
     if ini:
         pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile(_ALLOCATES)
-    result = run("--memray", *flags)
+    result = run_inprocess("--memray", *flags)
     result.assert_outcomes(passed=2, warnings=1)
     result.stdout.fnmatch_lines(
         [
@@ -341,10 +341,12 @@ def test_isolation_limits_with_an_isolated_test_do_not_warn(pytester: pytest.Pyt
     result.stdout.no_fnmatch_line("*IgnoredSettingWarning*")
 
 
-def test_fail_on_increase_without_the_cache_warns_once(pytester: pytest.Pytester, run: Runner) -> None:
+def test_fail_on_increase_without_the_cache_warns_once(
+    pytester: pytest.Pytester, run_inprocess: Runner
+) -> None:
     """--fail-on-increase with -p no:cacheprovider has no earlier run to compare with: a warning says so."""
     pytester.makepyfile(_OVER_LIMIT.replace('"1 MB"', '"10 MB"'))
-    result = run("--memray", "--fail-on-increase")
+    result = run_inprocess("--memray", "--fail-on-increase")
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(
         [
