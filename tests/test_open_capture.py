@@ -217,13 +217,12 @@ def test_kept_captures_open_with_memrays_commands(pytester: pytest.Pytester, run
         "test_kept_captures_open_with_memrays_commands.py-test_crashes.bin",
     ]
     for path in files:
+        stats = ""
         for command in (["stats"], ["summary"], ["flamegraph", "-o", str(path) + ".html"]):
             done = subprocess.run(
                 [sys.executable, "-m", "memray", *command, str(path)], capture_output=True, text=True
             )
             assert done.returncode == 0, (command, path.name, done.stdout, done.stderr)
             assert "Failed to process" not in done.stderr
-        stats = subprocess.run(
-            [sys.executable, "-m", "memray", "stats", str(path)], capture_output=True, text=True, check=True
-        )
-        assert "Peak memory usage:\n\t4.194MB" in stats.stdout, stats.stdout  # 4 MiB, in decimal units
+            stats = stats or done.stdout
+        assert "Peak memory usage:\n\t4.194MB" in stats, stats  # 4 MiB, in decimal units
