@@ -7,9 +7,13 @@ interpreter for whatever forks, spawns, crashes, handles signals or measures mem
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -200,3 +204,62 @@ def report_sections(lines: List[str]) -> Dict[str, List[str]]:
         elif current is not None:
             current.append(line)
     return sections
+
+
+def run_suites(directory: Path, suites: Dict[str, str], *args: str) -> pytest.RunResult:
+    """Run pytest once, in a fresh interpreter, on several small test modules at once.
+
+    ``suites`` maps a module's name (without ``.py``) to its source; each is written to
+    ``directory``, from which pytest runs as ``run`` would run it. For checks that need a
+    subprocess but not one each: a module-scoped fixture shares one run among the tests
+    that check its modules (``outcomes_in`` and ``report_sections`` tell each module's and
+    each test's part apart), so a mode costs one interpreter and not one per check.
+    """
+    for name, source in suites.items():
+        (directory / f"{name}.py").write_text(textwrap.dedent(source).strip("\n") + "\n")
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"--basetemp={directory / 'basetemp'}",
+        "-p",
+        "no:cacheprovider",
+    ]
+    environment = {name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"}
+    started = time.monotonic()
+    done = subprocess.run(
+        [*command, *QUIET_PLUGINS, *args], cwd=directory, env=environment, capture_output=True, text=True
+    )
+    duration = time.monotonic() - started
+    return pytest.RunResult(done.returncode, done.stdout.splitlines(), done.stderr.splitlines(), duration)
+
+
+#: The outcome words of pytest's short test summary (``-rA``) and what assert_outcomes calls them.
+_SUMMARY_WORDS = {
+    "PASSED": "passed",
+    "FAILED": "failed",
+    "ERROR": "errors",
+    "XFAIL": "xfailed",
+    "XPASS": "xpassed",
+}
+
+
+def outcomes_in(result: pytest.RunResult, module: str) -> Dict[str, int]:
+    """How many tests of ``module`` (``test_x.py``) had each outcome, from a ``-rA`` summary.
+
+    The counterpart of ``assert_outcomes`` for one module of a run holding several.
+    """
+    lines = result.outlines
+    start = next(index for index, line in enumerate(lines) if "short test summary info" in line)
+    counts: Dict[str, int] = {}
+    for line in lines[start + 1 :]:
+        word, _, rest = line.partition(" ")
+        where = rest.split(" ", 1)[0]
+        if word == "SKIPPED" and where.startswith("["):
+            number = int(where[1:-1])
+            if rest.split(" ", 2)[1].startswith(f"{module}:"):
+                counts["skipped"] = counts.get("skipped", 0) + number
+        elif word in _SUMMARY_WORDS and (where == module or where.startswith(f"{module}::")):
+            kind = _SUMMARY_WORDS[word]
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
