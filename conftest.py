@@ -253,6 +253,8 @@ def outcomes_in(result: pytest.RunResult, module: str) -> Dict[str, int]:
     start = next(index for index, line in enumerate(lines) if "short test summary info" in line)
     counts: Dict[str, int] = {}
     for line in lines[start + 1 :]:
+        if line.startswith("MEMORY PROBLEMS "):  # the plugin's word for a failed memory limit
+            line = "FAILED " + line[len("MEMORY PROBLEMS ") :]
         word, _, rest = line.partition(" ")
         where = rest.split(" ", 1)[0]
         if word == "SKIPPED" and where.startswith("["):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import List
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, report_sections
+from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_suites
 
 
 @pytest.fixture(params=[*sorted(MODE_FLAGS), "markers only"])
@@ -16,12 +18,13 @@ def flags(request: pytest.FixtureRequest) -> list[str]:
     return [flag] if flag else []
 
 
-def test_a_test_over_its_limit_fails_with_pytest_memrays_message(
-    pytester: pytest.Pytester, run: Runner, flags: list[str]
-) -> None:
-    """The message, the section and the M status are pytest-memray's."""
-    pytester.makepyfile(
-        """
+# -- checks that share one run per way of tracking -------------------------------------
+#
+# Each module is the suite of the test of the same name; one run (-rA) per way of
+# tracking holds them all, and each test checks its own module's outcomes and sections.
+
+_SHARED_SUITES = {
+    "test_a_test_over_its_limit_fails_with_pytest_memrays_message": """
         import pytest
 
         @pytest.mark.limit_memory("1 MB")
@@ -33,23 +36,116 @@ def test_a_test_over_its_limit_fails_with_pytest_memrays_message(
         def test_under():
             data = bytearray(3 * 1024 * 1024)
             assert data is not None
-        """
-    )
-    result = run(*flags)
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
+        """,
+    "test_the_closest_marker_wins": """
+        import pytest
+
+        pytestmark = pytest.mark.limit_memory("1 MB")
+
+        @pytest.mark.limit_memory("64 MB")
+        def test_loosened():
+            data = bytearray(8 * 1024 * 1024)
+            assert data is not None
+
+        def test_module_default():
+            data = bytearray(8 * 1024 * 1024)
+            assert data is not None
+        """,
+    "test_current_thread_only_ignores_other_threads": """
+        import threading
+        import pytest
+
+        KEEP = []
+
+        def allocate_in_thread():
+            thread = threading.Thread(target=lambda: KEEP.append(bytearray(16 * 1024 * 1024)))
+            thread.start()
+            thread.join()
+
+        @pytest.mark.limit_memory("8 MB", current_thread_only=True)
+        def test_only_mine():
+            allocate_in_thread()
+            KEEP.clear()
+
+        @pytest.mark.limit_memory("8 MB")
+        def test_all_threads():
+            allocate_in_thread()
+            KEEP.clear()
+        """,
+    "test_limit_does_not_change_the_outcome_of_a_failing_test": """
+        import pytest
+
+        @pytest.mark.limit_memory("1 KB")
+        def test_fails():
+            data = bytearray(1024 * 1024)
+            size = len(data)
+            assert size == 1
+        """,
+}
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """One run of _SHARED_SUITES with one way of tracking, and those flags."""
+
+    result: pytest.RunResult
+    flags: List[str]
+
+
+@pytest.fixture(scope="module", params=[*sorted(MODE_FLAGS), "markers only"])
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """_SHARED_SUITES run once with --memray, with each --memray-isolate mode, and with neither."""
+    flag = MODE_FLAGS.get(request.param)
+    flags = [flag] if flag else []
+    path = tmp_path_factory.mktemp(f"limit-memory-{request.param.replace(' ', '-')}")
+    return SharedRun(run_suites(path, _SHARED_SUITES, *flags, "-rA"), flags)
+
+
+def test_a_test_over_its_limit_fails_with_pytest_memrays_message(
+    pytester: pytest.Pytester, run: Runner, shared: SharedRun
+) -> None:
+    """The message, the section and the M status are pytest-memray's (and -v's status: a run of its own)."""
+    result = shared.result
+    module = "test_a_test_over_its_limit_fails_with_pytest_memrays_message"
+    assert outcomes_in(result, f"{module}.py") == {"passed": 1, "failed": 1}
+    pytest.LineMatcher(report_sections(result.outlines)["test_over"]).fnmatch_lines(
         [
-            "*_ test_over _*",
             "Test was limited to 1.0MiB but allocated 3.0MiB",
             "*- memray-max-memory -*",
             "List of allocations:",
             "    - 3.0MiB allocated here:",
-            "        test_over:*test_a_test_over_its_limit_fails_with_pytest_memrays_message.py:5",
+            f"        test_over:*{module}.py:5",
         ]
     )
-    result.stdout.fnmatch_lines(["*.py M.*"])
-    verbose = run(*flags, "-v")
+    result.stdout.fnmatch_lines([f"{module}.py M.*"])
+    pytester.makepyfile(**{module: _SHARED_SUITES[module]})
+    verbose = run(*shared.flags, "-v")
     verbose.stdout.fnmatch_lines(["*::test_over MEMORY PROBLEMS*"])
+
+
+def test_the_closest_marker_wins(shared: SharedRun) -> None:
+    """A test's own limit_memory overrides the module's pytestmark default."""
+    module = "test_the_closest_marker_wins.py"
+    assert outcomes_in(shared.result, module) == {"passed": 1, "failed": 1}
+    shared.result.stdout.fnmatch_lines([f"MEMORY PROBLEMS {module}::test_module_default*"])
+
+
+def test_current_thread_only_ignores_other_threads(shared: SharedRun) -> None:
+    """Memory allocated by a helper thread counts unless current_thread_only=True."""
+    module = "test_current_thread_only_ignores_other_threads.py"
+    assert outcomes_in(shared.result, module) == {"passed": 1, "failed": 1}
+    shared.result.stdout.fnmatch_lines([f"MEMORY PROBLEMS {module}::test_all_threads*"])
+
+
+def test_limit_does_not_change_the_outcome_of_a_failing_test(shared: SharedRun) -> None:
+    """A test that fails on its own keeps its own failure, not the memory message."""
+    module = "test_limit_does_not_change_the_outcome_of_a_failing_test.py"
+    assert outcomes_in(shared.result, module) == {"failed": 1}
+    section = pytest.LineMatcher(report_sections(shared.result.outlines)["test_fails"])
+    section.fnmatch_lines(["E       assert 1048576 == 1"])
+    section.no_fnmatch_line("*Test was limited to*")
+    shared.result.stdout.fnmatch_lines([f"FAILED {module}::test_fails*"])
+    shared.result.stdout.no_fnmatch_line(f"*{module}::test_fails*Test was limited to*")
 
 
 def _twelve_allocations(pytester: pytest.Pytester) -> None:
@@ -94,82 +190,6 @@ def test_every_allocation_reaches_the_failure_section(
     very_verbose.stdout.fnmatch_lines(["Test was limited to 1.0KiB but allocated *"])
     very_verbose.stdout.no_fnmatch_line("*...and * more*")
     assert very_verbose.stdout.str().count("allocated here:") >= 12
-
-
-def test_the_closest_marker_wins(pytester: pytest.Pytester, run: Runner, flags: list[str]) -> None:
-    """A test's own limit_memory overrides the module's pytestmark default."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        pytestmark = pytest.mark.limit_memory("1 MB")
-
-        @pytest.mark.limit_memory("64 MB")
-        def test_loosened():
-            data = bytearray(8 * 1024 * 1024)
-            assert data is not None
-
-        def test_module_default():
-            data = bytearray(8 * 1024 * 1024)
-            assert data is not None
-        """
-    )
-    result = run(*flags, "-rf")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["MEMORY PROBLEMS *::test_module_default*"])
-
-
-def test_current_thread_only_ignores_other_threads(
-    pytester: pytest.Pytester, run: Runner, flags: list[str]
-) -> None:
-    """Memory allocated by a helper thread counts unless current_thread_only=True."""
-    pytester.makepyfile(
-        """
-        import threading
-        import pytest
-
-        KEEP = []
-
-        def allocate_in_thread():
-            thread = threading.Thread(target=lambda: KEEP.append(bytearray(16 * 1024 * 1024)))
-            thread.start()
-            thread.join()
-
-        @pytest.mark.limit_memory("8 MB", current_thread_only=True)
-        def test_only_mine():
-            allocate_in_thread()
-            KEEP.clear()
-
-        @pytest.mark.limit_memory("8 MB")
-        def test_all_threads():
-            allocate_in_thread()
-            KEEP.clear()
-        """
-    )
-    result = run(*flags, "-rf")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["MEMORY PROBLEMS *::test_all_threads*"])
-
-
-def test_limit_does_not_change_the_outcome_of_a_failing_test(
-    pytester: pytest.Pytester, run: Runner, flags: list[str]
-) -> None:
-    """A test that fails on its own keeps its own failure, not the memory message."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.limit_memory("1 KB")
-        def test_fails():
-            data = bytearray(1024 * 1024)
-            size = len(data)
-            assert size == 1
-        """
-    )
-    result = run(*flags)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E       assert 1048576 == 1"])
-    result.stdout.no_fnmatch_line("*Test was limited to*")
 
 
 def test_sizes_as_the_reports_print_them_are_accepted(pytester: pytest.Pytester, run: Runner) -> None:
