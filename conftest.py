@@ -206,7 +206,13 @@ def report_sections(lines: List[str]) -> Dict[str, List[str]]:
     return sections
 
 
-def run_suites(directory: Path, suites: Dict[str, str], *args: str) -> pytest.RunResult:
+def run_suites(
+    directory: Path,
+    suites: Dict[str, str],
+    *args: str,
+    environment: Optional[Dict[str, str]] = None,
+    timeout: float = 240,
+) -> pytest.RunResult:
     """Run pytest once, in a fresh interpreter, on several small test modules at once.
 
     ``suites`` maps a module's name (without ``.py``) to its source; each is written to
@@ -214,6 +220,8 @@ def run_suites(directory: Path, suites: Dict[str, str], *args: str) -> pytest.Ru
     subprocess but not one each: a module-scoped fixture shares one run among the tests
     that check its modules (``outcomes_in`` and ``report_sections`` tell each module's and
     each test's part apart), so a mode costs one interpreter and not one per check.
+    ``environment`` adds to the variables the run inherits; a run that outlives ``timeout``
+    seconds is killed and fails the tests that share it.
     """
     for name, source in suites.items():
         (directory / f"{name}.py").write_text(textwrap.dedent(source).strip("\n") + "\n")
@@ -225,10 +233,16 @@ def run_suites(directory: Path, suites: Dict[str, str], *args: str) -> pytest.Ru
         "-p",
         "no:cacheprovider",
     ]
-    environment = {name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"}
+    variables = {name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"}
+    variables.update(environment or {})
     started = time.monotonic()
     done = subprocess.run(
-        [*command, *QUIET_PLUGINS, *args], cwd=directory, env=environment, capture_output=True, text=True
+        [*command, *QUIET_PLUGINS, *args],
+        cwd=directory,
+        env=variables,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     duration = time.monotonic() - started
     return pytest.RunResult(done.returncode, done.stdout.splitlines(), done.stderr.splitlines(), duration)

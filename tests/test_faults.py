@@ -7,16 +7,29 @@ process the run started is left, and that the plugin's temporary directory is em
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
-from conftest import QUIET_PLUGINS, Runner, gone, recorded_pids, report_sections, sources_by_mode
+from conftest import (
+    ISOLATION_FLAGS,
+    QUIET_PLUGINS,
+    Runner,
+    gone,
+    outcomes_in,
+    recorded_pids,
+    report_sections,
+    run_suites,
+    sources_by_mode,
+)
 
 _AFTER = """
 
@@ -300,58 +313,6 @@ def test_max_rss_from_the_ini(pytester: pytest.Pytester, run: Runner, isolated_f
     result.stdout.fnmatch_lines(["*over the limit of 300.0MiB (--memray-max-rss), and was killed."])
 
 
-def test_processes_a_passing_test_leaves_running_are_killed(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
-) -> None:
-    """A test that starts a process and returns does not leave it running after the child ends."""
-    _suite(
-        pytester,
-        """
-def test_starts_and_leaves():
-    start_grandchild()
-""",
-    )
-    run(isolated_flag).assert_outcomes(passed=2)
-    pids = recorded_pids(pytester)
-    assert len(pids) == 3  # the test's process, the one it started, and their parent
-    assert gone(pids)
-
-
-def test_a_test_that_forks_closes_stdout_or_changes_directory(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
-) -> None:
-    """The parent still gets exactly one report from a child that forks, closes fd 1 or moves."""
-    pytester.makepyfile(
-        """
-        import os, time
-
-        def test_forks():
-            if os.fork() == 0:
-                return  # the test's own child goes back into pytest's code too
-
-        def test_forks_and_sleeps():
-            if os.fork() == 0:
-                time.sleep(600)
-
-        def test_closes_stdout():
-            os.close(1)
-
-        def test_changes_directory():
-            os.chdir("/")
-            data = bytearray(2 * 1024 * 1024)
-            assert data is not None
-
-        def test_after():
-            pass
-        """
-    )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", *QUIET_PLUGINS, isolated_flag, "-p", "no:randomly", timeout=120
-    )
-    result.assert_outcomes(passed=5)
-    result.stdout.fnmatch_lines(["Allocation results for *::test_changes_directory at the high watermark"])
-
-
 def _signal_a_running_test(
     pytester: pytest.Pytester, isolated_flag: str, signum: signal.Signals
 ) -> Tuple[int, str, List[int]]:
@@ -411,31 +372,6 @@ def test_sigterm_or_sighup_to_pytest_ends_it_and_its_children(
     assert "INTERNALERROR" not in output
     assert gone(pids)
     assert list(private_tmp.iterdir()) == []
-
-
-def test_a_crash_is_seen_while_a_process_the_test_started_still_runs(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
-) -> None:
-    """A child that dies while a process it forked lives on, holding every descriptor it
-    inherited, still fails its test with the cause; the process it left is killed."""
-    _suite(
-        pytester,
-        """
-import time
-
-def test_forks_then_dies():
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(600)
-        os._exit(0)
-    record(os.getpid(), pid)
-    os._exit(3)
-""",
-    )
-    result = run(isolated_flag)
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*The isolated child process running this test exited with status 3*"])
-    assert gone(recorded_pids(pytester))
 
 
 def test_a_test_that_removes_the_plugins_temp_dir_fails_alone(
@@ -545,70 +481,6 @@ def test_a_timeout_marker_follows_the_rule_of_memray_timeout(
         [f"*::test_inf: invalid marker @pytest.mark.memray_isolate(timeout=inf): {hint}; got inf"]
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
-    assert list(private_tmp.iterdir()) == []
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="only Linux lets the child adopt what a test detaches")
-def test_a_process_a_test_daemonizes_is_ended_with_its_child(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
-) -> None:
-    """A test that detaches a process (fork, setsid, fork again) does not leave it running:
-    the daemon is out of the child's process group, yet ends with the test's child."""
-    _suite(
-        pytester,
-        """
-import time
-
-def test_daemonizes():
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        if os.fork() == 0:
-            record(os.getpid())
-            time.sleep(600)
-        os._exit(0)
-    os.waitpid(pid, 0)
-    give_up = time.monotonic() + 30
-    while not os.path.exists(os.path.join({root!r}, "pids")) and time.monotonic() < give_up:
-        time.sleep(0.01)
-""".replace("{root!r}", repr(str(pytester.path))),
-    )
-    run(isolated_flag).assert_outcomes(passed=2)
-    pids = recorded_pids(pytester)
-    assert len(pids) == 1
-    assert gone(pids)
-    assert list(private_tmp.iterdir()) == []
-
-
-def test_at_exit_clean_up_a_test_registers_runs_in_its_child(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
-) -> None:
-    """What a test registers for its process's exit runs when its child ends: atexit
-    handlers, TemporaryDirectory finalizers, a multiprocessing forkserver pool's pymp-* dir."""
-    pytester.makepyfile(
-        """
-        import atexit, multiprocessing, multiprocessing.util, os, tempfile
-
-        KEPT = []
-
-        def write_mark(name):
-            with open(os.path.join({root!r}, name), "w"):
-                pass
-
-        def test_registers_clean_up():
-            atexit.register(write_mark, "atexit-ran")
-            KEPT.append(tempfile.TemporaryDirectory())
-            write_mark("kept-" + os.path.basename(KEPT[0].name))
-            with multiprocessing.get_context("forkserver").Pool(1) as pool:
-                assert pool.map(abs, [-1]) == [1]
-
-        def test_after():
-            pass
-        """.replace("{root!r}", repr(str(pytester.path)))
-    )
-    run(isolated_flag, "-rf").assert_outcomes(passed=2)
-    assert (pytester.path / "atexit-ran").exists()
-    assert len(list(pytester.path.glob("kept-tmp*"))) == 1
     assert list(private_tmp.iterdir()) == []
 
 
@@ -755,3 +627,174 @@ def test_a_zero_max_rss_means_no_ceiling(
     result = run(isolated_flag, f"--memray-max-rss={ceiling}", "--memray-json=out.json")
     result.assert_outcomes(passed=1)
     assert json.loads((pytester.path / "out.json").read_text())["settings"]["max_rss"] is None
+
+
+# -- checks that share one run per isolation mode ----------------------------------------
+#
+# Each module is the suite of the test of the same name, each recording into a directory
+# of its own; one run per mode (-rA, every test in the report, a TMPDIR of its own) holds
+# them all, and each test checks its own module's outcomes, lines and processes.
+
+
+def _shared_suites() -> Dict[str, str]:
+    """The modules of the shared run; ``{root!r}`` in one stands for its own directory."""
+    return {
+        "test_processes_a_passing_test_leaves_running_are_killed": _RECORD_PIDS
+        + """
+def test_starts_and_leaves():
+    start_grandchild()
+"""
+        + _AFTER,
+        "test_a_test_that_forks_closes_stdout_or_changes_directory": """
+import os, time
+
+def test_forks():
+    if os.fork() == 0:
+        return  # the test's own child goes back into pytest's code too
+
+def test_forks_and_sleeps():
+    if os.fork() == 0:
+        time.sleep(600)
+
+def test_closes_stdout():
+    os.close(1)
+
+def test_changes_directory():
+    os.chdir("/")
+    data = bytearray(2 * 1024 * 1024)
+    assert data is not None
+
+def test_after():
+    pass
+""",
+        "test_a_crash_is_seen_while_a_process_the_test_started_still_runs": _RECORD_PIDS
+        + """
+import time
+
+def test_forks_then_dies():
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(600)
+        os._exit(0)
+    record(os.getpid(), pid)
+    os._exit(3)
+"""
+        + _AFTER,
+        "test_at_exit_clean_up_a_test_registers_runs_in_its_child": """
+import atexit, multiprocessing, multiprocessing.util, os, tempfile
+
+KEPT = []
+
+def write_mark(name):
+    with open(os.path.join({root!r}, name), "w"):
+        pass
+
+def test_registers_clean_up():
+    atexit.register(write_mark, "atexit-ran")
+    KEPT.append(tempfile.TemporaryDirectory())
+    write_mark("kept-" + os.path.basename(KEPT[0].name))
+    with multiprocessing.get_context("forkserver").Pool(1) as pool:
+        assert pool.map(abs, [-1]) == [1]
+"""
+        + _AFTER,
+        "test_a_process_a_test_daemonizes_is_ended_with_its_child": _RECORD_PIDS
+        + """
+import time
+
+def test_daemonizes():
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            record(os.getpid())
+            time.sleep(600)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    give_up = time.monotonic() + 30
+    while not os.path.exists(os.path.join({root!r}, "pids")) and time.monotonic() < give_up:
+        time.sleep(0.01)
+"""
+        + _AFTER,
+    }
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """One run of the shared modules in one isolation mode: its result, where it ran, and
+    the TMPDIR it had."""
+
+    result: pytest.RunResult
+    path: Path
+    tmp: Path
+
+    def pids(self, module: str) -> List[int]:
+        """The process ids ``module``'s tests recorded."""
+        path = self.path / module / "pids"
+        return [int(word) for word in path.read_text().split()] if path.exists() else []
+
+
+@pytest.fixture(scope="module", params=sorted(ISOLATION_FLAGS))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedRun]:
+    """The shared modules run once per isolation mode, in a fresh interpreter."""
+    path = tmp_path_factory.mktemp(f"faults-{request.param}")
+    suites = {}
+    for name, source in _shared_suites().items():
+        (path / name).mkdir()
+        suites[name] = source.replace("{root!r}", repr(str(path / name)))
+    tmp = Path(tempfile.mkdtemp(prefix="pmi-"))  # short: Unix sockets live there
+    try:
+        flags = [ISOLATION_FLAGS[request.param], "-rA", "--most-allocations=0"]
+        yield SharedRun(run_suites(path, suites, *flags, environment={"TMPDIR": str(tmp)}), path, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_processes_a_passing_test_leaves_running_are_killed(shared: SharedRun) -> None:
+    """A test that starts a process and returns does not leave it running after the child ends."""
+    module = "test_processes_a_passing_test_leaves_running_are_killed"
+    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 2}
+    pids = shared.pids(module)
+    assert len(pids) == 3  # the test's process, the one it started, and their parent
+    assert gone(pids)
+
+
+def test_a_test_that_forks_closes_stdout_or_changes_directory(shared: SharedRun) -> None:
+    """The parent still gets exactly one report from a child that forks, closes fd 1 or moves."""
+    module = "test_a_test_that_forks_closes_stdout_or_changes_directory"
+    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 5}
+    shared.result.stdout.fnmatch_lines(
+        [f"Allocation results for {module}.py::test_changes_directory at the high watermark"]
+    )
+
+
+def test_a_crash_is_seen_while_a_process_the_test_started_still_runs(shared: SharedRun) -> None:
+    """A child that dies while a process it forked lives on, holding every descriptor it
+    inherited, still fails its test with the cause; the process it left is killed."""
+    module = "test_a_crash_is_seen_while_a_process_the_test_started_still_runs"
+    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 1, "failed": 1}
+    pytest.LineMatcher(report_sections(shared.result.outlines)["test_forks_then_dies"]).fnmatch_lines(
+        ["*The isolated child process running this test exited with status 3*"]
+    )
+    assert gone(shared.pids(module))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux lets the child adopt what a test detaches")
+def test_a_process_a_test_daemonizes_is_ended_with_its_child(shared: SharedRun) -> None:
+    """A test that detaches a process (fork, setsid, fork again) does not leave it running:
+    the daemon is out of the child's process group, yet ends with the test's child."""
+    module = "test_a_process_a_test_daemonizes_is_ended_with_its_child"
+    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 2}
+    pids = shared.pids(module)
+    assert len(pids) == 1
+    assert gone(pids)
+    assert list(shared.tmp.iterdir()) == []
+
+
+def test_at_exit_clean_up_a_test_registers_runs_in_its_child(shared: SharedRun) -> None:
+    """What a test registers for its process's exit runs when its child ends: atexit
+    handlers, TemporaryDirectory finalizers, a multiprocessing forkserver pool's pymp-* dir."""
+    module = "test_at_exit_clean_up_a_test_registers_runs_in_its_child"
+    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 2}
+    assert (shared.path / module / "atexit-ran").exists()
+    assert len(list((shared.path / module).glob("kept-tmp*"))) == 1
+    assert list(shared.tmp.iterdir()) == []
