@@ -212,6 +212,7 @@ def run_suites(
     *args: str,
     environment: Optional[Dict[str, str]] = None,
     timeout: float = 240,
+    keep: Sequence[str] = (),
 ) -> pytest.RunResult:
     """Run pytest once, in a fresh interpreter, on several small test modules at once.
 
@@ -221,7 +222,8 @@ def run_suites(
     that check its modules (``outcomes_in`` and ``report_sections`` tell each module's and
     each test's part apart), so a mode costs one interpreter and not one per check.
     ``environment`` adds to the variables the run inherits; a run that outlives ``timeout``
-    seconds is killed and fails the tests that share it.
+    seconds is killed and fails the tests that share it; ``keep`` names the installed
+    plugins it loads (as ``run``'s ``plugins``).
     """
     for name, source in suites.items():
         (directory / f"{name}.py").write_text(textwrap.dedent(source).strip("\n") + "\n")
@@ -237,7 +239,7 @@ def run_suites(
     variables.update(environment or {})
     started = time.monotonic()
     done = subprocess.run(
-        [*command, *QUIET_PLUGINS, *args],
+        [*command, *without_plugins(keep), *args],
         cwd=directory,
         env=variables,
         capture_output=True,
