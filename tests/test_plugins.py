@@ -8,7 +8,7 @@ from typing import Dict, List, Set, Tuple
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, arena_table_growth, without_plugins
+from conftest import MODE_FLAGS, Runner, arena_table_growth, outcomes_in, without_plugins
 
 
 def _figures(report: Path) -> Dict[str, Tuple[int, int]]:
@@ -99,32 +99,42 @@ def test_reruns_of_isolated_tests(pytester: pytest.Pytester, run: Runner, mode_f
     )
 
 
-@pytest.mark.parametrize("marker", ["asyncio", "anyio"])
-def test_async_tests_are_tracked(pytester: pytest.Pytester, mode_flag: str, marker: str) -> None:
-    """Coroutine tests run by pytest-asyncio or anyio's plugin are tracked like plain ones."""
+def test_async_tests_are_tracked(pytester: pytest.Pytester, mode_flag: str) -> None:
+    """Coroutine tests run by pytest-asyncio or anyio's plugin are tracked like plain ones.
+
+    One module per plugin, both in one run with both plugins loaded; each module's test
+    gets its own block in the report.
+    """
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    backend = '@pytest.fixture\ndef anyio_backend():\n    return "asyncio"\n\n' if marker == "anyio" else ""
-    pytester.makepyfile(
-        "import asyncio\nimport pytest\n\n"
-        + backend
-        + f"@pytest.mark.{marker}\n"
-        + "async def test_awaits():\n"
-        + "    await asyncio.sleep(0)\n"
-        + "    data = bytearray(3 * 1024 * 1024)\n"
-        + "    await asyncio.sleep(0)\n"
-        + "    assert data is not None\n"
-    )
+    for marker in ("asyncio", "anyio"):
+        backend = (
+            '@pytest.fixture\ndef anyio_backend():\n    return "asyncio"\n\n' if marker == "anyio" else ""
+        )
+        pytester.makepyfile(
+            **{
+                f"test_{marker}_marker": "import asyncio\nimport pytest\n\n"
+                + backend
+                + f"@pytest.mark.{marker}\n"
+                + "async def test_awaits():\n"
+                + "    await asyncio.sleep(0)\n"
+                + "    data = bytearray(3 * 1024 * 1024)\n"
+                + "    await asyncio.sleep(0)\n"
+                + "    assert data is not None\n"
+            }
+        )
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", *without_plugins(["asyncio", "anyio"]), mode_flag
+        "-p", "no:cacheprovider", *without_plugins(["asyncio", "anyio"]), mode_flag, "-rA"
     )
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "Allocation results for *::test_awaits at the high watermark",
-            "",
-            "\t 📦 Total memory allocated: 3.0MiB",
-        ]
-    )
+    result.assert_outcomes(passed=2)
+    for marker in ("asyncio", "anyio"):
+        assert outcomes_in(result, f"test_{marker}_marker.py") == {"passed": 1}
+        result.stdout.fnmatch_lines(
+            [
+                f"Allocation results for test_{marker}_marker.py::test_awaits at the high watermark",
+                "",
+                "\t 📦 Total memory allocated: 3.0MiB",
+            ]
+        )
 
 
 def test_doctests_are_tracked(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
