@@ -191,14 +191,15 @@ def report_sections(lines: List[str]) -> Dict[str, List[str]]:
     NAME is what pytest puts between the underscores (``test_x``, ``test_x[1]``, ``ERROR at
     setup of test_x``). A section ends at the next such heading or at a ``====`` line, so a
     check on one section cannot be met by another test's lines, which a run holding several
-    tests needs.
+    tests needs; two tests of the same name in one run would share a heading, and fail here.
     """
     sections: Dict[str, List[str]] = {}
     current: Optional[List[str]] = None
     for line in lines:
         heading = re.fullmatch(r"_{3,} (.+?) _{3,}", line)
         if heading:
-            current = sections.setdefault(heading.group(1), [])
+            assert heading.group(1) not in sections, f"two sections are headed {heading.group(1)}"
+            current = sections[heading.group(1)] = []
         elif re.fullmatch(r"={3,}( .* =+)?", line):
             current = None
         elif current is not None:
@@ -263,7 +264,9 @@ _SUMMARY_WORDS = {
 def outcomes_in(result: pytest.RunResult, module: str) -> Dict[str, int]:
     """How many tests of ``module`` (``test_x.py``) had each outcome, from a ``-rA`` summary.
 
-    The counterpart of ``assert_outcomes`` for one module of a run holding several.
+    The counterpart of ``assert_outcomes`` for one module of a run holding several. A
+    skip counts for the module whose code raised it, as pytest names that place (a skip
+    the plugin raises names the plugin).
     """
     lines = result.outlines
     start = next(index for index, line in enumerate(lines) if "short test summary info" in line)
