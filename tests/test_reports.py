@@ -116,7 +116,7 @@ def test_json_report_from_the_ini_under_xdist(pytester: pytest.Pytester, run: Ru
     """memray_json in the ini file; with -n 2 the controller writes every worker's tests."""
     pytester.makepyfile(_SUITE)
     pytester.makeini("[pytest]\nmemray_json = out.json\n")
-    result = run("--memray-isolate", "-n", "2")
+    result = run("--memray-isolate", "-n", "2", plugins=["xdist"])
     result.assert_outcomes(passed=1, failed=2)
     assert sorted(_by_name(_load(pytester.path / "out.json"))) == [
         "test_big",
