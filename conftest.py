@@ -212,7 +212,7 @@ def run_suites(
     suites: Dict[str, str],
     *args: str,
     environment: Optional[Dict[str, str]] = None,
-    timeout: float = 240,
+    timeout: float = 150,
     keep: Sequence[str] = (),
 ) -> pytest.RunResult:
     """Run pytest once, in a fresh interpreter, on several small test modules at once.
@@ -223,7 +223,8 @@ def run_suites(
     that check its modules (``outcomes_in`` and ``report_sections`` tell each module's and
     each test's part apart), so a mode costs one interpreter and not one per check.
     ``environment`` adds to the variables the run inherits; a run that outlives ``timeout``
-    seconds is killed and fails the tests that share it; ``keep`` names the installed
+    seconds (under the suite's own timeout, in pyproject.toml) is killed and fails the tests
+    that share it; ``keep`` names the installed
     plugins it loads (as ``run``'s ``plugins``).
     """
     for name, source in suites.items():
