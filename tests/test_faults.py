@@ -141,11 +141,14 @@ def test_a_crash_with_the_all_format_reports_memrays_peak(
 
 
 @pytest.mark.parametrize(
-    ("how", "flags", "ini"),
+    ("how", "flags", "ini", "isolated_flag"),
     [
-        ("command line", ["--memray-timeout=1"], ""),
-        ("ini", [], "memray_timeout = 1"),
-        ("marker", [], ""),
+        *(
+            pytest.param("command line", ["--memray-timeout=1"], "", flag, id=f"command line-{mode}")
+            for mode, flag in sorted(ISOLATION_FLAGS.items())
+        ),
+        pytest.param("ini", [], "memray_timeout = 1", ISOLATION_FLAGS["fork"], id="ini-fork"),
+        pytest.param("marker", [], "", ISOLATION_FLAGS["fork"], id="marker-fork"),
     ],
 )
 def test_a_hanging_child_is_killed_at_its_deadline(
@@ -157,7 +160,12 @@ def test_a_hanging_child_is_killed_at_its_deadline(
     ini: str,
     isolated_flag: str,
 ) -> None:
-    """--memray-timeout, memray_timeout or memray_isolate(timeout=...): killed, with its stack."""
+    """--memray-timeout, memray_timeout or memray_isolate(timeout=...): killed, with its stack.
+
+    Where the deadline is given is read in pytest's process, before any mode takes part:
+    the command line in every mode, the ini file and the marker in fork mode (each case
+    waits out its deadline).
+    """
     if ini:
         pytester.makeini(f"[pytest]\n{ini}\n")
     mode = isolated_flag.partition("=")[2]
@@ -611,12 +619,18 @@ def test_a_marked_test_without_a_temporary_directory_fails_alone(
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
 
 
-@pytest.mark.parametrize("ceiling", ["0 B", "0"])
+@pytest.mark.parametrize(
+    ("ceiling", "isolated_flag"),
+    [
+        *(pytest.param("0 B", flag, id=f"0 B-{mode}") for mode, flag in sorted(ISOLATION_FLAGS.items())),
+        pytest.param("0", ISOLATION_FLAGS["fork"], id="0-fork"),
+    ],
+)
 def test_a_zero_max_rss_means_no_ceiling(
     pytester: pytest.Pytester, run: Runner, isolated_flag: str, ceiling: str
 ) -> None:
     """--memray-max-rss=0 switches the ceiling off, as --memray-timeout=0 does the deadline,
-    instead of killing every child."""
+    instead of killing every child (both spellings parse alike: "0" in fork mode only)."""
     pytester.makepyfile(
         """
         def test_allocates():
