@@ -7,6 +7,8 @@ interpreter for whatever forks, spawns, crashes, handles signals or measures mem
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import re
 import shutil
@@ -17,7 +19,7 @@ import textwrap
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import psutil
 import pytest
@@ -286,3 +288,35 @@ def outcomes_in(result: pytest.RunResult, module: str) -> Dict[str, int]:
             kind = _SUMMARY_WORDS[word]
             counts[kind] = counts.get(kind, 0) + 1
     return counts
+
+
+def run_once(
+    factory: pytest.TempPathFactory, key: str, start: Callable[[Path], pytest.RunResult]
+) -> Tuple[pytest.RunResult, Path]:
+    """``start(directory)`` once per session, and its result and directory for every caller.
+
+    A module-scoped fixture runs once per xdist worker that gets one of its tests: two
+    workers would each start the same shared run. Here the first caller starts it, under
+    a lock in the directory all workers share, and saves its output beside it; the others
+    wait for the lock and read that. ``key`` names the run within the session.
+    """
+    root = factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # the session's directory, above each worker's own
+    directory, saved = root / f"shared-{key}", root / f"shared-{key}.json"
+    with open(root / f"shared-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if saved.exists():
+            data = json.loads(saved.read_text())
+            outcome = pytest.RunResult(data["ret"], data["outlines"], data["errlines"], data["duration"])
+            return outcome, directory
+        directory.mkdir()
+        outcome = start(directory)
+        data = {
+            "ret": int(outcome.ret),
+            "outlines": outcome.outlines,
+            "errlines": outcome.errlines,
+            "duration": outcome.duration,
+        }
+        saved.write_text(json.dumps(data))
+        return outcome, directory

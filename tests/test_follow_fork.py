@@ -10,7 +10,7 @@ from typing import Any, Dict
 import pytest
 from memray import FileFormat, FileReader, Tracker
 
-from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_suites
+from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
 from pytest_memray_isolate.capture import STILL_RUNNING, UNREADABLE, read_capture
 from pytest_memray_isolate.capture_files import forked_captures
 
@@ -118,7 +118,6 @@ class SharedRun:
 @pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
     """Following forks, with -rA, every test in the report and a JSON report: one run per mode."""
-    path = tmp_path_factory.mktemp(f"follow-fork-{request.param}")
     suites = {
         "test_memory_of_forked_processes_counts_only_when_followed": _FORKING,
         "test_tests_that_do_not_fork_are_unchanged": _NOT_FORKING,
@@ -126,7 +125,10 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     }
     flags = ["--memray-follow-fork", "--memray-json=out.json", "-rA", "--most-allocations=0"]
     flag = MODE_FLAGS[request.param]
-    return SharedRun(run_suites(path, suites, flag, *flags), path, flag)
+    result, path = run_once(
+        tmp_path_factory, f"follow-fork-{request.param}", lambda path: run_suites(path, suites, flag, *flags)
+    )
+    return SharedRun(result, path, flag)
 
 
 def test_memory_of_forked_processes_counts_only_when_followed(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ISOLATION_FLAGS, MODE_FLAGS, QUIET_PLUGINS, Runner, run_suites
+from conftest import ISOLATION_FLAGS, MODE_FLAGS, QUIET_PLUGINS, Runner, run_once, run_suites
 
 
 @pytest.fixture
@@ -241,8 +241,11 @@ def test_fixture_subtests(subtests):
 @pytest.fixture(scope="module")
 def subtests_in_process(tmp_path_factory: pytest.TempPathFactory) -> pytest.RunResult:
     """_SUBTESTS tracked in process: one run, the reference for every isolation mode."""
-    path = tmp_path_factory.mktemp("subtests-in-process")
-    return run_suites(path, {"test_subtests_are_reported_as_without_isolation": _SUBTESTS}, "--memray", "-rA")
+    suites = {"test_subtests_are_reported_as_without_isolation": _SUBTESTS}
+    result, _ = run_once(
+        tmp_path_factory, "subtests-in-process", lambda path: run_suites(path, suites, "--memray", "-rA")
+    )
+    return result
 
 
 def test_subtests_are_reported_as_without_isolation(

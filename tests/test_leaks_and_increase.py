@@ -16,6 +16,7 @@ from conftest import (
     outcomes_in,
     recorded_pids,
     report_sections,
+    run_once,
     run_suites,
     sources_by_mode,
     without_plugins,
@@ -102,8 +103,11 @@ if _OLD_PYTHON:
 @pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> pytest.RunResult:
     """_SHARED_SUITES run once per tracking mode, in a fresh interpreter."""
-    path = tmp_path_factory.mktemp(f"leaks-{request.param}")
-    return run_suites(path, _SHARED_SUITES, MODE_FLAGS[request.param], "-rA", "--most-allocations=0")
+    flags = [MODE_FLAGS[request.param], "-rA", "--most-allocations=0"]
+    result, _ = run_once(
+        tmp_path_factory, f"leaks-{request.param}", lambda path: run_suites(path, _SHARED_SUITES, *flags)
+    )
+    return result
 
 
 def test_limit_leaks_fails_only_the_leaking_test(shared: pytest.RunResult) -> None:

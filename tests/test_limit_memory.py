@@ -8,7 +8,7 @@ from typing import List
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_suites
+from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
 
 
 @pytest.fixture(params=[*sorted(MODE_FLAGS), "markers only"])
@@ -97,8 +97,9 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """_SHARED_SUITES run once with --memray, with each --memray-isolate mode, and with neither."""
     flag = MODE_FLAGS.get(request.param)
     flags = [flag] if flag else []
-    path = tmp_path_factory.mktemp(f"limit-memory-{request.param.replace(' ', '-')}")
-    return SharedRun(run_suites(path, _SHARED_SUITES, *flags, "-rA"), flags)
+    key = f"limit-memory-{request.param.replace(' ', '-')}"
+    result, _ = run_once(tmp_path_factory, key, lambda path: run_suites(path, _SHARED_SUITES, *flags, "-rA"))
+    return SharedRun(result, flags)
 
 
 def test_a_test_over_its_limit_fails_with_pytest_memrays_message(

@@ -19,7 +19,7 @@ from typing import Dict, Tuple
 
 import pytest
 
-from conftest import ISOLATION_FLAGS, Runner, outcomes_in, report_sections, run_suites
+from conftest import ISOLATION_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
 
 _SUITE = """
 import threading
@@ -147,9 +147,10 @@ class SharedRun:
 @pytest.fixture(scope="module", params=sorted(ISOLATION_FLAGS))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
     """_SHARED_SUITES run once per isolation mode (-rA, --memray-json), in a fresh interpreter."""
-    path = tmp_path_factory.mktemp(f"open-capture-{request.param}")
     flags = [ISOLATION_FLAGS[request.param], "-rA", "--memray-json=out.json"]
-    return SharedRun(run_suites(path, _SHARED_SUITES, *flags), path)
+    key = f"open-capture-{request.param}"
+    result, path = run_once(tmp_path_factory, key, lambda path: run_suites(path, _SHARED_SUITES, *flags))
+    return SharedRun(result, path)
 
 
 def test_what_the_child_does_after_the_call_is_not_counted(shared: SharedRun) -> None:

@@ -17,7 +17,16 @@ from typing import Dict
 
 import pytest
 
-from conftest import ISOLATION_FLAGS, QUIET_PLUGINS, Runner, gone, outcomes_in, report_sections, run_suites
+from conftest import (
+    ISOLATION_FLAGS,
+    QUIET_PLUGINS,
+    Runner,
+    gone,
+    outcomes_in,
+    report_sections,
+    run_once,
+    run_suites,
+)
 
 REMOTE_FLAGS = [ISOLATION_FLAGS["forkserver"], ISOLATION_FLAGS["spawn"]]
 
@@ -563,8 +572,10 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """_SHARED_SUITES run once per remote mode, in a fresh interpreter."""
     flag = str(request.param)
     mode = flag.partition("=")[2]
-    path = tmp_path_factory.mktemp(f"remote-{mode}")
-    return SharedRun(run_suites(path, _SHARED_SUITES, flag, "-rA"), mode)
+    result, _ = run_once(
+        tmp_path_factory, f"remote-{mode}", lambda path: run_suites(path, _SHARED_SUITES, flag, "-rA")
+    )
+    return SharedRun(result, mode)
 
 
 def test_unpicklable_fixture_values_fail_their_test_naming_the_fixture(shared: SharedRun) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Dict
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, run_suites
+from conftest import MODE_FLAGS, Runner, run_once, run_suites
 
 _SUITE = """
 import os
@@ -58,10 +58,14 @@ class SharedRun:
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
     """_SUITE run once per tracking mode writing both reports; the JSON report, the JUnit
     report and the summary's closing lines are checked on that one run."""
-    path = tmp_path_factory.mktemp(f"reports-{request.param}")
     flag = MODE_FLAGS[request.param]
     flags = ["--memray-json=reports/memory.json", "--junitxml=junit.xml"]
-    return SharedRun(run_suites(path, {_SHARED_MODULE: _SUITE}, flag, *flags), path, flag)
+    result, path = run_once(
+        tmp_path_factory,
+        f"reports-{request.param}",
+        lambda path: run_suites(path, {_SHARED_MODULE: _SUITE}, flag, *flags),
+    )
+    return SharedRun(result, path, flag)
 
 
 def test_json_report_has_every_tracked_test(shared: SharedRun) -> None:

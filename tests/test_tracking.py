@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_suites
+from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
 
 
 def _summary_nodeids(output: str) -> list[str]:
@@ -267,9 +267,18 @@ class SharedRun:
 @pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
     """_SHARED_SUITES run once per tracking mode, in a fresh interpreter."""
-    path = tmp_path_factory.mktemp(f"tracking-{request.param}")
-    flags = ["-rA", "--most-allocations=0", "--junitxml=out.xml", "-o", "junit_family=xunit1"]
-    return SharedRun(run_suites(path, _SHARED_SUITES, MODE_FLAGS[request.param], *flags), path)
+    flags = [
+        MODE_FLAGS[request.param],
+        "-rA",
+        "--most-allocations=0",
+        "--junitxml=out.xml",
+        "-o",
+        "junit_family=xunit1",
+    ]
+    result, path = run_once(
+        tmp_path_factory, f"tracking-{request.param}", lambda path: run_suites(path, _SHARED_SUITES, *flags)
+    )
+    return SharedRun(result, path)
 
 
 def test_outcomes_and_sections_are_reported_as_without_tracking(shared: SharedRun) -> None:

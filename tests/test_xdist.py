@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODE_FLAGS, run_suites
+from conftest import MODE_FLAGS, run_once, run_suites
 from pytest_memray_isolate.capture import Location, MemoryResult
 
 _SUITE = """
@@ -38,13 +38,16 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """_SUITE run once per tracking mode with two xdist workers, keeping every capture in a
     folder that holds a stale file from an earlier run; the tests below share the run
     (each start of two workers costs seconds)."""
-    path = tmp_path_factory.mktemp(f"xdist-{request.param}")
-    folder = path / "captures"
-    folder.mkdir()
-    (folder / "stale-from-an-earlier-run.bin").write_bytes(b"not a capture")
-    flags = ["-n", "2", "--dist=load", "--most-allocations=0", f"--memray-bin-path={folder}"]
-    suites = {"test_xdist_suite": _SUITE.format(root=str(path))}
-    return SharedRun(run_suites(path, suites, MODE_FLAGS[request.param], *flags, keep=["xdist"]), path)
+
+    def start(path: Path) -> pytest.RunResult:
+        folder = path / "captures"
+        folder.mkdir()
+        (folder / "stale-from-an-earlier-run.bin").write_bytes(b"not a capture")
+        flags = ["-n", "2", "--dist=load", "--most-allocations=0", f"--memray-bin-path={folder}"]
+        suites = {"test_xdist_suite": _SUITE.format(root=str(path))}
+        return run_suites(path, suites, MODE_FLAGS[request.param], *flags, keep=["xdist"])
+
+    return SharedRun(*run_once(tmp_path_factory, f"xdist-{request.param}", start))
 
 
 def test_one_report_covers_every_worker(shared: SharedRun) -> None:
