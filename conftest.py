@@ -1,12 +1,25 @@
-"""Shared test helpers: the suite drives pytest itself, in a subprocess, through pytester."""
+"""Shared test helpers: the suite drives pytest itself through pytester.
+
+Three layers, cheapest first: unit tests call the plugin's pure parts; ``run_inprocess``
+runs pytest inside the test's process for what never forks; ``run`` starts a fresh
+interpreter for whatever forks, spawns, crashes, handles signals or measures memory.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
+import warnings
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import psutil
 import pytest
@@ -31,21 +44,98 @@ def isolated_flag(request: pytest.FixtureRequest) -> str:
     return ISOLATION_FLAGS[request.param]
 
 
+def sources_by_mode(*others: str) -> List[Any]:
+    """Where a setting is given crossed with the modes, for ``parametrize(("where", "mode_flag"), ...)``.
+
+    The command line runs in every mode; each other source (default: the ini file) in fork
+    mode only. A setting's source is read once, in pytest's process, before any mode takes
+    part (settings.resolve_settings); the mode decides only where the resolved value is
+    used, which the command-line cases check in each mode. Ids read ``ini-fork``.
+    """
+    pairs = [("command line", mode) for mode in sorted(MODE_FLAGS)]
+    pairs += [(where, "fork") for where in others or ("ini",)]
+    return [pytest.param(where, MODE_FLAGS[mode], id=f"{where}-{mode}") for where, mode in pairs]
+
+
 Runner = Callable[..., pytest.RunResult]
 
-#: Plugins the test extra installs for the tests that are about them; elsewhere they would
-#: shuffle the order (randomly) or warn about their own settings (asyncio).
-QUIET_PLUGINS = ("-p", "no:randomly", "-p", "no:asyncio")
+#: Installed pytest plugins (entry-point names) that a run of the suite's own small test
+#: files loads only when a test is about them (``plugins=`` below). Elsewhere they would
+#: shuffle the order (randomly), warn about their own settings (asyncio), or only cost
+#: start-up time: every subprocess run, and every spawned child, imports what it loads.
+#: The plugin under test is still loaded the way users load it, by its entry point.
+OTHER_PLUGINS = (
+    "randomly",
+    "asyncio",
+    "anyio",
+    "pytest_cov",
+    "xdist",
+    "xdist.looponfail",
+    "rerunfailures",
+    "timeout",
+    "platformdirs",
+)
+
+
+def without_plugins(keep: Iterable[str] = ()) -> List[str]:
+    """``-p no:NAME`` for each of OTHER_PLUGINS not named in ``keep``."""
+    kept = set(keep)
+    return [arg for name in OTHER_PLUGINS if name not in kept for arg in ("-p", f"no:{name}")]
+
+
+#: The switches that leave every plugin of OTHER_PLUGINS out, for tests that start pytest
+#: themselves (with a timeout, or with ``popen``).
+QUIET_PLUGINS = tuple(without_plugins())
 
 
 @pytest.fixture
 def run(pytester: pytest.Pytester) -> Runner:
-    """Run pytest in a fresh interpreter, as users do; -p no:cacheprovider keeps the tree clean."""
+    """Run pytest in a fresh interpreter, as users do; -p no:cacheprovider keeps the tree clean.
 
-    def run_pytest(*args: str) -> pytest.RunResult:
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *QUIET_PLUGINS, *args)
+    Use it for every run that tracks isolated tests (it forks, spawns or starts a
+    forkserver), crashes, sends or handles signals, or whose figures are the point: such a
+    run must not share the process of the test that checks it. ``plugins=("xdist",)``
+    keeps installed plugins the run is about; the others are left out (OTHER_PLUGINS).
+    """
+
+    def run_pytest(*args: str, plugins: Sequence[str] = ()) -> pytest.RunResult:
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *without_plugins(plugins), *args)
 
     return run_pytest
+
+
+@pytest.fixture
+def run_inprocess(pytester: pytest.Pytester) -> Runner:
+    """Run pytest inside this process (``pytester.runpytest_inprocess``): no interpreter to
+    start, so 0.2 to 0.3 s on this project's 2-core machine where a subprocess run takes a
+    second or more.
+
+    Use it only for runs that never fork nor track isolated tests: option and ini parsing,
+    usage errors, ``--help`` and ``--markers``, marker validation at collection, warnings
+    at configuration. A run with ``--memray`` tracks in this process, which is safe as long
+    as nothing else here does (memray allows one tracker per process). The plugin's signal
+    handlers are installed and put back within the run; its output is captured as a
+    subprocess run's is (``stdout``, ``stderr``, ``ret``), under the warning filters a
+    fresh interpreter has, not this suite's.
+    """
+
+    def run_pytest(*args: str, plugins: Sequence[str] = ()) -> pytest.RunResult:
+        with warnings.catch_warnings():
+            _interpreters_warning_filters()
+            return pytester.runpytest_inprocess("-p", "no:cacheprovider", *without_plugins(plugins), *args)
+
+    return run_pytest
+
+
+def _interpreters_warning_filters() -> None:
+    """Put back the filters a fresh interpreter starts with (the documented default warning
+    filter), as a subprocess run has them: under this suite's ``filterwarnings = error``, a
+    warning the run under test issues and reports (the plugin's, at collection) would be
+    raised instead."""
+    warnings.resetwarnings()
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", category, append=True)
 
 
 @pytest.fixture
@@ -96,3 +186,137 @@ def arena_table_growth(difference: int) -> bool:
     """
     records, remainder = divmod(difference, _ARENA_RECORD_BYTES)
     return remainder == 0 and records >= 16 and records & (records - 1) == 0
+
+
+def report_sections(lines: List[str]) -> Dict[str, List[str]]:
+    """The sections of pytest's output headed ``____ NAME ____``: NAME -> the lines under it.
+
+    NAME is what pytest puts between the underscores (``test_x``, ``test_x[1]``, ``ERROR at
+    setup of test_x``). A section ends at the next such heading or at a ``====`` line, so a
+    check on one section cannot be met by another test's lines, which a run holding several
+    tests needs; two tests of the same name in one run would share a heading, and fail here.
+    """
+    sections: Dict[str, List[str]] = {}
+    current: Optional[List[str]] = None
+    for line in lines:
+        heading = re.fullmatch(r"_{3,} (.+?) _{3,}", line)
+        if heading:
+            assert heading.group(1) not in sections, f"two sections are headed {heading.group(1)}"
+            current = sections[heading.group(1)] = []
+        elif re.fullmatch(r"={3,}( .* =+)?", line):
+            current = None
+        elif current is not None:
+            current.append(line)
+    return sections
+
+
+def run_suites(
+    directory: Path,
+    suites: Dict[str, str],
+    *args: str,
+    environment: Optional[Dict[str, str]] = None,
+    timeout: float = 150,
+    keep: Sequence[str] = (),
+) -> pytest.RunResult:
+    """Run pytest once, in a fresh interpreter, on several small test modules at once.
+
+    ``suites`` maps a module's name (without ``.py``) to its source; each is written to
+    ``directory``, from which pytest runs as ``run`` would run it. For checks that need a
+    subprocess but not one each: a module-scoped fixture shares one run among the tests
+    that check its modules (``outcomes_in`` and ``report_sections`` tell each module's and
+    each test's part apart), so a mode costs one interpreter and not one per check.
+    ``environment`` adds to the variables the run inherits; a run that outlives ``timeout``
+    seconds (under the suite's own timeout, in pyproject.toml) is killed and fails the tests
+    that share it; ``keep`` names the installed
+    plugins it loads (as ``run``'s ``plugins``).
+    """
+    for name, source in suites.items():
+        (directory / f"{name}.py").write_text(textwrap.dedent(source).strip("\n") + "\n")
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"--basetemp={directory / 'basetemp'}",
+        "-p",
+        "no:cacheprovider",
+    ]
+    variables = {name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"}
+    variables.update(environment or {})
+    started = time.monotonic()
+    done = subprocess.run(
+        [*command, *without_plugins(keep), *args],
+        cwd=directory,
+        env=variables,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    duration = time.monotonic() - started
+    return pytest.RunResult(done.returncode, done.stdout.splitlines(), done.stderr.splitlines(), duration)
+
+
+#: The outcome words of pytest's short test summary (``-rA``) and what assert_outcomes calls them.
+_SUMMARY_WORDS = {
+    "PASSED": "passed",
+    "FAILED": "failed",
+    "ERROR": "errors",
+    "XFAIL": "xfailed",
+    "XPASS": "xpassed",
+}
+
+
+def outcomes_in(result: pytest.RunResult, module: str) -> Dict[str, int]:
+    """How many tests of ``module`` (``test_x.py``) had each outcome, from a ``-rA`` summary.
+
+    The counterpart of ``assert_outcomes`` for one module of a run holding several. A
+    skip counts for the module whose code raised it, as pytest names that place (a skip
+    the plugin raises names the plugin).
+    """
+    lines = result.outlines
+    start = next(index for index, line in enumerate(lines) if "short test summary info" in line)
+    counts: Dict[str, int] = {}
+    for line in lines[start + 1 :]:
+        if line.startswith("MEMORY PROBLEMS "):  # the plugin's word for a failed memory limit
+            line = "FAILED " + line[len("MEMORY PROBLEMS ") :]
+        word, _, rest = line.partition(" ")
+        where = rest.split(" ", 1)[0]
+        if word == "SKIPPED" and where.startswith("["):
+            number = int(where[1:-1])
+            if rest.split(" ", 2)[1].startswith(f"{module}:"):
+                counts["skipped"] = counts.get("skipped", 0) + number
+        elif word in _SUMMARY_WORDS and (where == module or where.startswith(f"{module}::")):
+            kind = _SUMMARY_WORDS[word]
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def run_once(
+    factory: pytest.TempPathFactory, key: str, start: Callable[[Path], pytest.RunResult]
+) -> Tuple[pytest.RunResult, Path]:
+    """``start(directory)`` once per session, and its result and directory for every caller.
+
+    A module-scoped fixture runs once per xdist worker that gets one of its tests: two
+    workers would each start the same shared run. Here the first caller starts it, under
+    a lock in the directory all workers share, and saves its output beside it; the others
+    wait for the lock and read that. ``key`` names the run within the session.
+    """
+    root = factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # the session's directory, above each worker's own
+    directory, saved = root / f"shared-{key}", root / f"shared-{key}.json"
+    with open(root / f"shared-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if saved.exists():
+            data = json.loads(saved.read_text())
+            outcome = pytest.RunResult(data["ret"], data["outlines"], data["errlines"], data["duration"])
+            return outcome, directory
+        directory.mkdir()
+        outcome = start(directory)
+        data = {
+            "ret": int(outcome.ret),
+            "outlines": outcome.outlines,
+            "errlines": outcome.errlines,
+            "duration": outcome.duration,
+        }
+        saved.write_text(json.dumps(data))
+        return outcome, directory

@@ -16,7 +16,7 @@ from typing import Dict, List
 
 import pytest
 
-from conftest import Runner
+from conftest import Runner, without_plugins
 from pytest_memray_isolate._options import INI_UNIONS, OPTIONS
 
 #: pytest-memray's options and their dests, in the order its ``--help`` lists them.
@@ -158,9 +158,9 @@ def _expected(line: str) -> Dict[str, str]:
 
 
 @pytest.fixture
-def help_lines(run: Runner) -> List[str]:
+def help_lines(run_inprocess: Runner) -> List[str]:
     """What ``pytest --help`` prints, at pytest's default width."""
-    result = run("--help")
+    result = run_inprocess("--help")
     assert result.ret == 0
     return result.outlines
 
@@ -212,12 +212,14 @@ def test_every_pytest_memray_option_has_its_dest() -> None:
 
 
 @pytest.mark.parametrize("case", sorted(PYTEST_MEMRAY_READS))
-def test_a_conftest_reads_what_pytest_memray_gives(pytester: pytest.Pytester, run: Runner, case: str) -> None:
+def test_a_conftest_reads_what_pytest_memray_gives(
+    pytester: pytest.Pytester, run_inprocess: Runner, case: str
+) -> None:
     """getoption and getini give a conftest's pytest_configure pytest-memray's values and types."""
     args, options_line = PYTEST_MEMRAY_READS[case]
     pytester.makeconftest(READING_CONFTEST)
     pytester.makepyfile("def test_nothing():\n    pass\n")
-    result = run(*args)
+    result = run_inprocess(*args)
     result.assert_outcomes(passed=1)
     assert _read(result, "MEMRAY-OPTIONS") == _expected(options_line)
     assert _read(result, "MEMRAY-INI") == _pytest_memray_ini()
@@ -234,7 +236,7 @@ def test_memray_isolate_reads_as_memray(pytester: pytest.Pytester, run: Runner) 
     assert _read(off, "MEMRAY-OPTIONS")["memray"] == "bool:False"
 
 
-def test_ini_values_reach_getoption(pytester: pytest.Pytester, run: Runner) -> None:
+def test_ini_values_reach_getoption(pytester: pytest.Pytester, run_inprocess: Runner) -> None:
     """Unlike pytest-memray (whose ini keys do nothing), a value from the ini file is in
     effect and getoption gives it; getini gives pytest-memray's types."""
     pytester.makeconftest(READING_CONFTEST)
@@ -244,7 +246,7 @@ def test_ini_values_reach_getoption(pytester: pytest.Pytester, run: Runner) -> N
         "trace_python_allocators = 1\nhide_memray_summary = false\nfail-on-increase = true\n"
         "memray_bin_path = kept\nmemray_bin_prefix = ini\n"
     )
-    result = run()
+    result = run_inprocess()
     result.assert_outcomes(passed=1)
     assert _read(result, "MEMRAY-OPTIONS") == {
         "memray": "bool:True",
@@ -264,12 +266,14 @@ def test_ini_values_reach_getoption(pytester: pytest.Pytester, run: Runner) -> N
     result.stdout.fnmatch_lines(["*= MEMRAY REPORT =*", "Created 1 binary dumps at */kept with prefix ini"])
 
 
-def test_the_command_line_wins_over_the_ini_file_in_getoption(pytester: pytest.Pytester, run: Runner) -> None:
+def test_the_command_line_wins_over_the_ini_file_in_getoption(
+    pytester: pytest.Pytester, run_inprocess: Runner
+) -> None:
     """A value given on the command line equal to the default still wins over the ini file's."""
     pytester.makeconftest(READING_CONFTEST)
     pytester.makepyfile("def test_nothing():\n    pass\n")
     pytester.makeini("[pytest]\nmost_allocations = 2\nstacks = 3\n")
-    result = run("--most-allocations=5", "-o", "stacks=1")
+    result = run_inprocess("--most-allocations=5", "-o", "stacks=1")
     assert _read(result, "MEMRAY-OPTIONS")["most_allocations"] == "int:5"
     assert _read(result, "MEMRAY-OPTIONS")["stacks"] == "int:1"
 
@@ -282,7 +286,7 @@ def test_the_command_line_wins_over_the_ini_file_in_getoption(pytester: pytest.P
     ],
 )
 def test_a_conftest_may_set_the_options(
-    pytester: pytest.Pytester, run: Runner, conftest: str, args: List[str], blocks: int
+    pytester: pytest.Pytester, run_inprocess: Runner, conftest: str, args: List[str], blocks: int
 ) -> None:
     """pytest-memray reads config.option as the tests run, so a conftest's pytest_configure
     may switch tracking on or off and choose the report's length (pytest-memray 1.11.0 shows
@@ -292,7 +296,7 @@ def test_a_conftest_may_set_the_options(
         "def test_a():\n    data = bytearray(1024 * 1024)\n\n"
         "def test_b():\n    data = bytearray(2 * 1024 * 1024)\n"
     )
-    result = run(*args)
+    result = run_inprocess(*args)
     result.assert_outcomes(passed=2)
     assert sum(line.startswith("Allocation results for ") for line in result.outlines) == blocks
     assert ("MEMRAY REPORT" in result.stdout.str()) == bool(blocks)
@@ -302,13 +306,15 @@ def test_a_conftest_may_set_the_options(
     ("value", "on"),
     [("0", False), ("false", False), ("no", False), ("1", True), ("true", True), ("0%", True), ("0 B", True)],
 )
-def test_fail_on_increase_ini_spellings(pytester: pytest.Pytester, run: Runner, value: str, on: bool) -> None:
+def test_fail_on_increase_ini_spellings(
+    pytester: pytest.Pytester, run_inprocess: Runner, value: str, on: bool
+) -> None:
     """fail-on-increase = 0 / false is off and 1 / true on, as in pytest-memray; a zero
     tolerance is spelled 0% or 0 B."""
     pytester.makeconftest(READING_CONFTEST)
     pytester.makepyfile("def test_nothing():\n    pass\n")
     pytester.makeini(f"[pytest]\nfail-on-increase = {value}\n")
-    result = run()
+    result = run_inprocess()
     result.assert_outcomes(passed=1)
     assert _read(result, "MEMRAY-OPTIONS")["fail_on_increase"] == f"bool:{on}"
 
@@ -382,11 +388,13 @@ def pytest_report_collectionfinish(config):
 @pytest.mark.skipif(
     pytest.version_tuple < (9,), reason=f"pytest {pytest.__version__}: no [tool.pytest] table"
 )
-def test_a_toml_value_of_the_wrong_type_names_key_and_file(pytester: pytest.Pytester, run: Runner) -> None:
+def test_a_toml_value_of_the_wrong_type_names_key_and_file(
+    pytester: pytest.Pytester, run_inprocess: Runner
+) -> None:
     """pytest refuses ``memray = "maybe"`` in a native table; the usage error names the key and file."""
     pytester.makepyfile("def test_nothing():\n    pass\n")
     pytester.makepyprojecttoml('[tool.pytest]\nmemray = "maybe"\n')
-    result = run()
+    result = run_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["ERROR: memray (from the ini file *pyproject.toml): *'maybe'*; expected true or false"]
@@ -492,7 +500,7 @@ def test_fail_on_increase_message_is_pytest_memrays(
 ) -> None:
     """Without a tolerance the failure is pytest-memray's line exactly; with one, it names it."""
     pytester.makepyfile(test_marked=_MARKED)
-    flags = ["-p", "no:randomly", "-p", "no:asyncio", "--memray", "-k", "grows"]
+    flags = [*without_plugins(), "--memray", "-k", "grows"]  # the cache stays: it is compared with
     monkeypatch.setenv("MIB", "1")
     pytester.runpytest_subprocess(*flags).assert_outcomes(passed=1)
     monkeypatch.setenv("MIB", "2")

@@ -7,16 +7,29 @@ process the run started is left, and that the plugin's temporary directory is em
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
-from conftest import QUIET_PLUGINS, Runner, gone, recorded_pids
+from conftest import (
+    ISOLATION_FLAGS,
+    QUIET_PLUGINS,
+    Runner,
+    gone,
+    outcomes_in,
+    recorded_pids,
+    report_sections,
+    run_suites,
+    sources_by_mode,
+)
 
 _AFTER = """
 
@@ -42,61 +55,64 @@ def _suite(pytester: pytest.Pytester, body: str) -> None:
     pytester.makepyfile(_RECORD_PIDS.format(root=str(pytester.path)) + body + _AFTER)
 
 
-@pytest.mark.parametrize(
-    ("statement", "cause", "stack"),
-    [
-        ("os.abort()", "was killed by signal SIGABRT (6)", "Fatal Python error: Aborted"),
-        (
-            "ctypes.string_at(0)",
-            "was killed by signal SIGSEGV (11)",
-            "Fatal Python error: Segmentation fault",
-        ),
-        ("os.kill(os.getpid(), signal.SIGKILL)", "was killed by signal SIGKILL (9)", None),
-        ("os._exit(3)", "exited with status 3", None),
-    ],
-)
-def test_a_crash_is_reported_with_its_cause_output_and_stack(
-    pytester: pytest.Pytester,
-    run: Runner,
-    private_tmp: Path,
-    statement: str,
-    cause: str,
-    stack: str | None,
-    isolated_flag: str,
-) -> None:
-    """Signal or exit status, the output printed before dying, the faulthandler stack, the memory."""
-    _suite(
-        pytester,
-        f"""
-import ctypes, signal
+#: Ways for a child to die: the test's name, the statement, the cause reported, and the
+#: first line of the faulthandler stack printed (None: the process gets no chance to).
+_CRASHES = [
+    ("abort", "os.abort()", "was killed by signal SIGABRT (6)", "Fatal Python error: Aborted"),
+    (
+        "segfault",
+        "ctypes.string_at(0)",
+        "was killed by signal SIGSEGV (11)",
+        "Fatal Python error: Segmentation fault",
+    ),
+    ("sigkill", "os.kill(os.getpid(), signal.SIGKILL)", "was killed by signal SIGKILL (9)", None),
+    ("exit", "os._exit(3)", "exited with status 3", None),
+]
 
-def test_crashes():
+
+def test_a_crash_is_reported_with_its_cause_output_and_stack(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+) -> None:
+    """Signal or exit status, the output printed before dying, the faulthandler stack, the memory.
+
+    Each way to die is one test of the same run (``test_crashes_abort`` and so on): each
+    fails alone, with its own cause in its own section, and the session goes on to the
+    test after them, which passes.
+    """
+    tests = "".join(
+        f"""
+def test_crashes_{name}():
     start_grandchild()
     kept = bytearray(b"x") * (64 * 1024 * 1024)
     print("printed before the crash")
     sys.stderr.write("written to stderr before the crash\\n")
     {statement}
-""",
+"""
+        for name, statement, _, _ in _CRASHES
     )
+    _suite(pytester, "\nimport ctypes, signal\n" + tests)
     result = run(isolated_flag, "-rf")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=len(_CRASHES))
     growth = (
         "Resident memory grew by about *MiB before the crash*"
         if isolated_flag.endswith("=fork")
         else "The child's peak resident size was *MiB*"  # a fresh interpreter: no baseline
     )
-    lines = [f"The isolated child process running this test {cause} before reporting a result.", growth]
-    if stack is not None:
-        lines += ["", f"{stack}*", "*", "Current thread *", "  File *, line * in test_crashes"]
-    result.stdout.fnmatch_lines(lines)
-    result.stdout.fnmatch_lines(
-        [
-            "*- Captured stdout call -*",
-            "printed before the crash",
-            "*- Captured stderr call -*",
-            "written to stderr*",
-        ]
-    )
+    sections = report_sections(result.outlines)
+    for name, _, cause, stack in _CRASHES:
+        section = pytest.LineMatcher(sections[f"test_crashes_{name}"])
+        lines = [f"The isolated child process running this test {cause} before reporting a result.", growth]
+        if stack is not None:
+            lines += ["", f"{stack}*", "*", "Current thread *", f"  File *, line * in test_crashes_{name}"]
+        section.fnmatch_lines(lines)
+        section.fnmatch_lines(
+            [
+                "*- Captured stdout call -*",
+                "printed before the crash",
+                "*- Captured stderr call -*",
+                "written to stderr*",
+            ]
+        )
     assert gone(recorded_pids(pytester))
     assert list(private_tmp.iterdir()) == []
 
@@ -125,11 +141,14 @@ def test_a_crash_with_the_all_format_reports_memrays_peak(
 
 
 @pytest.mark.parametrize(
-    ("how", "flags", "ini"),
+    ("how", "flags", "ini", "isolated_flag"),
     [
-        ("command line", ["--memray-timeout=1"], ""),
-        ("ini", [], "memray_timeout = 1"),
-        ("marker", [], ""),
+        *(
+            pytest.param("command line", ["--memray-timeout=1"], "", flag, id=f"command line-{mode}")
+            for mode, flag in sorted(ISOLATION_FLAGS.items())
+        ),
+        pytest.param("ini", [], "memray_timeout = 1", ISOLATION_FLAGS["fork"], id="ini-fork"),
+        pytest.param("marker", [], "", ISOLATION_FLAGS["fork"], id="marker-fork"),
     ],
 )
 def test_a_hanging_child_is_killed_at_its_deadline(
@@ -141,7 +160,12 @@ def test_a_hanging_child_is_killed_at_its_deadline(
     ini: str,
     isolated_flag: str,
 ) -> None:
-    """--memray-timeout, memray_timeout or memray_isolate(timeout=...): killed, with its stack."""
+    """--memray-timeout, memray_timeout or memray_isolate(timeout=...): killed, with its stack.
+
+    Where the deadline is given is read in pytest's process, before any mode takes part:
+    the command line in every mode, the ini file and the marker in fork mode (each case
+    waits out its deadline).
+    """
     if ini:
         pytester.makeini(f"[pytest]\n{ini}\n")
     mode = isolated_flag.partition("=")[2]
@@ -194,7 +218,15 @@ def test_pytest_timeout_is_honoured_in_the_child_not_the_parent(
             pass
         """
     )
-    result = run("-p", "timeout", isolated_flag, "--timeout=2", f"--timeout-method={method}", "-rf")
+    result = run(
+        "-p",
+        "timeout",
+        isolated_flag,
+        "--timeout=2",
+        f"--timeout-method={method}",
+        "-rf",
+        plugins=["timeout"],
+    )
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
         ["Timeout after 1 s: the isolated child process running this test was killed."]
@@ -289,58 +321,6 @@ def test_max_rss_from_the_ini(pytester: pytest.Pytester, run: Runner, isolated_f
     result.stdout.fnmatch_lines(["*over the limit of 300.0MiB (--memray-max-rss), and was killed."])
 
 
-def test_processes_a_passing_test_leaves_running_are_killed(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
-) -> None:
-    """A test that starts a process and returns does not leave it running after the child ends."""
-    _suite(
-        pytester,
-        """
-def test_starts_and_leaves():
-    start_grandchild()
-""",
-    )
-    run(isolated_flag).assert_outcomes(passed=2)
-    pids = recorded_pids(pytester)
-    assert len(pids) == 3  # the test's process, the one it started, and their parent
-    assert gone(pids)
-
-
-def test_a_test_that_forks_closes_stdout_or_changes_directory(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
-) -> None:
-    """The parent still gets exactly one report from a child that forks, closes fd 1 or moves."""
-    pytester.makepyfile(
-        """
-        import os, time
-
-        def test_forks():
-            if os.fork() == 0:
-                return  # the test's own child goes back into pytest's code too
-
-        def test_forks_and_sleeps():
-            if os.fork() == 0:
-                time.sleep(600)
-
-        def test_closes_stdout():
-            os.close(1)
-
-        def test_changes_directory():
-            os.chdir("/")
-            data = bytearray(2 * 1024 * 1024)
-            assert data is not None
-
-        def test_after():
-            pass
-        """
-    )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", *QUIET_PLUGINS, isolated_flag, "-p", "no:randomly", timeout=120
-    )
-    result.assert_outcomes(passed=5)
-    result.stdout.fnmatch_lines(["Allocation results for *::test_changes_directory at the high watermark"])
-
-
 def _signal_a_running_test(
     pytester: pytest.Pytester, isolated_flag: str, signum: signal.Signals
 ) -> Tuple[int, str, List[int]]:
@@ -400,31 +380,6 @@ def test_sigterm_or_sighup_to_pytest_ends_it_and_its_children(
     assert "INTERNALERROR" not in output
     assert gone(pids)
     assert list(private_tmp.iterdir()) == []
-
-
-def test_a_crash_is_seen_while_a_process_the_test_started_still_runs(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
-) -> None:
-    """A child that dies while a process it forked lives on, holding every descriptor it
-    inherited, still fails its test with the cause; the process it left is killed."""
-    _suite(
-        pytester,
-        """
-import time
-
-def test_forks_then_dies():
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(600)
-        os._exit(0)
-    record(os.getpid(), pid)
-    os._exit(3)
-""",
-    )
-    result = run(isolated_flag)
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*The isolated child process running this test exited with status 3*"])
-    assert gone(recorded_pids(pytester))
 
 
 def test_a_test_that_removes_the_plugins_temp_dir_fails_alone(
@@ -537,71 +492,7 @@ def test_a_timeout_marker_follows_the_rule_of_memray_timeout(
     assert list(private_tmp.iterdir()) == []
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="only Linux lets the child adopt what a test detaches")
-def test_a_process_a_test_daemonizes_is_ended_with_its_child(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
-) -> None:
-    """A test that detaches a process (fork, setsid, fork again) does not leave it running:
-    the daemon is out of the child's process group, yet ends with the test's child."""
-    _suite(
-        pytester,
-        """
-import time
-
-def test_daemonizes():
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        if os.fork() == 0:
-            record(os.getpid())
-            time.sleep(600)
-        os._exit(0)
-    os.waitpid(pid, 0)
-    give_up = time.monotonic() + 30
-    while not os.path.exists(os.path.join({root!r}, "pids")) and time.monotonic() < give_up:
-        time.sleep(0.01)
-""".replace("{root!r}", repr(str(pytester.path))),
-    )
-    run(isolated_flag).assert_outcomes(passed=2)
-    pids = recorded_pids(pytester)
-    assert len(pids) == 1
-    assert gone(pids)
-    assert list(private_tmp.iterdir()) == []
-
-
-def test_at_exit_clean_up_a_test_registers_runs_in_its_child(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
-) -> None:
-    """What a test registers for its process's exit runs when its child ends: atexit
-    handlers, TemporaryDirectory finalizers, a multiprocessing forkserver pool's pymp-* dir."""
-    pytester.makepyfile(
-        """
-        import atexit, multiprocessing, multiprocessing.util, os, tempfile
-
-        KEPT = []
-
-        def write_mark(name):
-            with open(os.path.join({root!r}, name), "w"):
-                pass
-
-        def test_registers_clean_up():
-            atexit.register(write_mark, "atexit-ran")
-            KEPT.append(tempfile.TemporaryDirectory())
-            write_mark("kept-" + os.path.basename(KEPT[0].name))
-            with multiprocessing.get_context("forkserver").Pool(1) as pool:
-                assert pool.map(abs, [-1]) == [1]
-
-        def test_after():
-            pass
-        """.replace("{root!r}", repr(str(pytester.path)))
-    )
-    run(isolated_flag, "-rf").assert_outcomes(passed=2)
-    assert (pytester.path / "atexit-ran").exists()
-    assert len(list(pytester.path.glob("kept-tmp*"))) == 1
-    assert list(private_tmp.iterdir()) == []
-
-
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_a_json_report_that_cannot_be_written_stops_the_run_at_start(
     pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str, where: str
 ) -> None:
@@ -728,12 +619,18 @@ def test_a_marked_test_without_a_temporary_directory_fails_alone(
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
 
 
-@pytest.mark.parametrize("ceiling", ["0 B", "0"])
+@pytest.mark.parametrize(
+    ("ceiling", "isolated_flag"),
+    [
+        *(pytest.param("0 B", flag, id=f"0 B-{mode}") for mode, flag in sorted(ISOLATION_FLAGS.items())),
+        pytest.param("0", ISOLATION_FLAGS["fork"], id="0-fork"),
+    ],
+)
 def test_a_zero_max_rss_means_no_ceiling(
     pytester: pytest.Pytester, run: Runner, isolated_flag: str, ceiling: str
 ) -> None:
     """--memray-max-rss=0 switches the ceiling off, as --memray-timeout=0 does the deadline,
-    instead of killing every child."""
+    instead of killing every child (both spellings parse alike: "0" in fork mode only)."""
     pytester.makepyfile(
         """
         def test_allocates():
@@ -744,3 +641,174 @@ def test_a_zero_max_rss_means_no_ceiling(
     result = run(isolated_flag, f"--memray-max-rss={ceiling}", "--memray-json=out.json")
     result.assert_outcomes(passed=1)
     assert json.loads((pytester.path / "out.json").read_text())["settings"]["max_rss"] is None
+
+
+# -- checks that share one run per isolation mode ----------------------------------------
+#
+# Each module is the suite of the test of the same name, each recording into a directory
+# of its own; one run per mode (-rA, every test in the report, a TMPDIR of its own) holds
+# them all, and each test checks its own module's outcomes, lines and processes.
+
+
+def _shared_suites() -> Dict[str, str]:
+    """The modules of the shared run; ``{root!r}`` in one stands for its own directory."""
+    return {
+        "test_processes_a_passing_test_leaves_running_are_killed": _RECORD_PIDS
+        + """
+def test_starts_and_leaves():
+    start_grandchild()
+"""
+        + _AFTER,
+        "test_a_test_that_forks_closes_stdout_or_changes_directory": """
+import os, time
+
+def test_forks():
+    if os.fork() == 0:
+        return  # the test's own child goes back into pytest's code too
+
+def test_forks_and_sleeps():
+    if os.fork() == 0:
+        time.sleep(600)
+
+def test_closes_stdout():
+    os.close(1)
+
+def test_changes_directory():
+    os.chdir("/")
+    data = bytearray(2 * 1024 * 1024)
+    assert data is not None
+
+def test_after():
+    pass
+""",
+        "test_a_crash_is_seen_while_a_process_the_test_started_still_runs": _RECORD_PIDS
+        + """
+import time
+
+def test_forks_then_dies():
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(600)
+        os._exit(0)
+    record(os.getpid(), pid)
+    os._exit(3)
+"""
+        + _AFTER,
+        "test_at_exit_clean_up_a_test_registers_runs_in_its_child": """
+import atexit, multiprocessing, multiprocessing.util, os, tempfile
+
+KEPT = []
+
+def write_mark(name):
+    with open(os.path.join({root!r}, name), "w"):
+        pass
+
+def test_registers_clean_up():
+    atexit.register(write_mark, "atexit-ran")
+    KEPT.append(tempfile.TemporaryDirectory())
+    write_mark("kept-" + os.path.basename(KEPT[0].name))
+    with multiprocessing.get_context("forkserver").Pool(1) as pool:
+        assert pool.map(abs, [-1]) == [1]
+"""
+        + _AFTER,
+        "test_a_process_a_test_daemonizes_is_ended_with_its_child": _RECORD_PIDS
+        + """
+import time
+
+def test_daemonizes():
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            record(os.getpid())
+            time.sleep(600)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    give_up = time.monotonic() + 30
+    while not os.path.exists(os.path.join({root!r}, "pids")) and time.monotonic() < give_up:
+        time.sleep(0.01)
+"""
+        + _AFTER,
+    }
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """One run of the shared modules in one isolation mode: its result, where it ran, and
+    the TMPDIR it had."""
+
+    result: pytest.RunResult
+    path: Path
+    tmp: Path
+
+    def pids(self, module: str) -> List[int]:
+        """The process ids ``module``'s tests recorded."""
+        path = self.path / module / "pids"
+        return [int(word) for word in path.read_text().split()] if path.exists() else []
+
+
+@pytest.fixture(scope="module", params=sorted(ISOLATION_FLAGS))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedRun]:
+    """The shared modules run once per isolation mode, in a fresh interpreter."""
+    path = tmp_path_factory.mktemp(f"faults-{request.param}")
+    suites = {}
+    for name, source in _shared_suites().items():
+        (path / name).mkdir()
+        suites[name] = source.replace("{root!r}", repr(str(path / name)))
+    tmp = Path(tempfile.mkdtemp(prefix="pmi-"))  # short: Unix sockets live there
+    try:
+        flags = [ISOLATION_FLAGS[request.param], "-rA", "--most-allocations=0"]
+        yield SharedRun(run_suites(path, suites, *flags, environment={"TMPDIR": str(tmp)}), path, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_processes_a_passing_test_leaves_running_are_killed(shared: SharedRun) -> None:
+    """A test that starts a process and returns does not leave it running after the child ends."""
+    module = "test_processes_a_passing_test_leaves_running_are_killed"
+    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 2}
+    pids = shared.pids(module)
+    assert len(pids) == 3  # the test's process, the one it started, and their parent
+    assert gone(pids)
+
+
+def test_a_test_that_forks_closes_stdout_or_changes_directory(shared: SharedRun) -> None:
+    """The parent still gets exactly one report from a child that forks, closes fd 1 or moves."""
+    module = "test_a_test_that_forks_closes_stdout_or_changes_directory"
+    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 5}
+    shared.result.stdout.fnmatch_lines(
+        [f"Allocation results for {module}.py::test_changes_directory at the high watermark"]
+    )
+
+
+def test_a_crash_is_seen_while_a_process_the_test_started_still_runs(shared: SharedRun) -> None:
+    """A child that dies while a process it forked lives on, holding every descriptor it
+    inherited, still fails its test with the cause; the process it left is killed."""
+    module = "test_a_crash_is_seen_while_a_process_the_test_started_still_runs"
+    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 1, "failed": 1}
+    pytest.LineMatcher(report_sections(shared.result.outlines)["test_forks_then_dies"]).fnmatch_lines(
+        ["*The isolated child process running this test exited with status 3*"]
+    )
+    assert gone(shared.pids(module))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux lets the child adopt what a test detaches")
+def test_a_process_a_test_daemonizes_is_ended_with_its_child(shared: SharedRun) -> None:
+    """A test that detaches a process (fork, setsid, fork again) does not leave it running:
+    the daemon is out of the child's process group, yet ends with the test's child."""
+    module = "test_a_process_a_test_daemonizes_is_ended_with_its_child"
+    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 2}
+    pids = shared.pids(module)
+    assert len(pids) == 1
+    assert gone(pids)
+    assert list(shared.tmp.iterdir()) == []
+
+
+def test_at_exit_clean_up_a_test_registers_runs_in_its_child(shared: SharedRun) -> None:
+    """What a test registers for its process's exit runs when its child ends: atexit
+    handlers, TemporaryDirectory finalizers, a multiprocessing forkserver pool's pymp-* dir."""
+    module = "test_at_exit_clean_up_a_test_registers_runs_in_its_child"
+    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 2}
+    assert (shared.path / module / "atexit-ran").exists()
+    assert len(list((shared.path / module).glob("kept-tmp*"))) == 1
+    assert list(shared.tmp.iterdir()) == []

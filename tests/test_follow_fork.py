@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
 from memray import FileFormat, FileReader, Tracker
 
-from conftest import Runner
+from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
 from pytest_memray_isolate._capture_files import forked_captures
 from pytest_memray_isolate._judging.capture import STILL_RUNNING, UNREADABLE, read_capture
 
@@ -45,18 +46,104 @@ def _tests(path: Any) -> Dict[str, Dict[str, Any]]:
     return {test["nodeid"].split("::")[-1]: test for test in document["tests"]}
 
 
+_NOT_FORKING = """
+import pytest
+
+@pytest.mark.limit_memory("1 MB")
+def test_alone():
+    data = bytearray(2 * 1024 * 1024)
+    assert data
+"""
+
+_LEAVES_A_CHILD_RUNNING = """
+import os
+import signal
+import pytest
+
+@pytest.fixture
+def children():
+    pids = []
+    yield pids
+    for pid in pids:  # in process; under isolation the child's group is killed already
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+@pytest.mark.limit_memory("4 MB")
+def test_leaves_a_child_running(children):
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        data = bytearray(8 * 1024 * 1024)
+        os.write(ready_write, b"x")
+        signal.pause()
+        os._exit(0)
+    children.append(pid)
+    assert os.read(ready_read, 1) == b"x"
+    mine = bytearray(1024 * 1024)
+    assert mine
+"""
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """One run following forks, in one mode, of the modules of three tests below."""
+
+    result: pytest.RunResult
+    path: Path
+    mode_flag: str
+
+    def tests(self) -> Dict[str, Dict[str, Any]]:
+        """The JSON report's entries by test name (the names differ across the modules)."""
+        return _tests(self.path / "out.json")
+
+    def block(self, name: str) -> pytest.LineMatcher:
+        """The MEMRAY REPORT block of test ``name``, up to the next block or the report's end."""
+        lines = self.result.outlines
+        start = next(
+            i
+            for i, line in enumerate(lines)
+            if line.startswith("Allocation results for ") and f"::{name} " in line
+        )
+        end = next(
+            (
+                i
+                for i in range(start + 1, len(lines))
+                if lines[i].startswith(("Allocation results for ", "Highest peak:"))
+            ),
+            len(lines),
+        )
+        return pytest.LineMatcher(lines[start:end])
+
+
+@pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """Following forks, with -rA, every test in the report and a JSON report: one run per mode."""
+    suites = {
+        "test_memory_of_forked_processes_counts_only_when_followed": _FORKING,
+        "test_tests_that_do_not_fork_are_unchanged": _NOT_FORKING,
+        "test_a_process_still_running_when_the_call_ends_is_not_counted": _LEAVES_A_CHILD_RUNNING,
+    }
+    flags = ["--memray-follow-fork", "--memray-json=out.json", "-rA", "--most-allocations=0"]
+    flag = MODE_FLAGS[request.param]
+    result, path = run_once(
+        tmp_path_factory, f"follow-fork-{request.param}", lambda path: run_suites(path, suites, flag, *flags)
+    )
+    return SharedRun(result, path, flag)
+
+
 def test_memory_of_forked_processes_counts_only_when_followed(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
+    pytester: pytest.Pytester, run: Runner, shared: SharedRun
 ) -> None:
     """8 MiB allocated in a forked child passes a 4 MB limit unless forks are followed; then the
     limit applies to the sum and the report shows each process's peak."""
     pytester.makepyfile(_FORKING)
-    run(mode_flag).assert_outcomes(passed=2)
-    result = run(mode_flag, "--memray-follow-fork", "--memray-json=out.json")
-    result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(
+    run(shared.mode_flag).assert_outcomes(passed=2)
+    result = shared.result
+    assert outcomes_in(result, "test_memory_of_forked_processes_counts_only_when_followed.py") == {
+        "failed": 2
+    }
+    pytest.LineMatcher(report_sections(result.outlines)["test_os_fork"]).fnmatch_lines(
         [
-            "*_ test_os_fork _*",
             "Test was limited to 4.0MiB but allocated 8.0MiB (the sum of 2 processes' peaks)",
             "*- memray-max-memory -*",
             "List of allocations:",
@@ -68,7 +155,7 @@ def test_memory_of_forked_processes_counts_only_when_followed(
             "    - forked process *: 8.0MiB",
         ]
     )
-    result.stdout.fnmatch_lines(
+    shared.block("test_multiprocessing_fork_context").fnmatch_lines(
         [
             "Allocation results for *::test_multiprocessing_fork_context at the high watermark",
             "",
@@ -79,8 +166,8 @@ def test_memory_of_forked_processes_counts_only_when_followed(
             "\t\t- forked process *: 8.0MiB",
         ]
     )
-    tests = _tests(pytester.path / "out.json")
-    for test in tests.values():
+    tests = shared.tests()
+    for test in (tests["test_os_fork"], tests["test_multiprocessing_fork_context"]):
         own, forked = test["processes"]
         assert (own["role"], forked["role"]) == ("test", "forked")
         assert own["pid"] != forked["pid"]
@@ -98,22 +185,13 @@ def test_ini_key_follows_forks(pytester: pytest.Pytester, run: Runner) -> None:
     run("--memray-isolate").assert_outcomes(failed=2)
 
 
-def test_tests_that_do_not_fork_are_unchanged(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+def test_tests_that_do_not_fork_are_unchanged(shared: SharedRun) -> None:
     """Following forks, a test that forks nothing has one process and its own figures."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.limit_memory("1 MB")
-        def test_alone():
-            data = bytearray(2 * 1024 * 1024)
-            assert data
-        """
+    assert outcomes_in(shared.result, "test_tests_that_do_not_fork_are_unchanged.py") == {"failed": 1}
+    pytest.LineMatcher(report_sections(shared.result.outlines)["test_alone"]).fnmatch_lines(
+        ["Test was limited to 1.0MiB but allocated 2.0MiB"]
     )
-    result = run(mode_flag, "--memray-follow-fork", "--memray-json=out.json")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["Test was limited to 1.0MiB but allocated 2.0MiB"])
-    (process,) = _tests(pytester.path / "out.json")["test_alone"]["processes"]
+    (process,) = shared.tests()["test_alone"]["processes"]
     assert process["role"] == "test"
     assert process["counted"]
 
@@ -135,49 +213,18 @@ def test_kept_files_include_every_process(pytester: pytest.Pytester, run: Runner
     assert len(list(folder.iterdir())) == 4
 
 
-def test_a_process_still_running_when_the_call_ends_is_not_counted(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
+def test_a_process_still_running_when_the_call_ends_is_not_counted(shared: SharedRun) -> None:
     """Its capture is incomplete: the report names it and leaves it out of the sum."""
-    pytester.makepyfile(
-        """
-        import os
-        import signal
-        import pytest
-
-        @pytest.fixture
-        def children():
-            pids = []
-            yield pids
-            for pid in pids:  # in process; under isolation the child's group is killed already
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-
-        @pytest.mark.limit_memory("4 MB")
-        def test_leaves_a_child_running(children):
-            ready_read, ready_write = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                data = bytearray(8 * 1024 * 1024)
-                os.write(ready_write, b"x")
-                signal.pause()
-                os._exit(0)
-            children.append(pid)
-            assert os.read(ready_read, 1) == b"x"
-            mine = bytearray(1024 * 1024)
-            assert mine
-        """
-    )
-    result = run(mode_flag, "--memray-follow-fork", "--memray-json=out.json")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
+    module = "test_a_process_still_running_when_the_call_ends_is_not_counted.py"
+    assert outcomes_in(shared.result, module) == {"passed": 1}
+    shared.block("test_leaves_a_child_running").fnmatch_lines(
         [
             "\t 🔀 Peak of each process (the total above is their sum):",
             "\t\t- test process *: 1.0MiB",
             "\t\t- forked process *: not counted, still running when the test's call ended",
         ]
     )
-    test = _tests(pytester.path / "out.json")["test_leaves_a_child_running"]
+    test = shared.tests()["test_leaves_a_child_running"]
     own, forked = test["processes"]
     assert forked["counted"] is False
     assert forked["peak_memory"] is None

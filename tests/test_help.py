@@ -74,9 +74,9 @@ def _help_text(spec: OptionSpec) -> str:
 
 
 @pytest.fixture
-def help_output(run: Runner) -> List[str]:
+def help_output(run_inprocess: Runner) -> List[str]:
     """What ``pytest --help`` prints, at pytest's default width of 80 columns."""
-    result = run("--help")
+    result = run_inprocess("--help")
     assert result.ret == 0
     return result.outlines
 
@@ -104,10 +104,10 @@ def _unqualified(text: str) -> str:
     return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)
 
 
-def test_markers_shows_each_marker_with_its_signature_and_purpose(run: Runner) -> None:
+def test_markers_shows_each_marker_with_its_signature_and_purpose(run_inprocess: Runner) -> None:
     """``pytest --markers`` lists every memray marker as its function in markers.py defines it."""
     assert list(MARKER_SIGNATURES) == DOCUMENTED_MARKERS
-    result = run("--markers")
+    result = run_inprocess("--markers")
     assert result.ret == 0
     for name, function in MARKER_SIGNATURES.items():
         signature = inspect.signature(function).replace(return_annotation=inspect.Signature.empty)

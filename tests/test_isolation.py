@@ -1,4 +1,4 @@
-"""End to end: what isolation in a forked child adds, and how a misbehaving child is reported."""
+"""End to end: what isolation in a child adds (a crashing child: test_faults.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUIET_PLUGINS, Runner
+from conftest import ISOLATION_FLAGS, MODE_FLAGS, QUIET_PLUGINS, Runner, run_once, run_suites
 
 
 @pytest.fixture
@@ -18,66 +18,36 @@ def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> P
     return tmp
 
 
-@pytest.mark.parametrize(
-    ("statement", "cause"),
-    [
-        ("os.abort()", "was killed by signal SIGABRT (6)"),
-        ("os.kill(os.getpid(), signal.SIGKILL)", "was killed by signal SIGKILL (9)"),
-        ("ctypes.string_at(0)", "was killed by signal SIGSEGV (11)"),
-        ("os._exit(3)", "exited with status 3"),
-    ],
-)
-def test_a_crashing_child_fails_its_test_and_the_session_goes_on(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, statement: str, cause: str, isolated_flag: str
-) -> None:
-    """The crash is the test's failure, with the signal or exit status; the next test runs."""
-    pytester.makepyfile(
-        f"""
-        import ctypes
-        import os
-        import signal
+_MUTATES = """
+import pytest
 
-        def test_crashes():
-            {statement}
+COUNTER = [0]
 
-        def test_after():
-            pass
-        """
-    )
-    result = run(isolated_flag, "-rf")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*_ test_crashes _*",
-            f"The isolated child process running this test {cause} before reporting a result.",
-        ]
-    )
-    assert list(private_tmp.iterdir()) == []
+@pytest.fixture(scope="module")
+def shared():
+    return {}
+
+@pytest.mark.parametrize("n", range(3))
+def test_mutates(shared, n):
+    COUNTER[0] += 1
+    shared[n] = True
+    assert COUNTER == [1]
+    assert shared == {n: True}
+"""
 
 
 def test_changes_to_module_state_stay_in_the_child(
     pytester: pytest.Pytester, run: Runner, isolated_flag: str
 ) -> None:
     """A test's changes to globals and fixture objects do not leak into later tests."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        COUNTER = [0]
-
-        @pytest.fixture(scope="module")
-        def shared():
-            return {}
-
-        @pytest.mark.parametrize("n", range(3))
-        def test_mutates(shared, n):
-            COUNTER[0] += 1
-            shared[n] = True
-            assert COUNTER == [1]
-            assert shared == {n: True}
-        """
-    )
+    pytester.makepyfile(_MUTATES)
     run(isolated_flag).assert_outcomes(passed=3)
+
+
+def test_changes_to_module_state_leak_in_process(pytester: pytest.Pytester, run: Runner) -> None:
+    """The control, once for every isolation mode: tracked in process, the same tests see
+    each other's changes, so the isolated runs do show something."""
+    pytester.makepyfile(_MUTATES)
     run("--memray").assert_outcomes(passed=1, failed=2)
 
 
@@ -196,23 +166,24 @@ def test_faulthandler_timeout_does_not_hang_a_failing_child(
     result.assert_outcomes(passed=1, failed=1)
 
 
+_SEES_ITS_CAPTURE_DIRECTORY = """
+import tempfile
+
+def test_sees_its_capture_directory():
+    names = __import__("os").listdir(tempfile.gettempdir())
+    assert any(name.startswith("pytest-memray-isolate-") for name in names)
+"""
+
+
+@pytest.mark.parametrize("mode_flag", [*ISOLATION_FLAGS.values(), MODE_FLAGS["in-process"]])
 def test_the_capture_directory_is_removed_at_the_end(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str
 ) -> None:
     """Capture files live in a private mkdtemp directory that is gone after the run."""
-    pytester.makepyfile(
-        """
-        import tempfile
-
-        def test_sees_its_capture_directory():
-            names = __import__("os").listdir(tempfile.gettempdir())
-            assert any(name.startswith("pytest-memray-isolate-") for name in names)
-        """
-    )
-    for flags in ([isolated_flag], ["--memray"]):
-        result = run(*flags)
-        result.assert_outcomes(passed=1)
-        assert list(private_tmp.iterdir()) == []
+    pytester.makepyfile(_SEES_ITS_CAPTURE_DIRECTORY)
+    result = run(mode_flag)
+    result.assert_outcomes(passed=1)
+    assert list(private_tmp.iterdir()) == []
 
 
 def test_a_forked_test_runs_in_another_process(
@@ -247,22 +218,7 @@ def test_a_forked_test_runs_in_another_process(
     assert str(os.getpid()) not in pids
 
 
-def test_subtests_are_reported_as_without_isolation(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
-) -> None:
-    """unittest's subTest and pytest's subtests fixture: the same outcomes, subtest by subtest.
-
-    Subtests are logged while the test runs, in the child; it sends them with the call
-    report and the parent logs them. A failed subtest must never turn into a pass.
-    """
-    fixture_test = """
-def test_fixture_subtests(subtests):
-    for i in range(3):
-        with subtests.test(i=i):
-            assert i != 2
-"""
-    pytester.makepyfile(
-        """
+_SUBTESTS = """
 import unittest
 
 class TestCase(unittest.TestCase):
@@ -270,10 +226,38 @@ class TestCase(unittest.TestCase):
         for i in range(3):
             with self.subTest(i=i):
                 self.assertNotEqual(i, 1)
+""" + (
+    """
+def test_fixture_subtests(subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            assert i != 2
 """
-        + (fixture_test if int(pytest.__version__.split(".")[0]) >= 9 else "")
+    if int(pytest.__version__.split(".")[0]) >= 9
+    else ""
+)
+
+
+@pytest.fixture(scope="module")
+def subtests_in_process(tmp_path_factory: pytest.TempPathFactory) -> pytest.RunResult:
+    """_SUBTESTS tracked in process: one run, the reference for every isolation mode."""
+    suites = {"test_subtests_are_reported_as_without_isolation": _SUBTESTS}
+    result, _ = run_once(
+        tmp_path_factory, "subtests-in-process", lambda path: run_suites(path, suites, "--memray", "-rA")
     )
-    plain = run("--memray", "-rA")
+    return result
+
+
+def test_subtests_are_reported_as_without_isolation(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str, subtests_in_process: pytest.RunResult
+) -> None:
+    """unittest's subTest and pytest's subtests fixture: the same outcomes, subtest by subtest.
+
+    Subtests are logged while the test runs, in the child; it sends them with the call
+    report and the parent logs them. A failed subtest must never turn into a pass.
+    """
+    pytester.makepyfile(_SUBTESTS)
+    plain = subtests_in_process
     isolated = run(isolated_flag, "-rA")
     assert isolated.parseoutcomes() == plain.parseoutcomes()
     assert plain.parseoutcomes().get("failed", 0) >= 1

@@ -9,7 +9,18 @@ from typing import Optional
 
 import pytest
 
-from conftest import MODE_FLAGS, QUIET_PLUGINS, Runner, gone, recorded_pids
+from conftest import (
+    MODE_FLAGS,
+    Runner,
+    gone,
+    outcomes_in,
+    recorded_pids,
+    report_sections,
+    run_once,
+    run_suites,
+    sources_by_mode,
+    without_plugins,
+)
 
 _LEAKY = """
 import pytest
@@ -37,30 +48,16 @@ def test_leak_filtered_out():
 """
 
 
-def test_limit_leaks_fails_only_the_leaking_test(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """Memory still alive after the test, per location, over the limit: pytest-memray's message and section."""
-    pytester.makepyfile(_LEAKY)
-    result = run(mode_flag, "-rf")
-    result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*_ test_leaks _*",
-            "Test was allowed to leak 1.0MiB per location but at least one location leaked more",
-            "*- memray-leaked-memory -*",
-            "List of leaked allocations:",
-            "    - 2.0MiB allocated here:",
-        ]
-    )
-    result.stdout.fnmatch_lines(["\t\t- leak:*test_limit_leaks_fails_only_the_leaking_test.py:6 -> 2.0MiB"])
-    result.stdout.fnmatch_lines(["MEMORY PROBLEMS *::test_leaks*"])
+# -- checks that share one run per mode ----------------------------------------------
+#
+# Each module is the suite of the test of the same name; one run per mode (-rA, every
+# test in the report) holds them all, and each test checks its own module's part.
 
+_OLD_PYTHON = sys.version_info < (3, 13, 3)
 
-def test_leaks_filter_receives_stack_objects(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
-    """filter_fn is called with a Stack of StackFrames, the public types, in either mode."""
-    pytester.makepyfile(
-        """
+_SHARED_SUITES = {
+    "test_limit_leaks_fails_only_the_leaking_test": _LEAKY,
+    "test_leaks_filter_receives_stack_objects": """
         import pytest
         from pytest_memray_isolate import Stack, StackFrame
 
@@ -70,28 +67,28 @@ def test_leaks_filter_receives_stack_objects(pytester: pytest.Pytester, run: Run
         def check(stack):
             assert isinstance(stack, Stack)
             assert all(isinstance(frame, StackFrame) for frame in stack.frames)
-            assert any(frame.function == "test_leaks" for frame in stack.frames)
+            assert any(frame.function == "test_leaks_past_the_filter" for frame in stack.frames)
             return True
 
         @pytest.mark.limit_leaks("1 MB", filter_fn=check)
-        def test_leaks():
+        def test_leaks_past_the_filter():
             LEAKED.append(bytearray(2 * 1024 * 1024))
-        """
-    )
-    result = run(mode_flag)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        ["Test was allowed to leak 1.0MiB per location but at least one location leaked more"]
-    )
+        """,
+    "test_two_kinds_of_limit_are_an_error_naming_both": """
+        import pytest
 
+        pytestmark = pytest.mark.limit_memory("10 MB")
 
-@pytest.mark.skipif(sys.version_info >= (3, 13, 3), reason="object tracking is available here")
-def test_limit_leaked_objects_is_skipped_on_older_pythons(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """Before Python 3.13.3 a marked test is skipped with the reason; the session goes on."""
-    pytester.makepyfile(
-        """
+        @pytest.mark.limit_leaks("1 MB")
+        def test_both():
+            pass
+
+        def test_module_limit_only():
+            pass
+        """,
+}
+if _OLD_PYTHON:
+    _SHARED_SUITES["test_limit_leaked_objects_is_skipped_on_older_pythons"] = """
         import pytest
 
         @pytest.mark.limit_leaked_objects()
@@ -101,11 +98,67 @@ def test_limit_leaked_objects_is_skipped_on_older_pythons(
         def test_other():
             pass
         """
+
+
+@pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> pytest.RunResult:
+    """_SHARED_SUITES run once per tracking mode, in a fresh interpreter."""
+    flags = [MODE_FLAGS[request.param], "-rA", "--most-allocations=0"]
+    result, _ = run_once(
+        tmp_path_factory, f"leaks-{request.param}", lambda path: run_suites(path, _SHARED_SUITES, *flags)
     )
-    result = run(mode_flag, "-rs")
-    result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(
+    return result
+
+
+def test_limit_leaks_fails_only_the_leaking_test(shared: pytest.RunResult) -> None:
+    """Memory still alive after the test, per location, over the limit: pytest-memray's message and section."""
+    module = "test_limit_leaks_fails_only_the_leaking_test.py"
+    assert outcomes_in(shared, module) == {"passed": 2, "failed": 1}
+    pytest.LineMatcher(report_sections(shared.outlines)["test_leaks"]).fnmatch_lines(
+        [
+            "Test was allowed to leak 1.0MiB per location but at least one location leaked more",
+            "*- memray-leaked-memory -*",
+            "List of leaked allocations:",
+            "    - 2.0MiB allocated here:",
+        ]
+    )
+    shared.stdout.fnmatch_lines([f"\t\t- leak:*{module}:6 -> 2.0MiB"])
+    shared.stdout.fnmatch_lines([f"MEMORY PROBLEMS {module}::test_leaks*"])
+
+
+def test_leaks_filter_receives_stack_objects(shared: pytest.RunResult) -> None:
+    """filter_fn is called with a Stack of StackFrames, the public types, in either mode."""
+    assert outcomes_in(shared, "test_leaks_filter_receives_stack_objects.py") == {"failed": 1}
+    pytest.LineMatcher(report_sections(shared.outlines)["test_leaks_past_the_filter"]).fnmatch_lines(
+        ["Test was allowed to leak 1.0MiB per location but at least one location leaked more"]
+    )
+
+
+@pytest.mark.skipif(not _OLD_PYTHON, reason="object tracking is available here")
+def test_limit_leaked_objects_is_skipped_on_older_pythons(shared: pytest.RunResult) -> None:
+    """Before Python 3.13.3 a marked test is skipped with the reason; the session goes on."""
+    module = "test_limit_leaked_objects_is_skipped_on_older_pythons.py"
+    # pytest names where the skip was raised (the plugin), not the test: the run's one skip.
+    assert outcomes_in(shared, module) == {"passed": 1}
+    assert len([line for line in shared.outlines if line.startswith("SKIPPED ")]) == 1
+    shared.stdout.fnmatch_lines(
         ["SKIPPED [[]1[]] *: limit_leaked_objects needs Python 3.13.3 or newer (this is Python *)"]
+    )
+
+
+def test_two_kinds_of_limit_are_an_error_naming_both(shared: pytest.RunResult) -> None:
+    """A test with limit_memory and limit_leaks errors, saying which markers and where each came from."""
+    assert outcomes_in(shared, "test_two_kinds_of_limit_are_an_error_naming_both.py") == {
+        "passed": 1,
+        "errors": 1,
+    }
+    shared.stdout.fnmatch_lines(
+        [
+            "Only one Memray marker can be applied to each test."
+            " *::test_both: @pytest.mark.limit_memory('10 MB') (on module test_two_kinds_of_limit_are_an_error_naming_both.py)"
+            " and @pytest.mark.limit_leaks('1 MB') (on the test) cannot be combined;"
+            " a test takes one kind of memray limit"
+        ]
     )
 
 
@@ -139,36 +192,6 @@ def test_limit_leaked_objects_reports_survivors(
     )
 
 
-def test_two_kinds_of_limit_are_an_error_naming_both(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """A test with limit_memory and limit_leaks errors, saying which markers and where each came from."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        pytestmark = pytest.mark.limit_memory("10 MB")
-
-        @pytest.mark.limit_leaks("1 MB")
-        def test_both():
-            pass
-
-        def test_module_limit_only():
-            pass
-        """
-    )
-    result = run(mode_flag)
-    result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(
-        [
-            "Only one Memray marker can be applied to each test."
-            " *::test_both: @pytest.mark.limit_memory('10 MB') (on module test_two_kinds_of_limit_are_an_error_naming_both.py)"
-            " and @pytest.mark.limit_leaks('1 MB') (on the test) cannot be combined;"
-            " a test takes one kind of memray limit"
-        ]
-    )
-
-
 _GROWING = """
 import os
 import pytest
@@ -183,11 +206,12 @@ def test_grows():
 def _run_with_cache(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mib: int, *args: str
 ) -> pytest.RunResult:
+    """A subprocess run that keeps pytest's cache (the comparison's memory) and xdist (-n)."""
     monkeypatch.setenv("MIB", str(mib))
-    return pytester.runpytest_subprocess(*QUIET_PLUGINS, *args)
+    return pytester.runpytest_subprocess(*without_plugins(["xdist"]), *args)
 
 
-@pytest.mark.parametrize("where", ["command line", "ini", "pytest-memray's ini spelling"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode("ini", "pytest-memray's ini spelling"))
 def test_fail_on_increase_compares_with_the_last_passing_run(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode_flag: str, where: str
 ) -> None:

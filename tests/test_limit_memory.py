@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import List
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner
+from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
 
 
 @pytest.fixture(params=[*sorted(MODE_FLAGS), "markers only"])
@@ -16,12 +18,13 @@ def flags(request: pytest.FixtureRequest) -> list[str]:
     return [flag] if flag else []
 
 
-def test_a_test_over_its_limit_fails_with_pytest_memrays_message(
-    pytester: pytest.Pytester, run: Runner, flags: list[str]
-) -> None:
-    """The message, the section and the M status are pytest-memray's."""
-    pytester.makepyfile(
-        """
+# -- checks that share one run per way of tracking -------------------------------------
+#
+# Each module is the suite of the test of the same name; one run (-rA) per way of
+# tracking holds them all, and each test checks its own module's outcomes and sections.
+
+_SHARED_SUITES = {
+    "test_a_test_over_its_limit_fails_with_pytest_memrays_message": """
         import pytest
 
         @pytest.mark.limit_memory("1 MB")
@@ -33,54 +36,8 @@ def test_a_test_over_its_limit_fails_with_pytest_memrays_message(
         def test_under():
             data = bytearray(3 * 1024 * 1024)
             assert data is not None
-        """
-    )
-    result = run(*flags)
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*_ test_over _*",
-            "Test was limited to 1.0MiB but allocated 3.0MiB",
-            "*- memray-max-memory -*",
-            "List of allocations:",
-            "    - 3.0MiB allocated here:",
-            "        test_over:*test_a_test_over_its_limit_fails_with_pytest_memrays_message.py:5",
-        ]
-    )
-    result.stdout.fnmatch_lines(["*.py M.*"])
-    verbose = run(*flags, "-v")
-    verbose.stdout.fnmatch_lines(["*::test_over MEMORY PROBLEMS*"])
-
-
-def test_verbosity_controls_how_many_allocations_are_listed(
-    pytester: pytest.Pytester, run: Runner, flags: list[str]
-) -> None:
-    """-q lists none, the default lists the 10 biggest, -vv lists all of them."""
-    # Twelve allocations from twelve lines: memray merges allocations made at one place.
-    body = "\n".join(f"    chunks.append(bytearray({100_000 + n * 1024}))" for n in range(12))
-    pytester.makepyfile(
-        "import pytest\n\n"
-        '@pytest.mark.limit_memory("1 KB")\n'
-        "def test_many():\n"
-        "    chunks = []\n"
-        f"{body}\n"
-        "    assert chunks\n"
-    )
-    quiet = run(*flags, "-q")
-    quiet.stdout.fnmatch_lines(["Test was limited to 1.0KiB but allocated *"])
-    quiet.stdout.no_fnmatch_line("*memray-max-memory*")
-    default = run(*flags)
-    default.stdout.fnmatch_lines(["List of allocations:", "    ...and * more"], consecutive=False)
-    assert default.stdout.str().count("allocated here:") == 10
-    very_verbose = run(*flags, "-vv")
-    very_verbose.stdout.no_fnmatch_line("*...and * more*")
-    assert very_verbose.stdout.str().count("allocated here:") >= 12
-
-
-def test_the_closest_marker_wins(pytester: pytest.Pytester, run: Runner, flags: list[str]) -> None:
-    """A test's own limit_memory overrides the module's pytestmark default."""
-    pytester.makepyfile(
-        """
+        """,
+    "test_the_closest_marker_wins": """
         import pytest
 
         pytestmark = pytest.mark.limit_memory("1 MB")
@@ -93,19 +50,8 @@ def test_the_closest_marker_wins(pytester: pytest.Pytester, run: Runner, flags: 
         def test_module_default():
             data = bytearray(8 * 1024 * 1024)
             assert data is not None
-        """
-    )
-    result = run(*flags, "-rf")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["MEMORY PROBLEMS *::test_module_default*"])
-
-
-def test_current_thread_only_ignores_other_threads(
-    pytester: pytest.Pytester, run: Runner, flags: list[str]
-) -> None:
-    """Memory allocated by a helper thread counts unless current_thread_only=True."""
-    pytester.makepyfile(
-        """
+        """,
+    "test_current_thread_only_ignores_other_threads": """
         import threading
         import pytest
 
@@ -125,19 +71,8 @@ def test_current_thread_only_ignores_other_threads(
         def test_all_threads():
             allocate_in_thread()
             KEEP.clear()
-        """
-    )
-    result = run(*flags, "-rf")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["MEMORY PROBLEMS *::test_all_threads*"])
-
-
-def test_limit_does_not_change_the_outcome_of_a_failing_test(
-    pytester: pytest.Pytester, run: Runner, flags: list[str]
-) -> None:
-    """A test that fails on its own keeps its own failure, not the memory message."""
-    pytester.makepyfile(
-        """
+        """,
+    "test_limit_does_not_change_the_outcome_of_a_failing_test": """
         import pytest
 
         @pytest.mark.limit_memory("1 KB")
@@ -145,12 +80,117 @@ def test_limit_does_not_change_the_outcome_of_a_failing_test(
             data = bytearray(1024 * 1024)
             size = len(data)
             assert size == 1
-        """
+        """,
+}
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """One run of _SHARED_SUITES with one way of tracking, and those flags."""
+
+    result: pytest.RunResult
+    flags: List[str]
+
+
+@pytest.fixture(scope="module", params=[*sorted(MODE_FLAGS), "markers only"])
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """_SHARED_SUITES run once with --memray, with each --memray-isolate mode, and with neither."""
+    flag = MODE_FLAGS.get(request.param)
+    flags = [flag] if flag else []
+    key = f"limit-memory-{request.param.replace(' ', '-')}"
+    result, _ = run_once(tmp_path_factory, key, lambda path: run_suites(path, _SHARED_SUITES, *flags, "-rA"))
+    return SharedRun(result, flags)
+
+
+def test_a_test_over_its_limit_fails_with_pytest_memrays_message(
+    pytester: pytest.Pytester, run: Runner, shared: SharedRun
+) -> None:
+    """The message, the section and the M status are pytest-memray's (and -v's status: a run of its own)."""
+    result = shared.result
+    module = "test_a_test_over_its_limit_fails_with_pytest_memrays_message"
+    assert outcomes_in(result, f"{module}.py") == {"passed": 1, "failed": 1}
+    pytest.LineMatcher(report_sections(result.outlines)["test_over"]).fnmatch_lines(
+        [
+            "Test was limited to 1.0MiB but allocated 3.0MiB",
+            "*- memray-max-memory -*",
+            "List of allocations:",
+            "    - 3.0MiB allocated here:",
+            f"        test_over:*{module}.py:5",
+        ]
     )
-    result = run(*flags)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E       assert 1048576 == 1"])
-    result.stdout.no_fnmatch_line("*Test was limited to*")
+    result.stdout.fnmatch_lines([f"{module}.py M.*"])
+    pytester.makepyfile(**{module: _SHARED_SUITES[module]})
+    verbose = run(*shared.flags, "-v")
+    verbose.stdout.fnmatch_lines(["*::test_over MEMORY PROBLEMS*"])
+
+
+def test_the_closest_marker_wins(shared: SharedRun) -> None:
+    """A test's own limit_memory overrides the module's pytestmark default."""
+    module = "test_the_closest_marker_wins.py"
+    assert outcomes_in(shared.result, module) == {"passed": 1, "failed": 1}
+    shared.result.stdout.fnmatch_lines([f"MEMORY PROBLEMS {module}::test_module_default*"])
+
+
+def test_current_thread_only_ignores_other_threads(shared: SharedRun) -> None:
+    """Memory allocated by a helper thread counts unless current_thread_only=True."""
+    module = "test_current_thread_only_ignores_other_threads.py"
+    assert outcomes_in(shared.result, module) == {"passed": 1, "failed": 1}
+    shared.result.stdout.fnmatch_lines([f"MEMORY PROBLEMS {module}::test_all_threads*"])
+
+
+def test_limit_does_not_change_the_outcome_of_a_failing_test(shared: SharedRun) -> None:
+    """A test that fails on its own keeps its own failure, not the memory message."""
+    module = "test_limit_does_not_change_the_outcome_of_a_failing_test.py"
+    assert outcomes_in(shared.result, module) == {"failed": 1}
+    section = pytest.LineMatcher(report_sections(shared.result.outlines)["test_fails"])
+    section.fnmatch_lines(["E       assert 1048576 == 1"])
+    section.no_fnmatch_line("*Test was limited to*")
+    shared.result.stdout.fnmatch_lines([f"FAILED {module}::test_fails*"])
+    shared.result.stdout.no_fnmatch_line(f"*{module}::test_fails*Test was limited to*")
+
+
+def _twelve_allocations(pytester: pytest.Pytester) -> None:
+    """A test over its limit by twelve allocations from twelve lines (memray merges
+    allocations made at one place)."""
+    body = "\n".join(f"    chunks.append(bytearray({100_000 + n * 1024}))" for n in range(12))
+    pytester.makepyfile(
+        "import pytest\n\n"
+        '@pytest.mark.limit_memory("1 KB")\n'
+        "def test_many():\n"
+        "    chunks = []\n"
+        f"{body}\n"
+        "    assert chunks\n"
+    )
+
+
+def test_verbosity_controls_how_many_allocations_are_listed(pytester: pytest.Pytester, run: Runner) -> None:
+    """-q lists none, the default lists the 10 biggest, -vv lists all of them.
+
+    pytest's process cuts the list by verbosity, whatever the mode: fork mode here, and
+    test_every_allocation_reaches_the_failure_section shows the whole list in each mode.
+    """
+    _twelve_allocations(pytester)
+    flags = [MODE_FLAGS["fork"]]
+    quiet = run(*flags, "-q")
+    quiet.stdout.fnmatch_lines(["Test was limited to 1.0KiB but allocated *"])
+    quiet.stdout.no_fnmatch_line("*memray-max-memory*")
+    default = run(*flags)
+    default.stdout.fnmatch_lines(["List of allocations:", "    ...and * more"], consecutive=False)
+    assert default.stdout.str().count("allocated here:") == 10
+    very_verbose = run(*flags, "-vv")
+    very_verbose.stdout.no_fnmatch_line("*...and * more*")
+    assert very_verbose.stdout.str().count("allocated here:") >= 12
+
+
+def test_every_allocation_reaches_the_failure_section(
+    pytester: pytest.Pytester, run: Runner, flags: list[str]
+) -> None:
+    """With -vv all twelve allocations are listed, whichever process measured them."""
+    _twelve_allocations(pytester)
+    very_verbose = run(*flags, "-vv")
+    very_verbose.stdout.fnmatch_lines(["Test was limited to 1.0KiB but allocated *"])
+    very_verbose.stdout.no_fnmatch_line("*...and * more*")
+    assert very_verbose.stdout.str().count("allocated here:") >= 12
 
 
 def test_sizes_as_the_reports_print_them_are_accepted(pytester: pytest.Pytester, run: Runner) -> None:
@@ -176,130 +216,135 @@ def test_sizes_as_the_reports_print_them_are_accepted(pytester: pytest.Pytester,
     assert document["settings"]["limit_memory"] == 64 * 1024**2
 
 
-@pytest.mark.parametrize(
-    ("marker", "expected"),
-    [
-        (
-            'limit_memory("ten MB")',
-            "*::test_marked: invalid marker @pytest.mark.limit_memory('ten MB'): 'ten MB' is not a memory"
-            ' size; expected a number and a unit, such as "24 MB"'
-            " (units B, KB, MB, GB, TB, PB, or KiB to PiB as reports print them; 1 KB = 1 KiB = 1024 B)",
-        ),
-        (
-            'limit_memory("5 XB")',
-            "*::test_marked: invalid marker @pytest.mark.limit_memory('5 XB'): '5 XB' is not a memory size*",
-        ),
-        (
-            'limit_memory("-1 MB")',
-            "*::test_marked: invalid marker @pytest.mark.limit_memory('-1 MB'):"
-            " '-1 MB' is not a memory size*",
-        ),
-        (
-            "limit_memory()",
-            "*::test_marked: invalid marker @pytest.mark.limit_memory():"
-            " missing a required argument: 'limit';"
-            " the signature is limit_memory(limit: str, *, current_thread_only: bool = False)",
-        ),
-        (
-            "limit_memory(24)",
-            "*::test_marked: invalid marker @pytest.mark.limit_memory(24): the limit must be a string,"
-            ' a number and a unit, such as "24 MB" *; got int 24',
-        ),
-        (
-            'limit_memory("1 MB", "2 MB")',
-            "*invalid marker @pytest.mark.limit_memory('1 MB', '2 MB'): too many positional arguments*",
-        ),
-        (
-            'limit_memory("1 MB", threads=True)',
-            "*invalid marker @pytest.mark.limit_memory('1 MB', threads=True):"
-            " got an unexpected keyword argument 'threads'*",
-        ),
-        (
-            'limit_memory("1 MB", current_thread_only="yes")',
-            "*invalid marker @pytest.mark.limit_memory('1 MB', current_thread_only='yes'):"
-            " current_thread_only must be True or False; got 'yes'",
-        ),
-        (
-            'memray_isolate("thread")',
-            "*::test_marked: invalid marker @pytest.mark.memray_isolate('thread'):"
-            " unknown isolation mode 'thread'; expected one of 'fork', 'forkserver', 'spawn'",
-        ),
-        (
-            'limit_leaks("1 MB", filter_fn="not callable")',
-            "*invalid marker @pytest.mark.limit_leaks('1 MB', filter_fn='not callable'):"
-            " filter_fn must be a function or None; got str 'not callable'",
-        ),
-        (
-            "limit_leaks()",
-            "*invalid marker @pytest.mark.limit_leaks(): missing a required argument: 'location_limit';*",
-        ),
-        (
-            'limit_leaks("lots")',
-            "*invalid marker @pytest.mark.limit_leaks('lots'): 'lots' is not a memory size*",
-        ),
-        (
-            "limit_leaks(1024)",
-            "*invalid marker @pytest.mark.limit_leaks(1024): location_limit must be a string,*; got int 1024",
-        ),
-        (
-            'limit_leaks("1 KB", warmups=-1)',
-            "*::test_marked: invalid marker @pytest.mark.limit_leaks('1 KB', warmups=-1):"
-            " warmups must be a whole number, 0 or more; got int -1",
-        ),
-        (
-            'limit_leaks("1 KB", warmups=1.5)',
-            "*invalid marker @pytest.mark.limit_leaks('1 KB', warmups=1.5):"
-            " warmups must be a whole number, 0 or more; got float 1.5",
-        ),
-        (
-            'limit_leaks("1 KB", repeats=0)',
-            "*::test_marked: invalid marker @pytest.mark.limit_leaks('1 KB', repeats=0):"
-            " repeats must be a whole number, 1 or more; got int 0",
-        ),
-        (
-            'limit_leaks("1 KB", repeats="3")',
-            "*invalid marker @pytest.mark.limit_leaks('1 KB', repeats='3'):"
-            " repeats must be a whole number, 1 or more; got str '3'",
-        ),
-        (
-            'limit_leaks("1 KB", repeats=True)',
-            "*invalid marker @pytest.mark.limit_leaks('1 KB', repeats=True):"
-            " repeats must be a whole number, 1 or more; got bool True",
-        ),
-        (
-            'limit_leaks("1 KB", 1, 3)',
-            "*invalid marker @pytest.mark.limit_leaks('1 KB', 1, 3): too many positional arguments;"
-            " the signature is limit_leaks(location_limit: str, *, *warmups: Optional[[]int[]] = None,"
-            " repeats: Optional[[]int[]] = None)",
-        ),
-        (
-            "limit_leaked_objects(filter_fn=3)",
-            "*invalid marker @pytest.mark.limit_leaked_objects(filter_fn=3): filter_fn must be a function or None;"
-            " got int 3",
-        ),
-        (
-            'limit_leaked_objects("x")',
-            "*invalid marker @pytest.mark.limit_leaked_objects('x'): too many positional arguments*",
-        ),
-        (
-            "limit_allocations(-1)",
-            "*::test_marked: invalid marker @pytest.mark.limit_allocations(-1):"
-            " count must be a whole number, 0 or more; got int -1",
-        ),
-        (
-            'limit_allocations("10")',
-            "*invalid marker @pytest.mark.limit_allocations('10'): count must be a whole number, 0 or more; got str '10'",
-        ),
-        (
-            "limit_allocations()",
-            "*invalid marker @pytest.mark.limit_allocations(): missing a required argument: 'count';*",
-        ),
-    ],
-)
+#: Malformed markers and the error each gives (``test_marked`` is the marked test's name).
+MALFORMED_MARKERS = [
+    (
+        'limit_memory("ten MB")',
+        "*::test_marked: invalid marker @pytest.mark.limit_memory('ten MB'): 'ten MB' is not a memory"
+        ' size; expected a number and a unit, such as "24 MB"'
+        " (units B, KB, MB, GB, TB, PB, or KiB to PiB as reports print them; 1 KB = 1 KiB = 1024 B)",
+    ),
+    (
+        'limit_memory("5 XB")',
+        "*::test_marked: invalid marker @pytest.mark.limit_memory('5 XB'): '5 XB' is not a memory size*",
+    ),
+    (
+        'limit_memory("-1 MB")',
+        "*::test_marked: invalid marker @pytest.mark.limit_memory('-1 MB'): '-1 MB' is not a memory size*",
+    ),
+    (
+        "limit_memory()",
+        "*::test_marked: invalid marker @pytest.mark.limit_memory():"
+        " missing a required argument: 'limit';"
+        " the signature is limit_memory(limit: str, *, current_thread_only: bool = False)",
+    ),
+    (
+        "limit_memory(24)",
+        "*::test_marked: invalid marker @pytest.mark.limit_memory(24): the limit must be a string,"
+        ' a number and a unit, such as "24 MB" *; got int 24',
+    ),
+    (
+        'limit_memory("1 MB", "2 MB")',
+        "*invalid marker @pytest.mark.limit_memory('1 MB', '2 MB'): too many positional arguments*",
+    ),
+    (
+        'limit_memory("1 MB", threads=True)',
+        "*invalid marker @pytest.mark.limit_memory('1 MB', threads=True):"
+        " got an unexpected keyword argument 'threads'*",
+    ),
+    (
+        'limit_memory("1 MB", current_thread_only="yes")',
+        "*invalid marker @pytest.mark.limit_memory('1 MB', current_thread_only='yes'):"
+        " current_thread_only must be True or False; got 'yes'",
+    ),
+    (
+        'memray_isolate("thread")',
+        "*::test_marked: invalid marker @pytest.mark.memray_isolate('thread'):"
+        " unknown isolation mode 'thread'; expected one of 'fork', 'forkserver', 'spawn'",
+    ),
+    (
+        'limit_leaks("1 MB", filter_fn="not callable")',
+        "*invalid marker @pytest.mark.limit_leaks('1 MB', filter_fn='not callable'):"
+        " filter_fn must be a function or None; got str 'not callable'",
+    ),
+    (
+        "limit_leaks()",
+        "*invalid marker @pytest.mark.limit_leaks(): missing a required argument: 'location_limit';*",
+    ),
+    (
+        'limit_leaks("lots")',
+        "*invalid marker @pytest.mark.limit_leaks('lots'): 'lots' is not a memory size*",
+    ),
+    (
+        "limit_leaks(1024)",
+        "*invalid marker @pytest.mark.limit_leaks(1024): location_limit must be a string,*; got int 1024",
+    ),
+    (
+        'limit_leaks("1 KB", warmups=-1)',
+        "*::test_marked: invalid marker @pytest.mark.limit_leaks('1 KB', warmups=-1):"
+        " warmups must be a whole number, 0 or more; got int -1",
+    ),
+    (
+        'limit_leaks("1 KB", warmups=1.5)',
+        "*invalid marker @pytest.mark.limit_leaks('1 KB', warmups=1.5):"
+        " warmups must be a whole number, 0 or more; got float 1.5",
+    ),
+    (
+        'limit_leaks("1 KB", repeats=0)',
+        "*::test_marked: invalid marker @pytest.mark.limit_leaks('1 KB', repeats=0):"
+        " repeats must be a whole number, 1 or more; got int 0",
+    ),
+    (
+        'limit_leaks("1 KB", repeats="3")',
+        "*invalid marker @pytest.mark.limit_leaks('1 KB', repeats='3'):"
+        " repeats must be a whole number, 1 or more; got str '3'",
+    ),
+    (
+        'limit_leaks("1 KB", repeats=True)',
+        "*invalid marker @pytest.mark.limit_leaks('1 KB', repeats=True):"
+        " repeats must be a whole number, 1 or more; got bool True",
+    ),
+    (
+        'limit_leaks("1 KB", 1, 3)',
+        "*invalid marker @pytest.mark.limit_leaks('1 KB', 1, 3): too many positional arguments;"
+        " the signature is limit_leaks(location_limit: str, *, *warmups: Optional[[]int[]] = None,"
+        " repeats: Optional[[]int[]] = None)",
+    ),
+    (
+        "limit_leaked_objects(filter_fn=3)",
+        "*invalid marker @pytest.mark.limit_leaked_objects(filter_fn=3): filter_fn must be a function or None;"
+        " got int 3",
+    ),
+    (
+        'limit_leaked_objects("x")',
+        "*invalid marker @pytest.mark.limit_leaked_objects('x'): too many positional arguments*",
+    ),
+    (
+        "limit_allocations(-1)",
+        "*::test_marked: invalid marker @pytest.mark.limit_allocations(-1):"
+        " count must be a whole number, 0 or more; got int -1",
+    ),
+    (
+        'limit_allocations("10")',
+        "*invalid marker @pytest.mark.limit_allocations('10'): count must be a whole number, 0 or more; got str '10'",
+    ),
+    (
+        "limit_allocations()",
+        "*invalid marker @pytest.mark.limit_allocations(): missing a required argument: 'count';*",
+    ),
+]
+
+
+@pytest.mark.parametrize(("marker", "expected"), MALFORMED_MARKERS)
 def test_a_malformed_marker_is_an_error_naming_the_test_marker_and_value(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str, marker: str, expected: str
+    pytester: pytest.Pytester, run_inprocess: Runner, marker: str, expected: str
 ) -> None:
-    """The marked test errors without running; no INTERNALERROR; the other tests still run."""
+    """The marked test errors without running; no INTERNALERROR; the other tests still run.
+
+    Markers are read at collection, in pytest's process, whatever the mode: this runs in
+    process with --memray; test_malformed_markers_error_alike_in_every_isolation_mode
+    checks every message again under each isolation mode.
+    """
     pytester.makepyfile(
         f"""
         import pytest
@@ -312,16 +357,46 @@ def test_a_malformed_marker_is_an_error_naming_the_test_marker_and_value(
             pass
         """
     )
-    result = run(mode_flag, "-rE")
+    result = run_inprocess("--memray", "-rE")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*_ ERROR at setup of test_marked _*", expected])
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
     result.stdout.no_fnmatch_line("*must not run*")
 
 
-def test_markers_are_documented_with_their_signatures(run: Runner) -> None:
+def test_malformed_markers_error_alike_in_every_isolation_mode(
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+) -> None:
+    """Under each isolation mode every malformed marker gives the same error as in process,
+    in its test's own section, without starting a child that runs it; the other test runs.
+
+    One run holds every marker (``test_marked_N`` carries the Nth), so the modes cost one
+    run each instead of one per marker.
+    """
+    tests = "".join(
+        f"""
+@pytest.mark.{marker}
+def test_marked_{index}():
+    raise AssertionError("must not run")
+"""
+        for index, (marker, _) in enumerate(MALFORMED_MARKERS)
+    )
+    pytester.makepyfile("import pytest\n" + tests + "\n\ndef test_other():\n    pass\n")
+    result = run(isolated_flag, "-rE")
+    result.assert_outcomes(passed=1, errors=len(MALFORMED_MARKERS))
+    sections = report_sections(result.outlines)
+    names = [f"test_marked_{index}" for index in range(len(MALFORMED_MARKERS))]
+    assert sorted(sections) == sorted(f"ERROR at setup of {name}" for name in names)
+    for index, (_, expected) in enumerate(MALFORMED_MARKERS):
+        own = expected.replace("::test_marked:", f"::test_marked_{index}:")
+        pytest.LineMatcher(sections[f"ERROR at setup of test_marked_{index}"]).fnmatch_lines([own])
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    result.stdout.no_fnmatch_line("*must not run*")
+
+
+def test_markers_are_documented_with_their_signatures(run_inprocess: Runner) -> None:
     """pytest --markers lists each memray marker with its real signature and purpose."""
-    result = run("--markers")
+    result = run_inprocess("--markers")
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [

@@ -13,11 +13,13 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, Tuple
 
 import pytest
 
-from conftest import Runner
+from conftest import ISOLATION_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
 
 _SUITE = """
 import threading
@@ -102,70 +104,92 @@ def test_figures_are_those_of_a_tracker_that_stopped(
     assert figures["test_lists_and_a_buffer"][0] > 3 * 1024 * 1024
 
 
-def test_what_the_child_does_after_the_call_is_not_counted(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
-) -> None:
+# -- checks that share one run per isolation mode ----------------------------------------
+
+#: Ways for a child to die mid-test: the test's name, the statement, and the cause reported.
+_DEATHS = [
+    (
+        "sigkill",
+        "os.kill(os.getpid(), signal.SIGKILL)",
+        "was killed by signal SIGKILL (9) before reporting a result.",
+    ),
+    ("sigsegv", "ctypes.string_at(0)", "was killed by signal SIGSEGV (11) before reporting a result."),
+]
+
+#: Each module is the suite of the test of the same name; one run per mode holds both.
+_SHARED_SUITES = {
+    "conftest": _EXACT_FIGURES_CONFTEST,
+    "test_what_the_child_does_after_the_call_is_not_counted": """
+def test_records_a_big_property(record_property):
+    record_property("payload", "x" * (16 * 1024 * 1024))
+""",
+    "test_a_child_that_dies_mid_test_reports_memrays_peak_and_places": "import ctypes, os, signal\n"
+    + "".join(
+        f"""
+def test_dies_{name}():
+    held = bytearray(b"x") * (24 * 1024 * 1024)
+    {ending}
+"""
+        for name, ending, _ in _DEATHS
+    )
+    + "\ndef test_after():\n    pass\n",
+}
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """One run of _SHARED_SUITES in one isolation mode, and where it ran."""
+
+    result: pytest.RunResult
+    path: Path
+
+
+@pytest.fixture(scope="module", params=sorted(ISOLATION_FLAGS))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """_SHARED_SUITES run once per isolation mode (-rA, --memray-json), in a fresh interpreter."""
+    flags = [ISOLATION_FLAGS[request.param], "-rA", "--memray-json=out.json"]
+    key = f"open-capture-{request.param}"
+    result, path = run_once(tmp_path_factory, key, lambda path: run_suites(path, _SHARED_SUITES, *flags))
+    return SharedRun(result, path)
+
+
+def test_what_the_child_does_after_the_call_is_not_counted(shared: SharedRun) -> None:
     """A 16 MiB property is pickled into the child's report after the call: only the test's
     own 16 MiB count, not the report's copy of it."""
-    pytester.makepyfile(
-        """
-        def test_records_a_big_property(record_property):
-            record_property("payload", "x" * (16 * 1024 * 1024))
-        """
-    )
-    pytester.makeconftest(_EXACT_FIGURES_CONFTEST)
-    result = run(isolated_flag)
-    result.assert_outcomes(passed=1)
-    peak, _, where = _figures(result.stdout.str())["test_records_a_big_property"]
+    assert outcomes_in(shared.result, "test_what_the_child_does_after_the_call_is_not_counted.py") == {
+        "passed": 1
+    }
+    peak, _, where = _figures(shared.result.stdout.str())["test_records_a_big_property"]
     assert 16 * 1024 * 1024 <= peak < 17 * 1024 * 1024
     assert where.startswith("test_records_a_big_property:")
 
 
-@pytest.mark.parametrize(
-    ("ending", "cause"),
-    [
-        (
-            "os.kill(os.getpid(), signal.SIGKILL)",
-            "was killed by signal SIGKILL (9) before reporting a result.",
-        ),
-        ("ctypes.string_at(0)", "was killed by signal SIGSEGV (11) before reporting a result."),
-    ],
-    ids=["SIGKILL", "SIGSEGV"],
-)
-def test_a_child_that_dies_mid_test_reports_memrays_peak_and_places(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str, ending: str, cause: str
-) -> None:
+def test_a_child_that_dies_mid_test_reports_memrays_peak_and_places(shared: SharedRun) -> None:
     """The failure message and the JSON entry carry memray's peak up to the death and the
-    biggest places; memray's complaint about a torn last record never shows."""
-    pytester.makepyfile(
-        f"""
-        import ctypes, os, signal
+    biggest places; memray's complaint about a torn last record never shows.
 
-        def test_dies():
-            held = bytearray(b"x") * (24 * 1024 * 1024)
-            {ending}
-
-        def test_after():
-            pass
-        """
-    )
-    result = run(isolated_flag, "--memray-json=out.json")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            f"The isolated child process running this test {cause}",
-            "Memory allocated at the peak before the crash: 24.0MiB (memray).",
-            "Biggest allocating places at that peak:",
-            "*- test_dies:*.py:* -> 24.0MiB",
-        ]
-    )
+    Each way to die (SIGKILL, SIGSEGV) is a test of its own, checked in its own section.
+    """
+    result = shared.result
+    module = "test_a_child_that_dies_mid_test_reports_memrays_peak_and_places.py"
+    assert outcomes_in(result, module) == {"passed": 1, "failed": len(_DEATHS)}
     assert "Failed to process" not in result.stdout.str() + result.stderr.str()
+    sections = report_sections(result.outlines)
     entries = {
         entry["nodeid"].split("::")[-1]: entry
-        for entry in json.loads((pytester.path / "out.json").read_text())["tests"]
+        for entry in json.loads((shared.path / "out.json").read_text())["tests"]
     }
-    assert entries["test_dies"]["peak_memory"] >= 24 * 1024 * 1024
-    assert entries["test_dies"]["top_locations"][0]["function"] == "test_dies"
+    for name, _, cause in _DEATHS:
+        pytest.LineMatcher(sections[f"test_dies_{name}"]).fnmatch_lines(
+            [
+                f"The isolated child process running this test {cause}",
+                "Memory allocated at the peak before the crash: 24.0MiB (memray).",
+                "Biggest allocating places at that peak:",
+                f"*- test_dies_{name}:*.py:* -> 24.0MiB",
+            ]
+        )
+        assert entries[f"test_dies_{name}"]["peak_memory"] >= 24 * 1024 * 1024
+        assert entries[f"test_dies_{name}"]["top_locations"][0]["function"] == f"test_dies_{name}"
 
 
 def test_a_timed_out_child_reports_memrays_peak(
@@ -217,13 +241,12 @@ def test_kept_captures_open_with_memrays_commands(pytester: pytest.Pytester, run
         "test_kept_captures_open_with_memrays_commands.py-test_crashes.bin",
     ]
     for path in files:
+        stats = ""
         for command in (["stats"], ["summary"], ["flamegraph", "-o", str(path) + ".html"]):
             done = subprocess.run(
                 [sys.executable, "-m", "memray", *command, str(path)], capture_output=True, text=True
             )
             assert done.returncode == 0, (command, path.name, done.stdout, done.stderr)
             assert "Failed to process" not in done.stderr
-        stats = subprocess.run(
-            [sys.executable, "-m", "memray", "stats", str(path)], capture_output=True, text=True, check=True
-        )
-        assert "Peak memory usage:\n\t4.194MB" in stats.stdout, stats.stdout  # 4 MiB, in decimal units
+            stats = stats or done.stdout
+        assert "Peak memory usage:\n\t4.194MB" in stats, stats  # 4 MiB, in decimal units

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Runner
+from conftest import MODE_FLAGS, Runner, sources_by_mode
 
 _OVER_LIMIT = """
 import pytest
@@ -39,7 +39,7 @@ def _kept(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.bin"))
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_bin_path_keeps_one_capture_per_test(
     pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
 ) -> None:
@@ -94,7 +94,11 @@ def test_a_crashed_childs_kept_capture_is_counted_and_named(
 def test_kept_files_have_portable_names_and_memray_reads_them(
     pytester: pytest.Pytester, run: Runner, mode_flag: str
 ) -> None:
-    """Long and odd parameter ids give names of at most 255 bytes that memray's own commands open."""
+    """Long and odd parameter ids give names of at most 255 bytes that memray's own commands open.
+
+    Each memray command takes about a second: ``memray stats`` opens a capture in every
+    mode (the test's process writes it); summary, table and flamegraph in fork mode.
+    """
     pytester.makepyfile(
         """
         import pytest
@@ -114,7 +118,11 @@ def test_kept_files_have_portable_names_and_memray_reads_them(
         assert len(path.name.encode()) <= 255
         assert not set(path.name) & set('/:*?<>|" ')
     memray = [sys.executable, "-m", "memray"]
-    for command in (["summary"], ["table", "-o", str(folder / "table.html")], ["stats"]):
+    done = subprocess.run([*memray, "stats", str(kept[0])], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    if mode_flag != MODE_FLAGS["fork"]:
+        return
+    for command in (["summary"], ["table", "-o", str(folder / "table.html")]):
         done = subprocess.run([*memray, *command, str(kept[0])], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     flamegraph = folder / "flame.html"
@@ -129,23 +137,27 @@ def test_every_file_the_run_keeps_follows_the_umask(
     pytester: pytest.Pytester, run: Runner, mode_flag: str
 ) -> None:
     """Kept captures, flame graphs and the JSON report get the permissions the umask gives,
-    as any file pytest writes does (the report used to be readable by its owner only)."""
+    as any file pytest writes does (the report used to be readable by its owner only).
+
+    The captures are written where the test runs, so every mode checks them; flame graphs
+    and the report are written by pytest's process (and a flame graph costs a second or
+    so to draw): fork mode checks those too.
+    """
     pytester.makepyfile(_ALLOCATES)
     folder = pytester.path / "captures"
+    everything = mode_flag == MODE_FLAGS["fork"]
+    reports = ["--memray-flamegraph=graphs", "--memray-flamegraph-all", "--memray-json=out.json"]
     umask = os.umask(0o027)
     try:
-        result = run(
-            mode_flag,
-            f"--memray-bin-path={folder}",
-            "--memray-flamegraph=graphs",
-            "--memray-flamegraph-all",
-            "--memray-json=out.json",
-        )
+        result = run(mode_flag, f"--memray-bin-path={folder}", *(reports if everything else []))
     finally:
         os.umask(umask)
     assert result.ret == 0
-    written = [*_kept(folder), *(pytester.path / "graphs").iterdir(), pytester.path / "out.json"]
-    assert len(written) == 5
+    written = _kept(folder)
+    assert len(written) == 2
+    if everything:
+        written += [*(pytester.path / "graphs").iterdir(), pytester.path / "out.json"]
+        assert len(written) == 5
     assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
         path.name: oct(0o640) for path in written
     }
@@ -162,7 +174,7 @@ def test_a_rerun_replaces_the_kept_file_of_an_earlier_run(pytester: pytest.Pytes
     assert len(_kept(folder)) == 2
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_stacks_shows_more_frames(pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str) -> None:
     """--stacks N (or stacks = N) lists N frames per allocation in the failure section."""
     pytester.makepyfile(_OVER_LIMIT)
@@ -180,7 +192,7 @@ def test_stacks_shows_more_frames(pytester: pytest.Pytester, run: Runner, mode_f
     )
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_native_shows_native_frames(
     pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
 ) -> None:
@@ -194,7 +206,7 @@ def test_native_shows_native_frames(
     result.stdout.fnmatch_lines(["    - 3.0MiB allocated here:", "        *:*.c:*"])
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_trace_python_allocators_counts_small_objects(
     pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
 ) -> None:
@@ -225,7 +237,7 @@ def test_trace_python_allocators_counts_small_objects(
     assert count(traced) > 10_000
 
 
-@pytest.mark.parametrize("where", ["command line", "ini"])
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
 def test_default_limit_applies_to_unmarked_tests(
     pytester: pytest.Pytester, run: Runner, mode_flag: str, where: str
 ) -> None:
@@ -263,11 +275,22 @@ def test_default_limit_applies_to_unmarked_tests(
     )
 
 
-@pytest.mark.parametrize(("setting", "listed"), [("-1", 0), ("0", 10), ("2", 12)])
+@pytest.mark.parametrize(
+    ("setting", "listed", "mode_flag"),
+    [
+        pytest.param("-1", 0, MODE_FLAGS["fork"], id="-1-fork"),
+        pytest.param("0", 10, MODE_FLAGS["fork"], id="0-fork"),
+        *(pytest.param("2", 12, flag, id=f"2-{mode}") for mode, flag in sorted(MODE_FLAGS.items())),
+    ],
+)
 def test_verbosity_memray_ini_key(
     pytester: pytest.Pytester, run: Runner, mode_flag: str, setting: str, listed: int
 ) -> None:
-    """verbosity_memray overrides -v/-q for the allocation list of a memory failure."""
+    """verbosity_memray overrides -v/-q for the allocation list of a memory failure.
+
+    pytest's process reads the key and cuts the list, whatever the mode: each setting is
+    checked in fork mode, and the whole list (12) in every mode, to show it all arrives.
+    """
     body = "\n".join(f"    chunks.append(bytearray({100_000 + n * 1024}))" for n in range(12))
     pytester.makepyfile(
         f'import pytest\n\n@pytest.mark.limit_memory("1 KB")\ndef test_many():\n    chunks = []\n{body}\n'
@@ -298,13 +321,13 @@ def test_a_read_only_bin_path_is_a_usage_error(pytester: pytest.Pytester, run: R
     ],
 )
 def test_isolation_limits_without_isolation_warn_once(
-    pytester: pytest.Pytester, run: Runner, flags: list[str], ini: str, named: str
+    pytester: pytest.Pytester, run_inprocess: Runner, flags: list[str], ini: str, named: str
 ) -> None:
     """--memray-timeout and --memray-max-rss with --memray alone would do nothing: one warning says so."""
     if ini:
         pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile(_ALLOCATES)
-    result = run("--memray", *flags)
+    result = run_inprocess("--memray", *flags)
     result.assert_outcomes(passed=2, warnings=1)
     result.stdout.fnmatch_lines(
         [
@@ -330,10 +353,12 @@ def test_isolation_limits_with_an_isolated_test_do_not_warn(pytester: pytest.Pyt
     result.stdout.no_fnmatch_line("*IgnoredSettingWarning*")
 
 
-def test_fail_on_increase_without_the_cache_warns_once(pytester: pytest.Pytester, run: Runner) -> None:
+def test_fail_on_increase_without_the_cache_warns_once(
+    pytester: pytest.Pytester, run_inprocess: Runner
+) -> None:
     """--fail-on-increase with -p no:cacheprovider has no earlier run to compare with: a warning says so."""
     pytester.makepyfile(_OVER_LIMIT.replace('"1 MB"', '"10 MB"'))
-    result = run("--memray", "--fail-on-increase")
+    result = run_inprocess("--memray", "--fail-on-increase")
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(
         [

@@ -8,7 +8,7 @@ from typing import Dict, List, Set, Tuple
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, arena_table_growth
+from conftest import MODE_FLAGS, Runner, arena_table_growth, outcomes_in, without_plugins
 
 
 def _figures(report: Path) -> Dict[str, Tuple[int, int]]:
@@ -55,8 +55,7 @@ def test_figures_do_not_depend_on_pytest_randomlys_order(pytester: pytest.Pytest
         result = pytester.runpytest_subprocess(
             "-p",
             "no:cacheprovider",
-            "-p",
-            "no:asyncio",
+            *without_plugins(["randomly"]),
             "--memray-isolate",
             "-p",
             "randomly",
@@ -88,7 +87,7 @@ def test_reruns_of_isolated_tests(pytester: pytest.Pytester, run: Runner, mode_f
             assert os.path.getsize(COUNTER) >= 2
         """
     )
-    result = run(mode_flag, "--reruns=2")
+    result = run(mode_flag, "--reruns=2", plugins=["rerunfailures"])
     outcomes = result.parseoutcomes()
     assert (outcomes.get("passed"), outcomes.get("rerun"), outcomes.get("failed")) == (1, 1, None)
     result.stdout.fnmatch_lines(
@@ -100,30 +99,42 @@ def test_reruns_of_isolated_tests(pytester: pytest.Pytester, run: Runner, mode_f
     )
 
 
-@pytest.mark.parametrize("marker", ["asyncio", "anyio"])
-def test_async_tests_are_tracked(pytester: pytest.Pytester, mode_flag: str, marker: str) -> None:
-    """Coroutine tests run by pytest-asyncio or anyio's plugin are tracked like plain ones."""
+def test_async_tests_are_tracked(pytester: pytest.Pytester, mode_flag: str) -> None:
+    """Coroutine tests run by pytest-asyncio or anyio's plugin are tracked like plain ones.
+
+    One module per plugin, both in one run with both plugins loaded; each module's test
+    gets its own block in the report.
+    """
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    backend = '@pytest.fixture\ndef anyio_backend():\n    return "asyncio"\n\n' if marker == "anyio" else ""
-    pytester.makepyfile(
-        "import asyncio\nimport pytest\n\n"
-        + backend
-        + f"@pytest.mark.{marker}\n"
-        + "async def test_awaits():\n"
-        + "    await asyncio.sleep(0)\n"
-        + "    data = bytearray(3 * 1024 * 1024)\n"
-        + "    await asyncio.sleep(0)\n"
-        + "    assert data is not None\n"
+    for marker in ("asyncio", "anyio"):
+        backend = (
+            '@pytest.fixture\ndef anyio_backend():\n    return "asyncio"\n\n' if marker == "anyio" else ""
+        )
+        pytester.makepyfile(
+            **{
+                f"test_{marker}_marker": "import asyncio\nimport pytest\n\n"
+                + backend
+                + f"@pytest.mark.{marker}\n"
+                + "async def test_awaits():\n"
+                + "    await asyncio.sleep(0)\n"
+                + "    data = bytearray(3 * 1024 * 1024)\n"
+                + "    await asyncio.sleep(0)\n"
+                + "    assert data is not None\n"
+            }
+        )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", *without_plugins(["asyncio", "anyio"]), mode_flag, "-rA"
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", mode_flag)
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "Allocation results for *::test_awaits at the high watermark",
-            "",
-            "\t 📦 Total memory allocated: 3.0MiB",
-        ]
-    )
+    result.assert_outcomes(passed=2)
+    for marker in ("asyncio", "anyio"):
+        assert outcomes_in(result, f"test_{marker}_marker.py") == {"passed": 1}
+        result.stdout.fnmatch_lines(
+            [
+                f"Allocation results for test_{marker}_marker.py::test_awaits at the high watermark",
+                "",
+                "\t 📦 Total memory allocated: 3.0MiB",
+            ]
+        )
 
 
 def test_doctests_are_tracked(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
@@ -167,7 +178,9 @@ def test_coverage_of_code_run_in_children_is_kept(
             assert sign(-3) == "negative"
         """,
     )
-    result = run(isolated_flag, "--cov=covered", "--cov-report=term-missing", *workers)
+    result = run(
+        isolated_flag, "--cov=covered", "--cov-report=term-missing", *workers, plugins=["pytest_cov", "xdist"]
+    )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["covered.py * 6 * 1 * 83% * 6"])
 
@@ -188,7 +201,14 @@ def test_pytest_randomly_gives_a_test_the_same_numbers_in_every_mode(pytester: p
     drawn: Set[str] = set()
     for flag in MODE_FLAGS.values():
         result = pytester.runpytest_subprocess(
-            "-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "randomly", "--randomly-seed=7", flag, "-rP"
+            "-p",
+            "no:cacheprovider",
+            *without_plugins(["randomly"]),
+            "-p",
+            "randomly",
+            "--randomly-seed=7",
+            flag,
+            "-rP",
         )
         result.assert_outcomes(passed=1)
         drawn |= {line for line in result.outlines if line.startswith("DRAWN ")}

@@ -11,11 +11,22 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict
 
 import pytest
 
-from conftest import ISOLATION_FLAGS, Runner, gone
+from conftest import (
+    ISOLATION_FLAGS,
+    QUIET_PLUGINS,
+    Runner,
+    gone,
+    outcomes_in,
+    report_sections,
+    run_once,
+    run_suites,
+)
 
 REMOTE_FLAGS = [ISOLATION_FLAGS["forkserver"], ISOLATION_FLAGS["spawn"]]
 
@@ -52,71 +63,10 @@ def test_after():
 """
 
 
-def test_unpicklable_fixture_values_fail_their_test_naming_the_fixture(
-    pytester: pytest.Pytester, run: Runner, remote_flag: str
-) -> None:
-    """An open socket, a closure over a lock: the test fails saying which fixture and why."""
-    mode = remote_flag.partition("=")[2]
-    pytester.makepyfile(_UNPICKLABLE)
-    result = run(remote_flag, "-rf")
-    result.assert_outcomes(passed=1, failed=2)
-    suggestion = (
-        f"Only values that pickle (with cloudpickle) can cross to a {mode} child. Run this test with"
-        ' fork isolation instead: @pytest.mark.memray_isolate("fork"), or --memray-isolate=fork.'
-    )
-    result.stdout.fnmatch_lines(
-        [
-            f"*::test_socket: fixture 'connection' cannot be sent to the {mode} child process"
-            " (TypeError: cannot pickle 'socket' object).",
-            suggestion,
-        ]
-    )
-    result.stdout.fnmatch_lines(
-        [
-            f"*::test_closure_over_a_lock: fixture 'guarded' cannot be sent to the {mode} child process"
-            " (TypeError: cannot pickle '_thread.lock' object).",
-            suggestion,
-        ]
-    )
-    result.stdout.no_fnmatch_line("*During handling of the above exception*")
-
-
 def test_fork_runs_the_tests_whose_fixtures_cannot_travel(pytester: pytest.Pytester, run: Runner) -> None:
     """The same tests pass under fork, which shares the parent's objects."""
     pytester.makepyfile(_UNPICKLABLE)
     run(ISOLATION_FLAGS["fork"]).assert_outcomes(passed=3)
-
-
-def test_closures_and_shared_objects_travel_by_value(
-    pytester: pytest.Pytester, run: Runner, remote_flag: str
-) -> None:
-    """cloudpickle sends a lambda and its captured values; objects two fixtures share stay shared."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.fixture
-        def scale():
-            factor = 3
-            return lambda value: value * factor
-
-        @pytest.fixture(scope="module")
-        def registry():
-            return {"names": []}
-
-        @pytest.fixture
-        def names(registry):
-            return registry["names"]
-
-        def test_lambda(scale):
-            assert scale(2) == 6
-
-        def test_shared(registry, names):
-            names.append("x")
-            assert registry["names"] == ["x"]
-        """
-    )
-    run(remote_flag).assert_outcomes(passed=2)
 
 
 def test_the_module_is_imported_afresh_in_the_child(
@@ -142,38 +92,6 @@ def test_the_module_is_imported_afresh_in_the_child(
     fresh = isolated_flag != ISOLATION_FLAGS["fork"]
     expected = "globals: []" if fresh else 'globals: ["set up in pytest\'s process"]'
     assert expected in result.stdout.str()
-
-
-def test_fixtures_made_in_the_child_and_state_the_parent_set_up(
-    pytester: pytest.Pytester, run: Runner, remote_flag: str
-) -> None:
-    """tmp_path is the parent's directory; environment and working directory follow the parent;
-    capsys, monkeypatch and request are the child's own and work as usual."""
-    pytester.makepyfile(
-        """
-        import os
-        import pytest
-
-        @pytest.fixture
-        def prepared(tmp_path, monkeypatch):
-            (tmp_path / "data.txt").write_text("from the parent")
-            monkeypatch.setenv("PREPARED_BY", "fixture")
-            monkeypatch.chdir(tmp_path)
-            return tmp_path
-
-        def test_child_sees_the_setup(prepared, tmp_path, capsys, monkeypatch, request):
-            assert tmp_path == prepared
-            assert (tmp_path / "data.txt").read_text() == "from the parent"
-            assert os.environ["PREPARED_BY"] == "fixture"
-            assert os.getcwd() == str(tmp_path)
-            print("to capsys")
-            assert capsys.readouterr().out == "to capsys\\n"
-            monkeypatch.setattr(os, "sep", "!")
-            assert os.sep == "!"
-            assert request.node.name == "test_child_sees_the_setup"
-        """
-    )
-    run(remote_flag).assert_outcomes(passed=1)
 
 
 def test_the_marker_chooses_the_mode_of_one_test(pytester: pytest.Pytester, run: Runner) -> None:
@@ -208,65 +126,6 @@ def test_the_marker_chooses_the_mode_of_one_test(pytester: pytest.Pytester, run:
         "test_default": default,
         "test_in_process": "in-process",
     }
-
-
-def test_a_test_the_child_cannot_collect_fails_saying_so(
-    pytester: pytest.Pytester, run: Runner, remote_flag: str
-) -> None:
-    """A test whose id differs from one process to the next cannot be found again by the child."""
-    mode = remote_flag.partition("=")[2]
-    pytester.makepyfile(
-        """
-        import os
-        import pytest
-
-        @pytest.mark.parametrize("value", [1], ids=[f"pid{os.getpid()}"])
-        def test_named_after_its_process(value):
-            pass
-
-        def test_after():
-            pass
-        """
-    )
-    result = run(remote_flag, "-rf")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
-        [f"The {mode} child process could not collect test_a_test_the_child_cannot_collect*::*[[]pid*[]]."]
-    )
-
-
-def test_values_that_cannot_be_loaded_in_the_child_fail_their_test(
-    pytester: pytest.Pytester, run: Runner, remote_flag: str
-) -> None:
-    """A value that pickles but refuses to unpickle: the child's traceback is the failure."""
-    mode = remote_flag.partition("=")[2]
-    pytester.makepyfile(
-        """
-        import pytest
-
-        def refuse():
-            raise RuntimeError("not in this process")
-
-        class OnlyHere:
-            def __reduce__(self):
-                return (refuse, ())
-
-        @pytest.fixture
-        def stuck():
-            return OnlyHere()
-
-        def test_uses_it(stuck):
-            pass
-        """
-    )
-    result = run(remote_flag)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            f"The {mode} child process could not load the fixture values sent to it:",
-            "*RuntimeError: not in this process",
-        ]
-    )
 
 
 def test_a_fixture_made_in_the_child_that_fails_there_fails_the_test(
@@ -453,39 +312,6 @@ def test_xunit_and_unittest_setup_run_once_in_pytests_process(
     assert list(private_tmp.iterdir()) == []
 
 
-def test_what_a_setup_sets_that_cannot_travel_fails_the_test_naming_it(
-    pytester: pytest.Pytester, run: Runner, remote_flag: str
-) -> None:
-    """A value setup_module set that does not pickle fails the module's tests, saying which
-    name and which setup, and how to run them; the run goes on."""
-    mode = remote_flag.partition("=")[2]
-    pytester.makepyfile(
-        """
-        import threading
-
-        def setup_module(module):
-            global LOCK
-            LOCK = threading.Lock()
-
-        def test_locks():
-            assert not LOCK.locked()
-
-        def test_plain():
-            pass
-        """
-    )
-    result = run(remote_flag, "-rf")
-    result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(
-        [
-            f"*::test_locks: 'LOCK', set by setup_module, cannot be sent to the {mode} child process"
-            " (TypeError: cannot pickle '_thread.lock' object).",
-            f"Only values that pickle (with cloudpickle) can cross to a {mode} child.*",
-        ]
-    )
-    result.stdout.no_fnmatch_line("*INTERNALERROR*")
-
-
 def test_a_conftest_can_tell_the_sessions_the_plugin_starts(
     pytester: pytest.Pytester, run: Runner, remote_flag: str
 ) -> None:
@@ -599,8 +425,7 @@ def test_a_remote_child_reading_standard_input_fails_naming_fork_mode(
         "-mpytest",
         "-p",
         "no:cacheprovider",
-        "-p",
-        "no:randomly",
+        *QUIET_PLUGINS,
         remote_flag,
         *capture,
         stdin=b"hello\n",
@@ -623,11 +448,212 @@ def test_a_forked_child_reads_pytests_standard_input_with_s(pytester: pytest.Pyt
         "-mpytest",
         "-p",
         "no:cacheprovider",
-        "-p",
-        "no:randomly",
+        *QUIET_PLUGINS,
         "--memray-isolate=fork",
         "-s",
         stdin=b"hello\n",
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*read: 'hello\\n'*"])
+
+
+# -- checks that share one run per remote mode -------------------------------------------
+#
+# Each module is the suite of the test of the same name; one run per mode (-rA) holds
+# them all, and each test checks its own module's outcomes and its tests' sections.
+
+_SHARED_SUITES = {
+    "test_unpicklable_fixture_values_fail_their_test_naming_the_fixture": _UNPICKLABLE,
+    "test_closures_and_shared_objects_travel_by_value": """
+        import pytest
+
+        @pytest.fixture
+        def scale():
+            factor = 3
+            return lambda value: value * factor
+
+        @pytest.fixture(scope="module")
+        def registry():
+            return {"names": []}
+
+        @pytest.fixture
+        def names(registry):
+            return registry["names"]
+
+        def test_lambda(scale):
+            assert scale(2) == 6
+
+        def test_shared(registry, names):
+            names.append("x")
+            assert registry["names"] == ["x"]
+        """,
+    "test_fixtures_made_in_the_child_and_state_the_parent_set_up": """
+        import os
+        import pytest
+
+        @pytest.fixture
+        def prepared(tmp_path, monkeypatch):
+            (tmp_path / "data.txt").write_text("from the parent")
+            monkeypatch.setenv("PREPARED_BY", "fixture")
+            monkeypatch.chdir(tmp_path)
+            return tmp_path
+
+        def test_child_sees_the_setup(prepared, tmp_path, capsys, monkeypatch, request):
+            assert tmp_path == prepared
+            assert (tmp_path / "data.txt").read_text() == "from the parent"
+            assert os.environ["PREPARED_BY"] == "fixture"
+            assert os.getcwd() == str(tmp_path)
+            print("to capsys")
+            assert capsys.readouterr().out == "to capsys\\n"
+            monkeypatch.setattr(os, "sep", "!")
+            assert os.sep == "!"
+            assert request.node.name == "test_child_sees_the_setup"
+        """,
+    "test_a_test_the_child_cannot_collect_fails_saying_so": """
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("value", [1], ids=[f"pid{os.getpid()}"])
+        def test_named_after_its_process(value):
+            pass
+
+        def test_after():
+            pass
+        """,
+    "test_values_that_cannot_be_loaded_in_the_child_fail_their_test": """
+        import pytest
+
+        def refuse():
+            raise RuntimeError("not in this process")
+
+        class OnlyHere:
+            def __reduce__(self):
+                return (refuse, ())
+
+        @pytest.fixture
+        def stuck():
+            return OnlyHere()
+
+        def test_uses_it(stuck):
+            pass
+        """,
+    "test_what_a_setup_sets_that_cannot_travel_fails_the_test_naming_it": """
+        import threading
+
+        def setup_module(module):
+            global LOCK
+            LOCK = threading.Lock()
+
+        def test_locks():
+            assert not LOCK.locked()
+
+        def test_plain():
+            pass
+        """,
+}
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """One run of _SHARED_SUITES in one remote mode."""
+
+    result: pytest.RunResult
+    mode: str
+
+    def outcomes(self, module: str) -> Dict[str, int]:
+        return outcomes_in(self.result, f"{module}.py")
+
+    def section(self, name: str) -> pytest.LineMatcher:
+        return pytest.LineMatcher(report_sections(self.result.outlines)[name])
+
+
+@pytest.fixture(scope="module", params=REMOTE_FLAGS, ids=["forkserver", "spawn"])
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """_SHARED_SUITES run once per remote mode, in a fresh interpreter."""
+    flag = str(request.param)
+    mode = flag.partition("=")[2]
+    result, _ = run_once(
+        tmp_path_factory, f"remote-{mode}", lambda path: run_suites(path, _SHARED_SUITES, flag, "-rA")
+    )
+    return SharedRun(result, mode)
+
+
+def test_unpicklable_fixture_values_fail_their_test_naming_the_fixture(shared: SharedRun) -> None:
+    """An open socket, a closure over a lock: the test fails saying which fixture and why."""
+    mode = shared.mode
+    assert shared.outcomes("test_unpicklable_fixture_values_fail_their_test_naming_the_fixture") == {
+        "passed": 1,
+        "failed": 2,
+    }
+    suggestion = (
+        f"Only values that pickle (with cloudpickle) can cross to a {mode} child. Run this test with"
+        ' fork isolation instead: @pytest.mark.memray_isolate("fork"), or --memray-isolate=fork.'
+    )
+    shared.section("test_socket").fnmatch_lines(
+        [
+            f"*::test_socket: fixture 'connection' cannot be sent to the {mode} child process"
+            " (TypeError: cannot pickle 'socket' object).",
+            suggestion,
+        ]
+    )
+    shared.section("test_closure_over_a_lock").fnmatch_lines(
+        [
+            f"*::test_closure_over_a_lock: fixture 'guarded' cannot be sent to the {mode} child process"
+            " (TypeError: cannot pickle '_thread.lock' object).",
+            suggestion,
+        ]
+    )
+    shared.result.stdout.no_fnmatch_line("*During handling of the above exception*")
+
+
+def test_closures_and_shared_objects_travel_by_value(shared: SharedRun) -> None:
+    """cloudpickle sends a lambda and its captured values; objects two fixtures share stay shared."""
+    assert shared.outcomes("test_closures_and_shared_objects_travel_by_value") == {"passed": 2}
+
+
+def test_fixtures_made_in_the_child_and_state_the_parent_set_up(shared: SharedRun) -> None:
+    """tmp_path is the parent's directory; environment and working directory follow the parent;
+    capsys, monkeypatch and request are the child's own and work as usual."""
+    assert shared.outcomes("test_fixtures_made_in_the_child_and_state_the_parent_set_up") == {"passed": 1}
+
+
+def test_a_test_the_child_cannot_collect_fails_saying_so(shared: SharedRun) -> None:
+    """A test whose id differs from one process to the next cannot be found again by the child."""
+    assert shared.outcomes("test_a_test_the_child_cannot_collect_fails_saying_so") == {
+        "passed": 1,
+        "failed": 1,
+    }
+    shared.result.stdout.fnmatch_lines(
+        [
+            f"The {shared.mode} child process could not collect"
+            " test_a_test_the_child_cannot_collect*::*[[]pid*[]]."
+        ]
+    )
+
+
+def test_values_that_cannot_be_loaded_in_the_child_fail_their_test(shared: SharedRun) -> None:
+    """A value that pickles but refuses to unpickle: the child's traceback is the failure."""
+    assert shared.outcomes("test_values_that_cannot_be_loaded_in_the_child_fail_their_test") == {"failed": 1}
+    shared.section("test_uses_it").fnmatch_lines(
+        [
+            f"The {shared.mode} child process could not load the fixture values sent to it:",
+            "*RuntimeError: not in this process",
+        ]
+    )
+
+
+def test_what_a_setup_sets_that_cannot_travel_fails_the_test_naming_it(shared: SharedRun) -> None:
+    """A value setup_module set that does not pickle fails the module's tests, saying which
+    name and which setup, and how to run them; the run goes on."""
+    mode = shared.mode
+    assert shared.outcomes("test_what_a_setup_sets_that_cannot_travel_fails_the_test_naming_it") == {
+        "failed": 2
+    }
+    shared.section("test_locks").fnmatch_lines(
+        [
+            f"*::test_locks: 'LOCK', set by setup_module, cannot be sent to the {mode} child process"
+            " (TypeError: cannot pickle '_thread.lock' object).",
+            f"Only values that pickle (with cloudpickle) can cross to a {mode} child.*",
+        ]
+    )
+    shared.result.stdout.no_fnmatch_line("*INTERNALERROR*")

@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from conftest import Runner
+from conftest import Runner, without_plugins
 
 _CACHE_AND_LEAK = """
 import functools
@@ -297,7 +297,7 @@ def test_coroutine_tests_are_repeated_too(pytester: pytest.Pytester, mode_flag: 
             LEAKED.append(bytearray(4096))
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", mode_flag)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *without_plugins(["asyncio"]), mode_flag)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
 
-from conftest import Runner
+from conftest import MODE_FLAGS, Runner, run_once, run_suites
 
 _SUITE = """
 import os
@@ -39,12 +40,39 @@ def _by_name(document: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     return {test["nodeid"].split("::")[-1]: test for test in document["tests"]}
 
 
-def test_json_report_has_every_tracked_test(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+#: The module _SUITE is written to in the shared run (named after the summary's test, which
+#: shows it).
+_SHARED_MODULE = "test_summary_ends_with_the_highest_peak_and_the_mode"
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """One run of _SUITE in one mode, with --memray-json and --junitxml, and where it ran."""
+
+    result: pytest.RunResult
+    path: Path
+    mode_flag: str
+
+
+@pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """_SUITE run once per tracking mode writing both reports; the JSON report, the JUnit
+    report and the summary's closing lines are checked on that one run."""
+    flag = MODE_FLAGS[request.param]
+    flags = ["--memray-json=reports/memory.json", "--junitxml=junit.xml"]
+    result, path = run_once(
+        tmp_path_factory,
+        f"reports-{request.param}",
+        lambda path: run_suites(path, {_SHARED_MODULE: _SUITE}, flag, *flags),
+    )
+    return SharedRun(result, path, flag)
+
+
+def test_json_report_has_every_tracked_test(shared: SharedRun) -> None:
     """--memray-json: schema and version, each test's figures, limit and outcome, the run's peak."""
-    pytester.makepyfile(_SUITE)
-    result = run(mode_flag, "--memray-json=reports/memory.json")
-    result.assert_outcomes(passed=1, failed=2)
-    document = _load(pytester.path / "reports" / "memory.json")
+    mode_flag = shared.mode_flag
+    shared.result.assert_outcomes(passed=1, failed=2)
+    document = _load(shared.path / "reports" / "memory.json")
     assert document["schema"] == "pytest-memray-isolate/report"
     assert document["version"] == 1
     assert document["exit_status"] == 1
@@ -66,7 +94,7 @@ def test_json_report_has_every_tracked_test(pytester: pytest.Pytester, run: Runn
     assert document["summary"]["outcomes"] == {"passed": 1, "failed": 2}
     assert document["summary"]["highest_peak"]["nodeid"].endswith("::test_big")
     assert document["settings"]["isolate"] == (None if mode == "in-process" else mode)
-    assert [path.name for path in (pytester.path / "reports").iterdir()] == ["memory.json"]
+    assert [path.name for path in (shared.path / "reports").iterdir()] == ["memory.json"]
 
 
 def test_json_report_names_a_default_limit_kept_files_and_crashes(
@@ -116,7 +144,7 @@ def test_json_report_from_the_ini_under_xdist(pytester: pytest.Pytester, run: Ru
     """memray_json in the ini file; with -n 2 the controller writes every worker's tests."""
     pytester.makepyfile(_SUITE)
     pytester.makeini("[pytest]\nmemray_json = out.json\n")
-    result = run("--memray-isolate", "-n", "2")
+    result = run("--memray-isolate", "-n", "2", plugins=["xdist"])
     result.assert_outcomes(passed=1, failed=2)
     assert sorted(_by_name(_load(pytester.path / "out.json"))) == [
         "test_big",
@@ -138,15 +166,9 @@ def test_json_path_that_is_a_directory_is_a_usage_error(pytester: pytest.Pyteste
     )
 
 
-def test_junit_report_carries_memory_properties(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
+def test_junit_report_carries_memory_properties(shared: SharedRun) -> None:
     """Each tracked test has its peak and allocation count as properties; a limit failure's message is the limit's."""
-    pytester.makepyfile(_SUITE)
-    run(mode_flag, "--junitxml=junit.xml")
-    cases = {
-        case.get("name"): case for case in ElementTree.parse(pytester.path / "junit.xml").iter("testcase")
-    }
+    cases = {case.get("name"): case for case in ElementTree.parse(shared.path / "junit.xml").iter("testcase")}
     for name in ("test_over_its_limit", "test_big", "test_fails"):
         properties = {prop.get("name"): prop.get("value", "") for prop in cases[name].iter("property")}
         assert int(properties["memray_peak_memory"]) >= 1024 * 1024
@@ -156,12 +178,9 @@ def test_junit_report_carries_memory_properties(
     assert failure.get("message") == "Test was limited to 1.0MiB but allocated 3.0MiB"
 
 
-def test_summary_ends_with_the_highest_peak_and_the_mode(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
+def test_summary_ends_with_the_highest_peak_and_the_mode(shared: SharedRun) -> None:
     """After pytest-memray's blocks: the run's highest peak, and under isolation the mode."""
-    pytester.makepyfile(_SUITE)
-    result = run(mode_flag)
+    result, mode_flag = shared.result, shared.mode_flag
     result.stdout.fnmatch_lines(
         ["Highest peak: 5.0MiB in test_summary_ends_with_the_highest_peak_and_the_mode.py::test_big"]
     )

@@ -51,10 +51,10 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def test_memray_ini_key_turns_tracking_on(suite: pytest.Pytester, run: Runner) -> None:
+def test_memray_ini_key_turns_tracking_on(suite: pytest.Pytester, run_inprocess: Runner) -> None:
     """memray = true in the ini file tracks every test, in process, without the flag."""
     suite.makeini("[pytest]\nmemray = true\n")
-    result = run("-rP")
+    result = run_inprocess("-rP")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*= MEMRAY REPORT =*", "Allocation results for *::test_pid_b at *"])
     assert not _ran_in_children(result)
@@ -85,32 +85,34 @@ def test_the_default_mode_is_spawn_on_macos_and_fork_elsewhere(
     assert default_isolation_mode() == mode
 
 
-def test_command_line_beats_ini(suite: pytest.Pytester, run: Runner) -> None:
+def test_command_line_beats_ini(suite: pytest.Pytester, run_inprocess: Runner) -> None:
     """--memray-isolate=off overrides memray_isolate = fork; --memray still tracks in process."""
     suite.makeini("[pytest]\nmemray_isolate = fork\nmost_allocations = 1\n")
-    result = run("-rP", "--memray-isolate=off", "--memray", "--most-allocations=2")
+    result = run_inprocess("-rP", "--memray-isolate=off", "--memray", "--most-allocations=2")
     assert result.ret == 0
     assert not _ran_in_children(result)
     assert result.stdout.str().count("Allocation results for") == 2
 
 
 @pytest.mark.parametrize("off", ["off", "none", "no", "false", "0"])
-def test_memray_isolate_off_in_ini_means_no_isolation(suite: pytest.Pytester, run: Runner, off: str) -> None:
+def test_memray_isolate_off_in_ini_means_no_isolation(
+    suite: pytest.Pytester, run_inprocess: Runner, off: str
+) -> None:
     """The ini key accepts off (and its synonyms) to state the default explicitly."""
     suite.makeini(f"[pytest]\nmemray_isolate = {off}\n")
-    result = run("-rP")
+    result = run_inprocess("-rP")
     assert result.ret == 0
     result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
     assert not _ran_in_children(result)
 
 
-def test_most_allocations_and_hide_summary_ini_keys(suite: pytest.Pytester, run: Runner) -> None:
+def test_most_allocations_and_hide_summary_ini_keys(suite: pytest.Pytester, run_inprocess: Runner) -> None:
     """most_allocations and hide_memray_summary take effect from the ini file alone."""
     suite.makeini("[pytest]\nmemray = true\nmost_allocations = 1\n")
-    one = run()
+    one = run_inprocess()
     assert one.stdout.str().count("Allocation results for") == 1
     suite.makeini("[pytest]\nmemray = true\nhide_memray_summary = yes\n")
-    hidden = run()
+    hidden = run_inprocess()
     assert hidden.ret == 0
     hidden.stdout.no_fnmatch_line("*MEMRAY REPORT*")
 
@@ -127,14 +129,14 @@ def test_memray_isolate_does_not_swallow_the_path_after_it(suite: pytest.Pyteste
 
 
 def test_a_mode_that_is_also_a_path_after_memray_isolate_is_refused(
-    pytester: pytest.Pytester, run: Runner
+    pytester: pytest.Pytester, run: Runner, run_inprocess: Runner
 ) -> None:
     """pytest --memray-isolate spawn, with a directory named spawn, is a usage error saying how
     to write the mode and how to write the path; either written so runs."""
     folder = pytester.mkpydir("spawn")
     (folder / "test_inner.py").write_text("def test_inner():\n    pass\n")
     pytester.makepyfile("def test_outer():\n    pass\n")
-    refused = run("--memray-isolate", "spawn")
+    refused = run_inprocess("--memray-isolate", "spawn")  # refused before any test runs
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(
         [
@@ -393,21 +395,21 @@ def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run
     ],
 )
 def test_bad_values_stop_the_run_naming_option_source_and_value(
-    pytester: pytest.Pytester, run: Runner, args: list[str], ini: str, message: str
+    pytester: pytest.Pytester, run_inprocess: Runner, args: list[str], ini: str, message: str
 ) -> None:
     """A usage error (exit 4) that says which option, where it was set, and what was expected."""
     pytester.makefile(".ini", tox=f"[pytest]\n{ini}\n")
     (pytester.path / "afile.txt").write_text("not a directory\n")
     pytester.makepyfile("def test_nothing():\n    pass\n")
-    result = run(*args)
+    result = run_inprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "Traceback" not in result.stderr.str()
 
 
-def test_help_lists_every_option(run: Runner) -> None:
+def test_help_lists_every_option(run_inprocess: Runner) -> None:
     """pytest --help shows the memray options with their help text."""
-    result = run("--help")
+    result = run_inprocess("--help")
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [

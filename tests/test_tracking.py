@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from conftest import Runner
-
-pytestmark = pytest.mark.usefixtures("mode_flag")
+from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
 
 
 def _summary_nodeids(output: str) -> list[str]:
@@ -81,12 +81,90 @@ def test_fixture_setup_and_teardown_are_not_counted(
     assert float(peaks[0][:-3]) < 200
 
 
-def test_outcomes_and_sections_are_reported_as_without_tracking(
+def test_warnings_made_errors_by_the_user_fail_the_test(
     pytester: pytest.Pytester, run: Runner, mode_flag: str
 ) -> None:
-    """Pass, fail with the full assertion diff, skip, xfail, xpass, captured output and logs."""
+    """filterwarnings = error applies inside the tracked call as it does without tracking."""
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
     pytester.makepyfile(
         """
+        import warnings
+
+        def test_warns():
+            warnings.warn("now an error", DeprecationWarning)
+        """
+    )
+    result = run(mode_flag)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E       DeprecationWarning: now an error"])
+
+
+def test_most_allocations_limits_the_report(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+    """--most-allocations N lists the N biggest; 0 lists every tracked test.
+
+    pytest's process sorts and cuts the list, whatever the mode: the default (5, biggest
+    first) is checked in every mode, 2 and 0 in fork mode.
+    """
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("mib", [1, 2, 3, 4, 5, 6, 7])
+        def test_allocates(mib):
+            data = bytearray(mib * 1024 * 1024)
+            assert data is not None
+        """
+    )
+    default = _summary_nodeids(run(mode_flag).stdout.str())
+    assert [nodeid.split("[")[1] for nodeid in default] == ["7]", "6]", "5]", "4]", "3]"]
+    if mode_flag != MODE_FLAGS["fork"]:
+        return
+    two = _summary_nodeids(run(mode_flag, "--most-allocations=2").stdout.str())
+    assert [nodeid.split("[")[1] for nodeid in two] == ["7]", "6]"]
+    everything = _summary_nodeids(run(mode_flag, "--most-allocations=0").stdout.str())
+    assert len(everything) == 7
+
+
+def test_hide_memray_summary_hides_the_report(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+    """--hide-memray-summary keeps tracking and limits but prints no MEMRAY REPORT."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_over():
+            data = bytearray(2 * 1024 * 1024)
+            assert data is not None
+        """
+    )
+    result = run(mode_flag, "--hide-memray-summary")
+    result.assert_outcomes(failed=1)
+    result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
+
+
+def test_async_test_functions_keep_pytests_own_verdict(
+    pytester: pytest.Pytester, run: Runner, mode_flag: str
+) -> None:
+    """Tracking does not hide that an async test needs an async plugin: pytest says so as usual."""
+    pytester.makepyfile(
+        """
+        async def test_coroutine():
+            pass
+        """
+    )
+    result = run(mode_flag, "-p", "no:asyncio", "-p", "no:anyio")
+    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
+    result.stdout.no_fnmatch_line("*never awaited*")
+
+
+# -- checks that share one run per mode -----------------------------------------------
+#
+# Each module below is the suite of the test of the same name; one run per mode holds
+# them all, with -rA (per-module outcomes), --most-allocations=0 (every test's block) and
+# --junitxml. Each test checks its own module's part: its outcomes, its sections.
+
+_SHARED_SUITES = {
+    "test_outcomes_and_sections_are_reported_as_without_tracking": """
         import logging
         import sys
         import pytest
@@ -114,40 +192,8 @@ def test_outcomes_and_sections_are_reported_as_without_tracking(
         @pytest.mark.xfail(strict=True, reason="must fail")
         def test_strict_xpass():
             pass
-        """
-    )
-    result = run(mode_flag, "-rA")
-    result.assert_outcomes(passed=1, failed=2, skipped=1, xfailed=1, xpassed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*def test_fails_with_diff():*",
-            "E       assert [1, 2, 3] == [1, 2, 4]",
-            "E         At index 2 diff: 3 != 4*",
-            "*- Captured stdout call -*",
-            "printed to stdout before failing",
-            "*- Captured stderr call -*",
-            "written to stderr",
-            "*- Captured log call -*",
-            "WARNING  demo:*logged before failing",
-        ]
-    )
-    result.stdout.fnmatch_lines(
-        [
-            "SKIPPED [[]1[]] *:15: not today",
-            "XFAIL *::test_xfails - known bug",
-            "XPASS *::test_xpasses - fixed already",
-            "FAILED *::test_strict_xpass*",
-        ],
-        consecutive=False,
-    )
-
-
-def test_warnings_raised_in_the_test_reach_the_warnings_summary(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """A warning from a tracked test is listed under its node id with its message and category."""
-    pytester.makepyfile(
-        """
+        """,
+    "test_warnings_raised_in_the_test_reach_the_warnings_summary": """
         import warnings
 
         class OwnWarning(UserWarning):
@@ -155,59 +201,12 @@ def test_warnings_raised_in_the_test_reach_the_warnings_summary(
 
         def test_warns():
             warnings.warn("careful with that", OwnWarning)
-        """
-    )
-    result = run(mode_flag)
-    assert result.ret == 0
-    result.stdout.fnmatch_lines(
-        [
-            "*= warnings summary =*",
-            "*::test_warns",
-            "*:7: OwnWarning: careful with that",
-        ]
-    )
-
-
-def test_warnings_made_errors_by_the_user_fail_the_test(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """filterwarnings = error applies inside the tracked call as it does without tracking."""
-    pytester.makeini("[pytest]\nfilterwarnings = error\n")
-    pytester.makepyfile(
-        """
-        import warnings
-
-        def test_warns():
-            warnings.warn("now an error", DeprecationWarning)
-        """
-    )
-    result = run(mode_flag)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E       DeprecationWarning: now an error"])
-
-
-def test_record_property_reaches_the_junit_report(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """Properties recorded during the tracked call are written to --junitxml."""
-    pytester.makepyfile(
-        """
+        """,
+    "test_record_property_reaches_the_junit_report": """
         def test_records(record_property):
             record_property("answer", 42)
-        """
-    )
-    result = run(mode_flag, "--junitxml=out.xml", "-o", "junit_family=xunit1")
-    assert result.ret == 0
-    xml = (pytester.path / "out.xml").read_text()
-    assert '<property name="answer" value="42" />' in xml
-
-
-def test_session_fixture_is_set_up_once_for_the_whole_run(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """Fixtures live where pytest runs: a session fixture is built and torn down once."""
-    pytester.makepyfile(
-        """
+        """,
+    "test_session_fixture_is_set_up_once_for_the_whole_run": """
         import os
         import pytest
 
@@ -227,77 +226,13 @@ def test_session_fixture_is_set_up_once_for_the_whole_run(
         def test_uses_shared(shared, n):
             note("call")
             assert shared == [1, 2, 3]
-        """
-    )
-    result = run(mode_flag)
-    assert result.ret == 0
-    events = (pytester.path / "events.log").read_text().split()
-    assert events == ["setup", "call", "call", "call", "call", "teardown"]
-
-
-def test_failing_tests_get_their_figures_too(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
-    """A test that fails after allocating is still measured and listed."""
-    pytester.makepyfile(
-        """
+        """,
+    "test_failing_tests_get_their_figures_too": """
         def test_fails_after_allocating():
             size = len(bytearray(4 * 1024 * 1024))
             assert size == 0
-        """
-    )
-    result = run(mode_flag)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "Allocation results for *::test_fails_after_allocating at the high watermark",
-            "",
-            "\t 📦 Total memory allocated: 4.0MiB",
-        ]
-    )
-
-
-def test_most_allocations_limits_the_report(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
-    """--most-allocations N lists the N biggest; 0 lists every tracked test."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.parametrize("mib", [1, 2, 3, 4, 5, 6, 7])
-        def test_allocates(mib):
-            data = bytearray(mib * 1024 * 1024)
-            assert data is not None
-        """
-    )
-    default = _summary_nodeids(run(mode_flag).stdout.str())
-    assert [nodeid.split("[")[1] for nodeid in default] == ["7]", "6]", "5]", "4]", "3]"]
-    two = _summary_nodeids(run(mode_flag, "--most-allocations=2").stdout.str())
-    assert [nodeid.split("[")[1] for nodeid in two] == ["7]", "6]"]
-    everything = _summary_nodeids(run(mode_flag, "--most-allocations=0").stdout.str())
-    assert len(everything) == 7
-
-
-def test_hide_memray_summary_hides_the_report(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
-    """--hide-memray-summary keeps tracking and limits but prints no MEMRAY REPORT."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.limit_memory("1 MB")
-        def test_over():
-            data = bytearray(2 * 1024 * 1024)
-            assert data is not None
-        """
-    )
-    result = run(mode_flag, "--hide-memray-summary")
-    result.assert_outcomes(failed=1)
-    result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
-
-
-def test_the_plugins_own_frames_never_appear_in_the_report(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """Allocations memray attributes to the plugin's wrapper are not listed as the test's hot spots."""
-    pytester.makepyfile(
-        """
+        """,
+    "test_the_plugins_own_frames_never_appear_in_the_report": """
         import pytest
 
         @pytest.mark.parametrize("size", [1, 1000, 100000])
@@ -306,19 +241,8 @@ def test_the_plugins_own_frames_never_appear_in_the_report(
 
         def test_plain():
             assert sum(range(10)) == 45
-        """
-    )
-    result = run(mode_flag, "--most-allocations=0")
-    assert result.ret == 0
-    output = result.stdout.str()
-    assert "Biggest allocating functions" in output
-    assert "pytest_memray_isolate" not in output
-
-
-def test_unittest_testcases_are_tracked(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
-    """unittest.TestCase methods are measured too (pytest-memray 1.11 skips them)."""
-    pytester.makepyfile(
-        """
+        """,
+    "test_unittest_testcases_are_tracked": """
         import unittest
 
         class TestBuffers(unittest.TestCase):
@@ -328,10 +252,121 @@ def test_unittest_testcases_are_tracked(pytester: pytest.Pytester, run: Runner, 
 
             def test_fails(self):
                 self.assertEqual(1, 2)
-        """
+        """,
+}
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """One run of _SHARED_SUITES in one mode, and the directory it ran in."""
+
+    result: pytest.RunResult
+    path: Path
+
+
+@pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """_SHARED_SUITES run once per tracking mode, in a fresh interpreter."""
+    flags = [
+        MODE_FLAGS[request.param],
+        "-rA",
+        "--most-allocations=0",
+        "--junitxml=out.xml",
+        "-o",
+        "junit_family=xunit1",
+    ]
+    result, path = run_once(
+        tmp_path_factory, f"tracking-{request.param}", lambda path: run_suites(path, _SHARED_SUITES, *flags)
     )
-    result = run(mode_flag)
-    result.assert_outcomes(passed=1, failed=1)
+    return SharedRun(result, path)
+
+
+def test_outcomes_and_sections_are_reported_as_without_tracking(shared: SharedRun) -> None:
+    """Pass, fail with the full assertion diff, skip, xfail, xpass, captured output and logs."""
+    result = shared.result
+    module = "test_outcomes_and_sections_are_reported_as_without_tracking.py"
+    assert outcomes_in(result, module) == {"passed": 1, "failed": 2, "skipped": 1, "xfailed": 1, "xpassed": 1}
+    pytest.LineMatcher(report_sections(result.outlines)["test_fails_with_diff"]).fnmatch_lines(
+        [
+            "*def test_fails_with_diff():*",
+            "E       assert [1, 2, 3] == [1, 2, 4]",
+            "E         At index 2 diff: 3 != 4*",
+            "*- Captured stdout call -*",
+            "printed to stdout before failing",
+            "*- Captured stderr call -*",
+            "written to stderr",
+            "*- Captured log call -*",
+            "WARNING  demo:*logged before failing",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            f"SKIPPED [[]1[]] {module}:15: not today",
+            f"XFAIL {module}::test_xfails - known bug",
+            f"XPASS {module}::test_xpasses - fixed already",
+            f"FAILED {module}::test_strict_xpass*",
+        ],
+        consecutive=False,
+    )
+
+
+def test_warnings_raised_in_the_test_reach_the_warnings_summary(shared: SharedRun) -> None:
+    """A warning from a tracked test is listed under its node id with its message and category."""
+    result = shared.result
+    assert outcomes_in(result, "test_warnings_raised_in_the_test_reach_the_warnings_summary.py") == {
+        "passed": 1
+    }
+    result.stdout.fnmatch_lines(
+        [
+            "*= warnings summary =*",
+            "test_warnings_raised_in_the_test_reach_the_warnings_summary.py::test_warns",
+            "*:7: OwnWarning: careful with that",
+        ]
+    )
+
+
+def test_record_property_reaches_the_junit_report(shared: SharedRun) -> None:
+    """Properties recorded during the tracked call are written to --junitxml."""
+    assert outcomes_in(shared.result, "test_record_property_reaches_the_junit_report.py") == {"passed": 1}
+    xml = (shared.path / "out.xml").read_text()
+    assert '<property name="answer" value="42" />' in xml
+
+
+def test_session_fixture_is_set_up_once_for_the_whole_run(shared: SharedRun) -> None:
+    """Fixtures live where pytest runs: a session fixture is built and torn down once."""
+    assert outcomes_in(shared.result, "test_session_fixture_is_set_up_once_for_the_whole_run.py") == {
+        "passed": 4
+    }
+    events = (shared.path / "events.log").read_text().split()
+    assert events == ["setup", "call", "call", "call", "call", "teardown"]
+
+
+def test_failing_tests_get_their_figures_too(shared: SharedRun) -> None:
+    """A test that fails after allocating is still measured and listed."""
+    result = shared.result
+    assert outcomes_in(result, "test_failing_tests_get_their_figures_too.py") == {"failed": 1}
+    result.stdout.fnmatch_lines(
+        [
+            "Allocation results for *::test_fails_after_allocating at the high watermark",
+            "",
+            "\t 📦 Total memory allocated: 4.0MiB",
+        ]
+    )
+
+
+def test_the_plugins_own_frames_never_appear_in_the_report(shared: SharedRun) -> None:
+    """Allocations memray attributes to the plugin's wrapper are not listed as the test's hot spots."""
+    result = shared.result
+    assert outcomes_in(result, "test_the_plugins_own_frames_never_appear_in_the_report.py") == {"passed": 4}
+    output = result.stdout.str()
+    assert "Biggest allocating functions" in output
+    assert "pytest_memray_isolate" not in output
+
+
+def test_unittest_testcases_are_tracked(shared: SharedRun) -> None:
+    """unittest.TestCase methods are measured too (pytest-memray 1.11 skips them)."""
+    result = shared.result
+    assert outcomes_in(result, "test_unittest_testcases_are_tracked.py") == {"passed": 1, "failed": 1}
     result.stdout.fnmatch_lines(
         [
             "Allocation results for *::TestBuffers::test_allocates at the high watermark",
@@ -339,19 +374,6 @@ def test_unittest_testcases_are_tracked(pytester: pytest.Pytester, run: Runner, 
             "\t 📦 Total memory allocated: 3.0MiB",
         ]
     )
-    result.stdout.fnmatch_lines(["E       AssertionError: 1 != 2"])
-
-
-def test_async_test_functions_keep_pytests_own_verdict(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """Tracking does not hide that an async test needs an async plugin: pytest says so as usual."""
-    pytester.makepyfile(
-        """
-        async def test_coroutine():
-            pass
-        """
+    pytest.LineMatcher(report_sections(result.outlines)["TestBuffers.test_fails"]).fnmatch_lines(
+        ["E       AssertionError: 1 != 2"]
     )
-    result = run(mode_flag, "-p", "no:asyncio", "-p", "no:anyio")
-    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
-    result.stdout.no_fnmatch_line("*never awaited*")

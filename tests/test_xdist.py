@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
-from conftest import Runner
+from conftest import MODE_FLAGS, Runner, run_once, run_suites
 from pytest_memray_isolate._judging.capture import Location, MemoryResult
 
 _SUITE = """
@@ -24,12 +26,36 @@ def test_allocates(mib):
 """
 
 
-def test_one_report_covers_every_worker(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+@dataclass(frozen=True)
+class SharedRun:
+    """One run of _SUITE under ``-n 2`` in one mode, and where it ran."""
+
+    result: pytest.RunResult
+    path: Path
+
+
+@pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """_SUITE run once per tracking mode with two xdist workers, keeping every capture in a
+    folder that holds a stale file from an earlier run; the tests below share the run
+    (each start of two workers costs seconds)."""
+
+    def start(path: Path) -> pytest.RunResult:
+        folder = path / "captures"
+        folder.mkdir()
+        (folder / "stale-from-an-earlier-run.bin").write_bytes(b"not a capture")
+        flags = ["-n", "2", "--dist=load", "--most-allocations=0", f"--memray-bin-path={folder}"]
+        suites = {"test_xdist_suite": _SUITE.format(root=str(path))}
+        return run_suites(path, suites, MODE_FLAGS[request.param], *flags, keep=["xdist"])
+
+    return SharedRun(*run_once(tmp_path_factory, f"xdist-{request.param}", start))
+
+
+def test_one_report_covers_every_worker(shared: SharedRun) -> None:
     """With -n 2 the MEMRAY REPORT lists the tests of both workers, biggest peak first."""
-    pytester.makepyfile(_SUITE.format(root=str(pytester.path)))
-    result = run(mode_flag, "-n", "2", "--most-allocations=0", "--dist=load")
+    result = shared.result
     result.assert_outcomes(passed=6)
-    assert len(list(pytester.path.glob("worker-gw*"))) == 2, "both workers ran tests"
+    assert len(list(shared.path.glob("worker-gw*"))) == 2, "both workers ran tests"
     listed = re.findall(
         r"^Allocation results for \S+\[(\d)\] at the high watermark$", result.stdout.str(), re.M
     )
@@ -39,15 +65,11 @@ def test_one_report_covers_every_worker(pytester: pytest.Pytester, run: Runner, 
     )
 
 
-def test_kept_files_of_all_workers_share_the_printed_prefix(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
+def test_kept_files_of_all_workers_share_the_printed_prefix(shared: SharedRun) -> None:
     """The prefix printed is the one every worker's files carry; stale files are not counted."""
-    pytester.makepyfile(_SUITE.format(root=str(pytester.path)))
-    folder = pytester.mkdir("captures")
-    (folder / "stale-from-an-earlier-run.bin").write_bytes(b"not a capture")
-    result = run(mode_flag, "-n", "2", f"--memray-bin-path={folder}")
+    result = shared.result
     result.assert_outcomes(passed=6)
+    folder = shared.path / "captures"
     line = next(line for line in result.stdout.lines if line.startswith("Created "))
     match = re.fullmatch(rf"Created 6 binary dumps at {re.escape(str(folder))} with prefix (\w+)", line)
     assert match is not None, line
