@@ -129,7 +129,13 @@ def test_the_report_is_the_same_with_or_without_workers(pytester: pytest.Pyteste
     alone = run("--memray-isolate=fork", "--most-allocations=0", "-rf", "--memray-json=alone.json")
     assert (pytester.path / "reporter-in-main").read_text() == "True"
     workers = run(
-        "--memray-isolate=fork", "--most-allocations=0", "-rf", "-n", "2", "--memray-json=workers.json"
+        "--memray-isolate=fork",
+        "--most-allocations=0",
+        "-rf",
+        "-n",
+        "2",
+        "--memray-json=workers.json",
+        plugins=("xdist",),
     )
     assert (pytester.path / "reporter-in-main").read_text() == "True"
     assert [(pytester.path / f"reporter-in-gw{n}").read_text() for n in (0, 1)] == ["False", "False"]
