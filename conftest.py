@@ -7,12 +7,12 @@ interpreter for whatever forks, spawns, crashes, handles signals or measures mem
 
 from __future__ import annotations
 
+import compileall
 import fcntl
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -23,6 +23,9 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import psutil
 import pytest
+from warm_pytest import WarmStarter
+
+import pytest_memray_isolate
 
 pytest_plugins = ["pytester"]
 
@@ -96,12 +99,65 @@ def run(pytester: pytest.Pytester) -> Runner:
     forkserver), crashes, sends or handles signals, or whose figures are the point: such a
     run must not share the process of the test that checks it. ``plugins=("xdist",)``
     keeps installed plugins the run is about; the others are left out (OTHER_PLUGINS).
+
+    The run is forked from a warm process that has imported pytest and memray already
+    (warm_pytest.py), which halves its cost; ``fresh=True`` starts a new interpreter
+    instead, for runs whose every line users see (the docs' transcripts, where a stack
+    dump shows the frames that started pytest) or that depend on how Python started.
     """
 
-    def run_pytest(*args: str, plugins: Sequence[str] = ()) -> pytest.RunResult:
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *without_plugins(plugins), *args)
+    def run_pytest(*args: str, plugins: Sequence[str] = (), fresh: bool = False) -> pytest.RunResult:
+        arguments = ("-p", "no:cacheprovider", *without_plugins(plugins), *args)
+        if fresh:
+            return pytester.runpytest_subprocess(*arguments)
+        return warm_run(pytester.path, arguments, environ=_subprocess_environ(Path.cwd()), cwd=Path.cwd())
 
     return run_pytest
+
+
+#: This xdist worker's warm process (see tests/warm_pytest.py).
+_WARM = WarmStarter()
+
+
+def warm_run(
+    directory: Path,
+    arguments: Sequence[str],
+    *,
+    environ: Dict[str, str],
+    cwd: Path,
+    timeout: Optional[float] = None,
+) -> pytest.RunResult:
+    """What ``pytester.runpytest_subprocess`` does (from the current directory, with a
+    numbered ``--basetemp`` and the output in ``stdout`` and ``stderr`` files in
+    ``directory``), in a child forked from the warm process."""
+    number = 0
+    while (directory / f"runpytest-{number}").exists():
+        number += 1
+    basetemp = directory / f"runpytest-{number}"
+    basetemp.mkdir(mode=0o700)
+    return _WARM.run(
+        [f"--basetemp={basetemp}", *arguments], cwd=cwd, output=directory, environ=environ, timeout=timeout
+    )
+
+
+def _subprocess_environ(directory: Path) -> Dict[str, str]:
+    """The environment pytester gives a subprocess: this one's, with the directory first on PYTHONPATH."""
+    environ = dict(os.environ)
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), environ.get("PYTHONPATH", "")]))
+    return environ
+
+
+def pytest_configure() -> None:
+    """Compile the plugin's modules once, where Python is told not to write byte code
+    (``PYTHONDONTWRITEBYTECODE``, set on this project's machines): every fresh interpreter
+    the suite starts (a spawned child, a ``fresh`` run) would otherwise compile them again,
+    about 0.1 s each. Python still reads byte code that exists."""
+    if sys.dont_write_bytecode:
+        compileall.compile_dir(Path(pytest_memray_isolate.__file__).parent, quiet=1)
+
+
+def pytest_unconfigure() -> None:
+    _WARM.close()
 
 
 @pytest.fixture
@@ -158,7 +214,13 @@ def recorded_pids(pytester: pytest.Pytester) -> List[int]:
 
 
 def gone(pids: List[int], wait: float = 5.0) -> bool:
-    """Whether none of ``pids`` runs any more (zombies waiting for init count as gone)."""
+    """Whether none of ``pids`` runs any more (zombies waiting for init count as gone).
+
+    The suite's own processes are left out: this one and the warm process its runs are
+    forked from (their parent, which a run may record as pytest's parent).
+    """
+    harness = {os.getpid(), _WARM.pid}
+    pids = [pid for pid in pids if pid not in harness]
     give_up = time.monotonic() + wait
     while True:
         alive = []
@@ -218,7 +280,8 @@ def run_suites(
     timeout: float = 150,
     keep: Sequence[str] = (),
 ) -> pytest.RunResult:
-    """Run pytest once, in a fresh interpreter, on several small test modules at once.
+    """Run pytest once, in a process of its own (forked warm, as ``run`` does), on several
+    small test modules at once.
 
     ``suites`` maps a module's name (without ``.py``) to its source; each is written to
     ``directory``, from which pytest runs as ``run`` would run it. For checks that need a
@@ -242,17 +305,13 @@ def run_suites(
     ]
     variables = {name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"}
     variables.update(environment or {})
-    started = time.monotonic()
-    done = subprocess.run(
-        [*command, *without_plugins(keep), *args],
+    return _WARM.run(
+        [*command[3:], *without_plugins(keep), *args],
         cwd=directory,
-        env=variables,
-        capture_output=True,
-        text=True,
+        output=directory,
+        environ=variables,
         timeout=timeout,
     )
-    duration = time.monotonic() - started
-    return pytest.RunResult(done.returncode, done.stdout.splitlines(), done.stderr.splitlines(), duration)
 
 
 #: The outcome words of pytest's short test summary (``-rA``) and what assert_outcomes calls them.

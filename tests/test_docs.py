@@ -172,7 +172,7 @@ def test_find_excerpt_checks_order_gaps_and_ends() -> None:
 def test_transcript_shows_what_its_command_prints(path: Path, project: Path, run: Runner) -> None:
     """Each transcript's command, run from the project's root, prints the transcript's excerpt."""
     transcript = Transcript.read(path)
-    output = shown_output(run(*transcript.pytest_args()), project)
+    output = shown_output(run(*transcript.pytest_args(), fresh=True), project)
     problem = find_excerpt(transcript.excerpt, output)
     assert problem is None, f"{transcript.name}: {problem}\n--- what it printed:\n" + "\n".join(output)
 
@@ -209,7 +209,7 @@ def test_reports_page_shows_the_files_its_run_writes(project: Path, run: Runner)
 
     Field by field, except the counts that vary; the JUnit figures must be the JSON's.
     """
-    assert run(*REPORTS.pytest_args()).ret == pytest.ExitCode.TESTS_FAILED
+    assert run(*REPORTS.pytest_args(), fresh=True).ret == pytest.ExitCode.TESTS_FAILED
     written = json.loads((project / "report.json").read_text(encoding="utf-8"))
     shown = json.loads((TRANSCRIPTS / "report.json").read_text(encoding="utf-8"))
     assert _comparable(written, project) == _comparable(shown, project)
@@ -253,7 +253,7 @@ def test_readme_use_commands_run_as_their_comments_say(
     monkeypatch.chdir(project / "examples")
     program, *args = shlex.split(command)
     assert program == "pytest"
-    result = run(*args)
+    result = run(*args, fresh=True)
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         ["*= MEMRAY REPORT =*", "Highest peak: * in test_example.py::test_build_a_list"]
