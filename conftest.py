@@ -86,6 +86,14 @@ def without_plugins(keep: Iterable[str] = ()) -> List[str]:
     return [arg for name in OTHER_PLUGINS if name not in kept for arg in ("-p", f"no:{name}")]
 
 
+#: The installed plugins two figure-comparing tests keep loaded, as every run loaded them
+#: until 2026-12-02. On Python 3.9 with the lowest dependencies, leaving them out changed
+#: figures those tests compare: a left-open capture counted one allocation place fewer
+#: than the aggregated capture of the same test (5 and 6), and one order of the
+#: order-independence suite took 6 KiB more at the same allocation count. Not explained
+#: yet; until it is, those tests run as they did when they last passed.
+LOADED_AS_BEFORE = tuple(name for name in OTHER_PLUGINS if name not in ("randomly", "asyncio"))
+
 #: The switches that leave every plugin of OTHER_PLUGINS out, for tests that start pytest
 #: themselves (with a timeout, or with ``popen``).
 QUIET_PLUGINS = tuple(without_plugins())

@@ -19,7 +19,15 @@ from typing import Dict, Tuple
 
 import pytest
 
-from conftest import ISOLATION_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
+from conftest import (
+    ISOLATION_FLAGS,
+    LOADED_AS_BEFORE,
+    Runner,
+    outcomes_in,
+    report_sections,
+    run_once,
+    run_suites,
+)
 
 _SUITE = """
 import threading
@@ -85,8 +93,10 @@ def test_figures_are_those_of_a_tracker_that_stopped(
     same as with the children stopping their Tracker (``--memray-capture-format=aggregated``)."""
     pytester.makepyfile(_SUITE)
     pytester.makeconftest(_EXACT_FIGURES_CONFTEST)
-    left_open = run(isolated_flag, "--most-allocations=0")
-    stopped = run(isolated_flag, "--most-allocations=0", "--memray-capture-format=aggregated")
+    left_open = run(isolated_flag, "--most-allocations=0", plugins=LOADED_AS_BEFORE)
+    stopped = run(
+        isolated_flag, "--most-allocations=0", "--memray-capture-format=aggregated", plugins=LOADED_AS_BEFORE
+    )
     for result in (left_open, stopped):
         result.assert_outcomes(passed=3, failed=2)
     left_open.stdout.fnmatch_lines(["Test was limited to 1.0MiB but allocated 2.0MiB"])

@@ -16,7 +16,7 @@ from typing import Dict, Optional, Tuple
 
 import pytest
 
-from conftest import QUIET_PLUGINS, arena_table_growth
+from conftest import LOADED_AS_BEFORE, arena_table_growth, without_plugins
 
 _SUITE = '''
 import functools
@@ -134,7 +134,7 @@ def _run_in_order(
         f"--basetemp={pytester.path / 'basetemp'}",
         "-p",
         "no:cacheprovider",
-        *QUIET_PLUGINS,
+        *without_plugins(LOADED_AS_BEFORE),
         flag,
         "--most-allocations=0",
         *[f"{path.name}::{name}" for name in order],
