@@ -10,6 +10,7 @@ from typing import Any, Dict, Literal
 import pytest
 
 from conftest import Runner
+from pytest_memray_isolate._isolation.messages import ExitFacts
 from pytest_memray_isolate._judging.capture import Location, MemoryResult, ProcessFigures
 from pytest_memray_isolate._judging.judge import CountedLeak
 from pytest_memray_isolate._reporting.json_report import SCHEMA, VERSION, build_document
@@ -70,7 +71,7 @@ _RECORD = TestRecord(
     top_locations=(Location("test_it", "/src/t.py", 7, 4000),),
     capture_file="/kept/p-t.py-test_it.bin",
     flamegraph="/graphs/flamegraph-t.py-test_it.html",
-    child=_ENTRY["child"],
+    child=ExitFacts(None, "SIGSEGV", None, 1 << 20),
     leaks=(CountedLeak(2048, "grow", "/src/t.py", 3, (1024, 2048)),),
     processes=(
         ProcessFigures(42, "test", 4096, 3),
@@ -97,7 +98,7 @@ def test_a_record_of_a_test_without_figures_keeps_its_unread_capture() -> None:
         mode="fork",
         limit=None,
         result=None,
-        child={"exit_code": None, "signal": "SIGKILL", "killed_for": "timeout", "max_rss": None},
+        child=ExitFacts(None, "SIGKILL", "timeout", 0),
         leaks=None,
         unread_capture="/kept/p-t.py-test_it.bin",
     )

@@ -1,4 +1,4 @@
-"""Waiting for a forked child that says when its report is complete (runners/supervise.py).
+"""Waiting for a forked child that says when its report is complete (_isolation/supervise.py).
 
 The parent must go on as soon as the byte arrives, and must still see a child that dies
 without it, even while a process the child started keeps the pipe open.

@@ -30,7 +30,7 @@ from ._tracking.window import new_marker
 __all__ = ["PLAN_KEY", "PREFIX_KEY", "PYTEST_TIMEOUT_KEY", "Manager"]
 
 PLAN_KEY = pytest.StashKey[TrackingPlan]()
-#: The timeout pytest-timeout resolved for an item (see timeouts.py).
+#: The timeout pytest-timeout resolved for an item (see _integrations/pytest_timeout.py).
 PYTEST_TIMEOUT_KEY = pytest.StashKey[float]()
 _MEMORY_SECTION_PREFIX = "memray"
 #: The key of pytest-xdist's workerinput carrying the controller's file prefix.
@@ -130,7 +130,7 @@ class Manager:
         self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
     ) -> Generator[None, object, object]:
         """Note what the project's xunit and unittest setups set, for forkserver and spawn
-        children, which do not run them again (see runners/setup_effects.py)."""
+        children, which do not run them again (see _isolation/setup_effects.py)."""
         what = wrapped_setup(fixturedef, self._config.rootpath)
         if what is None:
             return (yield)
@@ -234,9 +234,8 @@ class Manager:
         if job is None:
             return report
         outcome = job.child
-        for data in (
-            outcome.during_call if outcome is not None else ()
-        ):  # subtests, logged as they would have been
+        during_call = outcome.during_call if outcome is not None else ()
+        for data in during_call:  # subtests, logged here as they would have been
             logged = self._config.hook.pytest_report_from_serializable(config=self._config, data=data)
             item.ihook.pytest_runtest_logreport(report=logged)
         if outcome is not None and outcome.reported is not None:
@@ -270,7 +269,7 @@ class Manager:
             mode=plan.mode,
             limit=plan.limit_description(),
             result=result,
-            child=None if outcome is None or outcome.exit_facts is None else outcome.exit_facts.as_dict(),
+            child=None if outcome is None else outcome.exit_facts,
             leaks=judgement.leaks,
             # A crashed child's capture has no figures, but a kept one is still the user's.
             unread_capture=self._unread_kept_capture(job, result),

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import pytest
 
+from .._isolation.messages import ExitFacts
 from .._judging.capture import Location, MemoryResult, ProcessFigures
 from .._judging.judge import CountedLeak
 
@@ -42,7 +43,7 @@ class TestRecord:
     capture_file: Optional[str] = None
     flamegraph: Optional[str] = None
     #: How an isolated child ended when it did not report (crash, timeout, memory).
-    child: Optional[Dict[str, Any]] = None
+    child: Optional[ExitFacts] = None
     #: For a limit_leaks test that passed on its own: the leaks that counted.
     leaks: Optional[Tuple[CountedLeak, ...]] = None
     #: With --memray-follow-fork: the test's process and each one it forked.
@@ -57,7 +58,7 @@ class TestRecord:
         mode: str,
         limit: Optional[Dict[str, Any]],
         result: Optional[MemoryResult],
-        child: Optional[Dict[str, Any]],
+        child: Optional[ExitFacts],
         leaks: Optional[Tuple[CountedLeak, ...]],
         unread_capture: Optional[str],
     ) -> TestRecord:
@@ -92,7 +93,7 @@ class TestRecord:
             "top_locations": [asdict(location) for location in self.top_locations],
             "capture_file": self.capture_file,
             "flamegraph": self.flamegraph,
-            "child": self.child,
+            "child": None if self.child is None else self.child.as_dict(),
             "leaks": None if self.leaks is None else [_leak_dict(leak) for leak in self.leaks],
             "processes": None if self.processes is None else [asdict(process) for process in self.processes],
         }
@@ -102,6 +103,7 @@ class TestRecord:
         """The record :meth:`to_dict` gave (after a trip through pytest-xdist, say)."""
         leaks = data["leaks"]
         processes = data["processes"]
+        child = data["child"]
         return cls(
             nodeid=data["nodeid"],
             outcome=data["outcome"],
@@ -112,7 +114,7 @@ class TestRecord:
             top_locations=tuple(Location(**location) for location in data["top_locations"]),
             capture_file=data["capture_file"],
             flamegraph=data["flamegraph"],
-            child=data["child"],
+            child=None if child is None else ExitFacts(**child),
             leaks=None if leaks is None else tuple(_leak_from_dict(leak) for leak in leaks),
             processes=None
             if processes is None
