@@ -19,7 +19,7 @@ import textwrap
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence
 
 import psutil
 import pytest
@@ -357,9 +357,16 @@ def outcomes_in(result: pytest.RunResult, module: str) -> Dict[str, int]:
     return counts
 
 
+class SharedRun(NamedTuple):
+    """One run that several tests share: its result, and the directory it ran in."""
+
+    result: pytest.RunResult
+    path: Path
+
+
 def run_once(
     factory: pytest.TempPathFactory, key: str, start: Callable[[Path], pytest.RunResult]
-) -> Tuple[pytest.RunResult, Path]:
+) -> SharedRun:
     """``start(directory)`` once per session, and its result and directory for every caller.
 
     A module-scoped fixture runs once per xdist worker that gets one of its tests: two
@@ -376,7 +383,7 @@ def run_once(
         if saved.exists():
             data = json.loads(saved.read_text())
             outcome = pytest.RunResult(data["ret"], data["outlines"], data["errlines"], data["duration"])
-            return outcome, directory
+            return SharedRun(outcome, directory)
         directory.mkdir()
         outcome = start(directory)
         data = {
@@ -386,4 +393,4 @@ def run_once(
             "duration": outcome.duration,
         }
         saved.write_text(json.dumps(data))
-        return outcome, directory
+        return SharedRun(outcome, directory)

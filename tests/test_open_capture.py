@@ -13,8 +13,6 @@ import json
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, Tuple
 
 import pytest
@@ -23,6 +21,7 @@ from conftest import (
     ISOLATION_FLAGS,
     LOADED_AS_BEFORE,
     Runner,
+    SharedRun,
     outcomes_in,
     report_sections,
     run_once,
@@ -146,21 +145,12 @@ def test_dies_{name}():
 }
 
 
-@dataclass(frozen=True)
-class SharedRun:
-    """One run of _SHARED_SUITES in one isolation mode, and where it ran."""
-
-    result: pytest.RunResult
-    path: Path
-
-
 @pytest.fixture(scope="module", params=sorted(ISOLATION_FLAGS))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
     """_SHARED_SUITES run once per isolation mode (-rA, --memray-json), in a fresh interpreter."""
     flags = [ISOLATION_FLAGS[request.param], "-rA", "--memray-json=out.json"]
     key = f"open-capture-{request.param}"
-    result, path = run_once(tmp_path_factory, key, lambda path: run_suites(path, _SHARED_SUITES, *flags))
-    return SharedRun(result, path)
+    return run_once(tmp_path_factory, key, lambda path: run_suites(path, _SHARED_SUITES, *flags))
 
 
 def test_what_the_child_does_after_the_call_is_not_counted(shared: SharedRun) -> None:

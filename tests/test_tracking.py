@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
+from conftest import MODE_FLAGS, Runner, SharedRun, outcomes_in, report_sections, run_once, run_suites
 
 
 def _summary_nodeids(output: str) -> list[str]:
@@ -256,14 +254,6 @@ _SHARED_SUITES = {
 }
 
 
-@dataclass(frozen=True)
-class SharedRun:
-    """One run of _SHARED_SUITES in one mode, and the directory it ran in."""
-
-    result: pytest.RunResult
-    path: Path
-
-
 @pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
     """_SHARED_SUITES run once per tracking mode, in a fresh interpreter."""
@@ -275,10 +265,9 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         "-o",
         "junit_family=xunit1",
     ]
-    result, path = run_once(
+    return run_once(
         tmp_path_factory, f"tracking-{request.param}", lambda path: run_suites(path, _SHARED_SUITES, *flags)
     )
-    return SharedRun(result, path)
 
 
 def test_outcomes_and_sections_are_reported_as_without_tracking(shared: SharedRun) -> None:

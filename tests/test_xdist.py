@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, run_once, run_suites
+from conftest import MODE_FLAGS, Runner, SharedRun, run_once, run_suites
 from pytest_memray_isolate._judging.capture import Location, MemoryResult
 
 _SUITE = """
@@ -24,14 +23,6 @@ def test_allocates(mib):
         pass
     assert data is not None
 """
-
-
-@dataclass(frozen=True)
-class SharedRun:
-    """One run of _SUITE under ``-n 2`` in one mode, and where it ran."""
-
-    result: pytest.RunResult
-    path: Path
 
 
 @pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
@@ -48,7 +39,7 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         suites = {"test_xdist_suite": _SUITE.format(root=str(path))}
         return run_suites(path, suites, MODE_FLAGS[request.param], *flags, keep=["xdist"])
 
-    return SharedRun(*run_once(tmp_path_factory, f"xdist-{request.param}", start))
+    return run_once(tmp_path_factory, f"xdist-{request.param}", start)
 
 
 def test_one_report_covers_every_worker(shared: SharedRun) -> None:
