@@ -179,9 +179,9 @@ def test_transcript_shows_what_its_command_prints(path: Path, project: Path, run
 
 REPORTS = Transcript.read(TRANSCRIPTS / "reports.txt")
 
-#: Fields of the JSON report that count bytes or allocations: they vary as the MEMRAY
+#: Fields of the JSON report that count bytes, allocations or seconds: they vary as the MEMRAY
 #: REPORT's figures do, so only whether they are set is compared.
-VARYING_FIELDS = {"peak_memory", "size", "max_rss", "total_allocations"}
+VARYING_FIELDS = {"peak_memory", "size", "max_rss", "total_allocations", "duration"}
 
 
 def _comparable(value: Any, project: Path) -> Any:

@@ -13,7 +13,7 @@ from conftest import Runner
 from pytest_memray_isolate._isolation.messages import ExitFacts
 from pytest_memray_isolate._judging.capture import Location, MemoryResult, ProcessFigures
 from pytest_memray_isolate._judging.judge import CountedLeak
-from pytest_memray_isolate._reporting.json_report import SCHEMA, VERSION, build_document
+from pytest_memray_isolate._reporting.json_report import MINOR_VERSION, SCHEMA, VERSION, build_document
 from pytest_memray_isolate._reporting.record import TestRecord, attach_record, take_record
 from pytest_memray_isolate._settings import default_settings
 
@@ -22,6 +22,7 @@ _ENTRY: Dict[str, Any] = {
     "nodeid": "t.py::test_it",
     "outcome": "failed",
     "mode": "fork",
+    "duration": 0.25,
     "peak_memory": 4096,
     "total_allocations": 3,
     "limit": {
@@ -66,6 +67,7 @@ _RECORD = TestRecord(
     outcome="failed",
     mode="fork",
     limit=_ENTRY["limit"],
+    duration=0.25,
     peak_memory=4096,
     total_allocations=3,
     top_locations=(Location("test_it", "/src/t.py", 7, 4000),),
@@ -89,6 +91,13 @@ def test_a_record_is_its_json_entry_and_back() -> None:
     assert TestRecord.from_dict(json.loads(json.dumps(_ENTRY))) == _RECORD
 
 
+def test_an_entry_written_before_minor_version_1_reads_without_a_duration() -> None:
+    """Minor versions only add keys: an entry without ``duration`` (minor version 0) still
+    reads, with the duration unknown."""
+    older = {key: value for key, value in _ENTRY.items() if key != "duration"}
+    assert TestRecord.from_dict(older) == replace(_RECORD, duration=None)
+
+
 def test_a_record_of_a_test_without_figures_keeps_its_unread_capture() -> None:
     """A crashed child's test has no figures; its kept capture file is still named, and the
     lists it has no figures for are empty or null as the schema says."""
@@ -97,6 +106,7 @@ def test_a_record_of_a_test_without_figures_keeps_its_unread_capture() -> None:
         "failed",
         mode="fork",
         limit=None,
+        duration=None,
         result=None,
         child=ExitFacts(None, "SIGKILL", "timeout", 0),
         leaks=None,
@@ -126,6 +136,7 @@ def test_a_record_of_a_test_with_figures_takes_them_from_its_result() -> None:
         "passed",
         mode="in-process",
         limit=None,
+        duration=0.5,
         result=result,
         child=None,
         leaks=(),
@@ -135,6 +146,7 @@ def test_a_record_of_a_test_with_figures_takes_them_from_its_result() -> None:
         "nodeid": "t.py::test_it",
         "outcome": "passed",
         "mode": "in-process",
+        "duration": 0.5,
         "peak_memory": 4096,
         "total_allocations": 3,
         "limit": None,
@@ -180,7 +192,12 @@ def test_the_document_lists_the_records_and_sums_them_up() -> None:
     document = build_document(
         [_RECORD, crashed, small], replace(default_settings(), isolate="fork"), exitstatus=1
     )
-    assert (document["schema"], document["version"], document["exit_status"]) == (SCHEMA, VERSION, 1)
+    assert (document["schema"], document["version"], document["minor_version"]) == (
+        SCHEMA,
+        VERSION,
+        MINOR_VERSION,
+    )
+    assert document["exit_status"] == 1
     assert document["tests"] == [_ENTRY, crashed.to_dict(), small.to_dict()]
     assert document["summary"] == {
         "tracked": 3,
@@ -220,5 +237,6 @@ def test_every_entry_of_a_real_report_is_a_record(pytester: pytest.Pytester, run
     assert tests[1]["leaks"]
     assert tests[2]["child"] is not None
     assert tests[0]["processes"]
+    assert all(isinstance(test["duration"], float) and test["duration"] > 0 for test in tests)
     for entry in tests:
         assert TestRecord.from_dict(entry).to_dict() == entry

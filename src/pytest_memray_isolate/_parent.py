@@ -268,6 +268,7 @@ class Manager:
             report.outcome,
             mode=plan.mode,
             limit=plan.limit_description(),
+            duration=report.duration,
             result=result,
             child=None if outcome is None else outcome.exit_facts,
             leaks=judgement.leaks,

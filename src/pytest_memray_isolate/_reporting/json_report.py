@@ -1,9 +1,9 @@
 """The machine-readable report (--memray-json): one JSON document per run.
 
-Schema, version 1 (documented in docs/reports.rst)::
+Schema, version 1, minor version 1 (documented in docs/reports.rst)::
 
     {
-      "schema": "pytest-memray-isolate/report", "version": 1,
+      "schema": "pytest-memray-isolate/report", "version": 1, "minor_version": 1,
       "exit_status": 0,
       "settings": {"isolate": "fork", "capture_format": "aggregated", "follow_fork": false,
                    "repeat_leaks": {"warmups": 1, "repeats": 3} | null, ...},
@@ -11,6 +11,7 @@ Schema, version 1 (documented in docs/reports.rst)::
                   "highest_peak": {"nodeid": "...", "peak_memory": 40509536} | null},
       "tests": [
         {"nodeid": "...", "outcome": "passed", "mode": "fork" | "in-process",
+         "duration": 0.0123 | null,
          "peak_memory": 40509536 | null, "total_allocations": 4 | null,
          "limit": {"kind": "limit_memory", "bytes": ..., "text": "24 MB", "source": "marker"}
                 | {"kind": "limit_leaks", ..., "warmups": 1, "repeats": 3} | null,
@@ -27,7 +28,9 @@ Schema, version 1 (documented in docs/reports.rst)::
       ]
     }
 
-Sizes are integers in bytes. ``leaks`` lists, for a ``limit_leaks`` test that passed its
+Sizes are integers in bytes; ``duration`` is the call phase's seconds. A minor version
+only adds keys (minor version 1 added ``minor_version`` and ``duration``), so a reader of
+version 1 reads every minor version; ``version`` changes when a key is removed or changed. ``leaks`` lists, for a ``limit_leaks`` test that passed its
 own checks, the leaks that counted against the limit (``growth``: bytes leaked there on
 each tracked repetition). ``child`` is set when an isolated child ended without
 reporting (a crash, or killed at its deadline or memory ceiling). ``processes`` is set
@@ -49,10 +52,13 @@ from typing import Any, Dict, Iterable, List, Tuple
 from .._settings import Settings
 from .record import TestRecord
 
-__all__ = ["SCHEMA", "VERSION", "build_document", "write_atomically"]
+__all__ = ["MINOR_VERSION", "SCHEMA", "VERSION", "build_document", "write_atomically"]
 
 SCHEMA = "pytest-memray-isolate/report"
+#: Changes when a key is removed or changes meaning.
 VERSION = 1
+#: Changes when keys are added (readers of the version keep working).
+MINOR_VERSION = 1
 
 
 def _settings(settings: Settings) -> Dict[str, Any]:
@@ -85,6 +91,7 @@ def build_document(records: Iterable[TestRecord], settings: Settings, *, exitsta
     return {
         "schema": SCHEMA,
         "version": VERSION,
+        "minor_version": MINOR_VERSION,
         "exit_status": exitstatus,
         "settings": _settings(settings),
         "summary": {

@@ -36,6 +36,8 @@ class TestRecord:
     mode: str
     #: The limit that applied, as ``TrackingPlan.limit_description`` gives it.
     limit: Optional[Dict[str, Any]]
+    #: Seconds the call phase took, as pytest's call report says (since minor version 1).
+    duration: Optional[float] = None
     peak_memory: Optional[int] = None
     total_allocations: Optional[int] = None
     top_locations: Tuple[Location, ...] = ()
@@ -57,6 +59,7 @@ class TestRecord:
         *,
         mode: str,
         limit: Optional[Dict[str, Any]],
+        duration: Optional[float],
         result: Optional[MemoryResult],
         child: Optional[ExitFacts],
         leaks: Optional[Tuple[CountedLeak, ...]],
@@ -65,12 +68,15 @@ class TestRecord:
         """A test's record from its figures (``None`` when its capture could not be read,
         whose file, ``unread_capture``, may still be one the user keeps)."""
         if result is None:
-            return cls(nodeid, outcome, mode, limit, capture_file=unread_capture, child=child, leaks=leaks)
+            return cls(
+                nodeid, outcome, mode, limit, duration, capture_file=unread_capture, child=child, leaks=leaks
+            )
         return cls(
             nodeid,
             outcome,
             mode,
             limit,
+            duration,
             peak_memory=result.peak_memory,
             total_allocations=result.total_allocations,
             top_locations=result.top_locations,
@@ -87,6 +93,7 @@ class TestRecord:
             "nodeid": self.nodeid,
             "outcome": self.outcome,
             "mode": self.mode,
+            "duration": self.duration,
             "peak_memory": self.peak_memory,
             "total_allocations": self.total_allocations,
             "limit": self.limit,
@@ -109,6 +116,7 @@ class TestRecord:
             outcome=data["outcome"],
             mode=data["mode"],
             limit=data["limit"],
+            duration=data.get("duration"),
             peak_memory=data["peak_memory"],
             total_allocations=data["total_allocations"],
             top_locations=tuple(Location(**location) for location in data["top_locations"]),
