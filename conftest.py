@@ -30,21 +30,45 @@ import pytest_memray_isolate
 pytest_plugins = ["pytester"]
 
 #: The command-line switch for each way of isolating a test.
-ISOLATION_FLAGS = {mode: f"--memray-isolate={mode}" for mode in ("fork", "forkserver", "spawn")}
+EVERY_ISOLATION_FLAG = {mode: f"--memray-isolate={mode}" for mode in ("fork", "forkserver", "spawn")}
 #: The command-line switch for each way of tracking a test.
-MODE_FLAGS = {"in-process": "--memray", **ISOLATION_FLAGS}
+EVERY_MODE_FLAG = {"in-process": "--memray", **EVERY_ISOLATION_FLAG}
+
+#: The isolation modes a test runs in unless how a child's process starts, ends or is
+#: watched is its point. A forkserver's child and a spawned child run their test with the
+#: same code (the child's session, child_session.py, fed by request.py): they differ in
+#: how the process is made, a fork of the server or a new interpreter. So the forkserver,
+#: the cheaper, stands for both; spawn runs where the process itself matters (crashes,
+#: deadlines, signals, output streams, a fresh import; ``every_isolated_flag``) and in
+#: tests/test_remote_modes.py.
+ISOLATION_FLAGS = {mode: EVERY_ISOLATION_FLAG[mode] for mode in ("fork", "forkserver")}
+#: The tracking modes a test runs in: in pytest's process and ISOLATION_FLAGS.
+MODE_FLAGS = {"in-process": EVERY_MODE_FLAG["in-process"], **ISOLATION_FLAGS}
 
 
 @pytest.fixture(params=sorted(MODE_FLAGS))
 def mode_flag(request: pytest.FixtureRequest) -> str:
-    """Each test using this runs once per tracking mode."""
+    """Each test using this runs in pytest's process, and in a fork and forkserver child."""
     return MODE_FLAGS[request.param]
 
 
 @pytest.fixture(params=sorted(ISOLATION_FLAGS))
 def isolated_flag(request: pytest.FixtureRequest) -> str:
-    """Each test using this runs once per isolation mode."""
+    """Each test using this runs in a fork and in a forkserver child (see ISOLATION_FLAGS)."""
     return ISOLATION_FLAGS[request.param]
+
+
+@pytest.fixture(params=sorted(EVERY_MODE_FLAG))
+def every_mode_flag(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once per tracking mode, spawn included."""
+    return EVERY_MODE_FLAG[request.param]
+
+
+@pytest.fixture(params=sorted(EVERY_ISOLATION_FLAG))
+def every_isolated_flag(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once per isolation mode, spawn included: for what depends
+    on how the child's process starts, ends or is watched."""
+    return EVERY_ISOLATION_FLAG[request.param]
 
 
 def sources_by_mode(*others: str) -> List[Any]:

@@ -365,7 +365,7 @@ def test_a_malformed_marker_is_an_error_naming_the_test_marker_and_value(
 
 
 def test_malformed_markers_error_alike_in_every_isolation_mode(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, every_isolated_flag: str
 ) -> None:
     """Under each isolation mode every malformed marker gives the same error as in process,
     in its test's own section, without starting a child that runs it; the other test runs.
@@ -382,7 +382,7 @@ def test_marked_{index}():
         for index, (marker, _) in enumerate(MALFORMED_MARKERS)
     )
     pytester.makepyfile("import pytest\n" + tests + "\n\ndef test_other():\n    pass\n")
-    result = run(isolated_flag, "-rE")
+    result = run(every_isolated_flag, "-rE")
     result.assert_outcomes(passed=1, errors=len(MALFORMED_MARKERS))
     sections = report_sections(result.outlines)
     names = [f"test_marked_{index}" for index in range(len(MALFORMED_MARKERS))]

@@ -6,7 +6,16 @@ import re
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, SharedRun, outcomes_in, report_sections, run_once, run_suites
+from conftest import (
+    EVERY_MODE_FLAG,
+    MODE_FLAGS,
+    Runner,
+    SharedRun,
+    outcomes_in,
+    report_sections,
+    run_once,
+    run_suites,
+)
 
 
 def _summary_nodeids(output: str) -> list[str]:
@@ -254,11 +263,11 @@ _SHARED_SUITES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
+@pytest.fixture(scope="module", params=sorted(EVERY_MODE_FLAG))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
     """_SHARED_SUITES run once per tracking mode, in a fresh interpreter."""
     flags = [
-        MODE_FLAGS[request.param],
+        EVERY_MODE_FLAG[request.param],
         "-rA",
         "--most-allocations=0",
         "--junitxml=out.xml",
