@@ -134,10 +134,14 @@ def run(pytester: pytest.Pytester) -> Runner:
     (warm_pytest.py), which halves its cost; ``fresh=True`` starts a new interpreter
     instead, for runs whose every line users see (the docs' transcripts, where a stack
     dump shows the frames that started pytest) or that depend on how Python started.
+    ``keep_cache=True`` keeps pytest's cache, for runs that remember for the next
+    (``--fail-on-increase``).
     """
 
-    def run_pytest(*args: str, plugins: Sequence[str] = (), fresh: bool = False) -> pytest.RunResult:
-        arguments = ("-p", "no:cacheprovider", *without_plugins(plugins), *args)
+    def run_pytest(
+        *args: str, plugins: Sequence[str] = (), fresh: bool = False, keep_cache: bool = False
+    ) -> pytest.RunResult:
+        arguments = (*([] if keep_cache else ["-p", "no:cacheprovider"]), *without_plugins(plugins), *args)
         if fresh:
             return pytester.runpytest_subprocess(*arguments)
         return warm_run(pytester.path, arguments, environ=_subprocess_environ(Path.cwd()), cwd=Path.cwd())
