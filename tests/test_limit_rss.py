@@ -20,7 +20,7 @@ from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once,
 from pytest_memray_isolate._judging.limits import check_rss
 from pytest_memray_isolate._plan import RssLimit
 from pytest_memray_isolate._tracking import resident
-from pytest_memray_isolate._tracking.resident import Resident, ResidentProbe, status_value
+from pytest_memray_isolate._tracking.resident import Resident, ResidentProbe, statm_resident, status_value
 
 MIB = 1024**2
 
@@ -47,9 +47,33 @@ def test_status_value_reads_a_size_in_bytes() -> None:
 def test_status_value_ignores_what_follows_the_text_and_rejects_bad_lines() -> None:
     """A buffer's trailing zeros do not matter; a missing key or an unreadable value gives None."""
     assert status_value(_STATUS + bytes(100), b"VmRSS") == 65536 * 1024
+    assert status_value(bytearray(_STATUS) + bytes(100), b"VmHWM") == 98304 * 1024
     assert status_value(_STATUS, b"VmSwap") is None
     assert status_value(b"VmHWM:\tlots kB\n", b"VmHWM") is None
     assert status_value(b"VmHWM:\t12 pages\n", b"VmHWM") is None
+
+
+def test_statm_resident_is_its_second_field_in_pages() -> None:
+    """/proc/self/statm gives sizes in pages; the resident one is the second field (what
+    psutil's memory_info().rss reads); trailing zero bytes and bad text are handled."""
+    assert statm_resident(b"12345 2048 512 3 0 4000 0\n", 4096) == 2048 * 4096
+    assert statm_resident(bytearray(b"12345 2048 512 3 0 4000 0\n") + bytes(50), 4096) == 2048 * 4096
+    assert statm_resident(b"12345\n", 4096) is None
+    assert statm_resident(b"", 4096) is None
+    assert statm_resident(b"1 x 2\n", 4096) is None
+
+
+def test_statm_resident_is_psutils_figure() -> None:
+    """In this process, statm's resident size is psutil's rss, read a moment apart."""
+    import mmap
+
+    import psutil
+
+    with open("/proc/self/statm", "rb") as stream:
+        ours = statm_resident(stream.read(), mmap.PAGESIZE)
+    theirs = psutil.Process().memory_info().rss
+    assert ours is not None
+    assert abs(ours - theirs) < MIB
 
 
 def test_growth_is_the_peak_over_the_start_and_never_negative() -> None:
