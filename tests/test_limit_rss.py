@@ -415,3 +415,19 @@ def test_without_the_figure_a_limit_rss_test_fails_and_the_report_says_so(
     names = [item.get("name") for item in ElementTree.parse(pytester.path / "junit.xml").iter("property")]
     assert "memray_peak_memory" in names
     assert "memray_rss_growth" not in names
+
+
+def test_limit_rss_works_without_memray(pytester: pytest.Pytester, run_inprocess: Runner) -> None:
+    """Like the other markers, limit_rss alone tracks the marked test (only it), without a
+    MEMRAY REPORT."""
+    pytester.makepyfile(
+        _TOUCHING
+        + "\n@pytest.mark.limit_rss('4 MB')\ndef test_marked():\n    touched()\n"
+        + "\ndef test_unmarked():\n    touched()\n"
+    )
+    result = run_inprocess("-rA")
+    result.assert_outcomes(passed=1, failed=1)
+    pytest.LineMatcher(report_sections(result.outlines)["test_marked"]).fnmatch_lines(
+        ["Test *::test_marked was limited to 4.0MiB of resident memory growth but grew by *"]
+    )
+    result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
