@@ -50,6 +50,7 @@ def test_report_lists_each_tracked_test_with_its_figures(
             "\t 📊 Histogram of allocation sizes: |*|",
             "\t 🥇 Biggest allocating functions:",
             "\t\t- test_big:*test_report_lists_each_tracked_test_with_its_figures.py:2 -> 8.0MiB",
+            "\t 🧠 Resident memory growth: *",
             "",
             "",
             "Allocation results for *::test_small at the high watermark",
