@@ -16,7 +16,7 @@ from typing import Any, Dict
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
+from conftest import EVERY_MODE_FLAG, Runner, outcomes_in, report_sections, run_once, run_suites
 from pytest_memray_isolate._judging.limits import check_rss
 from pytest_memray_isolate._plan import RssLimit
 from pytest_memray_isolate._tracking import resident
@@ -178,10 +178,10 @@ _MAPPING = """
     """
 
 
-@pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
+@pytest.fixture(scope="module", params=sorted(EVERY_MODE_FLAG))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     """The mapping suite run once per way of tracking, with its JSON report and JUnit XML."""
-    flag = MODE_FLAGS[request.param]
+    flag = EVERY_MODE_FLAG[request.param]
     key = f"limit-rss-{request.param}"
     shared_run = run_once(
         tmp_path_factory,
