@@ -332,6 +332,32 @@ MALFORMED_MARKERS = [
         "limit_allocations()",
         "*invalid marker @pytest.mark.limit_allocations(): missing a required argument: 'count';*",
     ),
+    # limit_rss: the resident growth's marker (tests/test_limit_rss.py)
+    (
+        'limit_rss("lots")',
+        "*::test_marked: invalid marker @pytest.mark.limit_rss('lots'): 'lots' is not a memory size;"
+        ' expected a number and a unit, such as "24 MB"*',
+    ),
+    (
+        "limit_rss(512)",
+        "*::test_marked: invalid marker @pytest.mark.limit_rss(512): the limit must be a string,"
+        ' a number and a unit, such as "24 MB" *; got int 512',
+    ),
+    (
+        "limit_rss()",
+        "*::test_marked: invalid marker @pytest.mark.limit_rss(): missing a required argument: 'limit';"
+        " the signature is limit_rss(limit: str)",
+    ),
+    (
+        'limit_rss("1 MB", "2 MB")',
+        "*invalid marker @pytest.mark.limit_rss('1 MB', '2 MB'): too many positional arguments;"
+        " the signature is limit_rss(limit: str)",
+    ),
+    (
+        'limit_rss("1 MB", per_thread=True)',
+        "*invalid marker @pytest.mark.limit_rss('1 MB', per_thread=True):"
+        " got an unexpected keyword argument 'per_thread'*",
+    ),
 ]
 
 

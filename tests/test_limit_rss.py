@@ -144,20 +144,30 @@ def test_check_rss_without_a_figure_fails_saying_why() -> None:
 
 # -- one run per way of tracking --------------------------------------------------------
 
-_MAPPING = """
-    import mmap
-    import pytest
 
-    SIZE = 64 * 1024 * 1024
+def _touching(mib: int) -> str:
+    """A test module's start: ``touched()`` maps ``mib`` MiB and writes to every page of it."""
+    return textwrap.dedent(
+        f"""
+        import mmap
+        import pytest
+
+        SIZE = {mib} * 1024 * 1024
+
+        def touched():
+            mapping = mmap.mmap(-1, SIZE)
+            for offset in range(0, SIZE, mmap.PAGESIZE):
+                mapping[offset] = 1
+            mapping.close()
+        """
+    )
 
 
-    def touched():
-        mapping = mmap.mmap(-1, SIZE)
-        for offset in range(0, SIZE, mmap.PAGESIZE):
-            mapping[offset] = 1
-        mapping.close()
+#: A module whose tests grow their resident memory by 16 MiB.
+_TOUCHING = _touching(16)
 
-
+_MAPPING = _touching(64) + textwrap.dedent(
+    """
     def test_touches_64_mib():
         touched()
 
@@ -176,6 +186,7 @@ _MAPPING = """
     def test_under_its_limit():
         touched()
     """
+)
 
 
 @pytest.fixture(scope="module", params=sorted(EVERY_MODE_FLAG))
@@ -249,75 +260,6 @@ def test_limit_rss_fails_over_and_passes_under(shared: Dict[str, Any]) -> None:
 
 
 # -- decided in pytest's process: once ---------------------------------------------------
-
-#: Malformed limit_rss markers and the error each gives.
-MALFORMED = [
-    (
-        'limit_rss("lots")',
-        "*::test_marked: invalid marker @pytest.mark.limit_rss('lots'): 'lots' is not a memory size;"
-        ' expected a number and a unit, such as "24 MB"*',
-    ),
-    (
-        "limit_rss(512)",
-        "*::test_marked: invalid marker @pytest.mark.limit_rss(512): the limit must be a string,"
-        ' a number and a unit, such as "24 MB" *; got int 512',
-    ),
-    (
-        "limit_rss()",
-        "*::test_marked: invalid marker @pytest.mark.limit_rss(): missing a required argument: 'limit';"
-        " the signature is limit_rss(limit: str)",
-    ),
-    (
-        'limit_rss("1 MB", "2 MB")',
-        "*invalid marker @pytest.mark.limit_rss('1 MB', '2 MB'): too many positional arguments;"
-        " the signature is limit_rss(limit: str)",
-    ),
-    (
-        'limit_rss("1 MB", per_thread=True)',
-        "*invalid marker @pytest.mark.limit_rss('1 MB', per_thread=True):"
-        " got an unexpected keyword argument 'per_thread'*",
-    ),
-]
-
-
-@pytest.mark.parametrize(("marker", "expected"), MALFORMED)
-def test_a_malformed_limit_rss_is_an_error_at_setup(
-    pytester: pytest.Pytester, run_inprocess: Runner, marker: str, expected: str
-) -> None:
-    """Validated at collection: the marked test errors without running, the other runs."""
-    pytester.makepyfile(
-        f"""
-        import pytest
-
-        @pytest.mark.{marker}
-        def test_marked():
-            raise AssertionError("must not run")
-
-        def test_other():
-            pass
-        """
-    )
-    result = run_inprocess("--memray", "-rE")
-    result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*_ ERROR at setup of test_marked _*", expected])
-    result.stdout.no_fnmatch_line("*must not run*")
-    result.stdout.no_fnmatch_line("*INTERNALERROR*")
-
-
-_TOUCHING = textwrap.dedent(
-    """
-    import mmap
-    import pytest
-
-    SIZE = 16 * 1024 * 1024
-
-    def touched():
-        mapping = mmap.mmap(-1, SIZE)
-        for offset in range(0, SIZE, mmap.PAGESIZE):
-            mapping[offset] = 1
-        mapping.close()
-    """
-)
 
 
 def test_the_default_limit_applies_unless_the_closest_marker_says_otherwise(

@@ -71,32 +71,26 @@ class TestRecord:
     ) -> TestRecord:
         """A test's record from its figures (``None`` when its capture could not be read,
         whose file, ``unread_capture``, may still be one the user keeps)."""
-        if result is None:
-            return cls(
-                nodeid,
-                outcome,
-                mode,
-                limit,
-                duration,
-                rss_growth=rss_growth,
-                capture_file=unread_capture,
-                child=child,
-                leaks=leaks,
-            )
-        return cls(
+        record = cls(
             nodeid,
             outcome,
             mode,
             limit,
             duration,
+            rss_growth=rss_growth,
+            capture_file=unread_capture,
+            child=child,
+            leaks=leaks,
+        )
+        if result is None:
+            return record
+        return replace(
+            record,
             peak_memory=result.peak_memory,
             total_allocations=result.total_allocations,
-            rss_growth=rss_growth,
             top_locations=result.top_locations,
             capture_file=result.kept_file or unread_capture,
             flamegraph=result.flamegraph,
-            child=child,
-            leaks=leaks,
             processes=result.processes or None,
         )
 
