@@ -27,6 +27,7 @@ __all__ = [
     "IN_PROCESS",
     "LIMIT_MARKERS",
     "MARKER_SIGNATURES",
+    "REGION_FIXTURE",
     "AllocationLimit",
     "LeakLimit",
     "LeakedObjectsCheck",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 IN_PROCESS = "in-process"
+#: The fixture that measures part of a test (see _tracking/region.py).
+REGION_FIXTURE = "memray_region"
 #: Python versions whose memray can follow object lifetimes (limit_leaked_objects).
 OBJECT_TRACKING_SINCE = (3, 13, 3)
 
@@ -179,6 +182,9 @@ class TrackingPlan:
     timeout: Optional[float] = None
     #: The most allocations the call may make (``limit_allocations``); combines with the others.
     allocations: Optional[AllocationLimit] = None
+    #: Whether the test uses the ``memray_region`` fixture: only its regions are tracked,
+    #: and its limits apply to its highest region.
+    regions: bool = False
 
     @property
     def isolated(self) -> bool:
@@ -356,9 +362,17 @@ def plan_for(item: pytest.Item, settings: Settings) -> Optional[TrackingPlan]:
     limits = _closest_limit_marks(item)
     isolate_mark = item.get_closest_marker("memray_isolate")
     allocations_mark = item.get_closest_marker("limit_allocations")
-    if not limits and isolate_mark is None and allocations_mark is None and not settings.tracking_all:
+    regions = REGION_FIXTURE in getattr(item, "fixturenames", ())
+    if (
+        not (limits or regions)
+        and isolate_mark is None
+        and allocations_mark is None
+        and not settings.tracking_all
+    ):
         return None
     plan = _plan_without_allocations(item, settings, limits, isolate_mark)
+    if regions and plan.error is None:
+        plan = _with_regions(item, plan)
     if allocations_mark is None or plan.error is not None:
         return _with_open_end(plan, settings)
     try:
@@ -368,6 +382,27 @@ def plan_for(item: pytest.Item, settings: Settings) -> Optional[TrackingPlan]:
     # Only a capture of every allocation can count them (the aggregated format merges them).
     plan = replace(plan, allocations=allocations, tracker=replace(plan.tracker, all_allocations=True))
     return _with_open_end(plan, settings)
+
+
+def _with_regions(item: pytest.Item, plan: TrackingPlan) -> TrackingPlan:
+    """The plan of a test tracked only inside its regions (``memray_region``).
+
+    What needs a Tracker around the whole call cannot apply to regions: repetitions of
+    the call, and the objects that outlive it (gathered when that Tracker stops).
+    """
+    if plan.leaks is not None and plan.leaks.repeated:
+        whole = "limit_leaks with warmups or repeats (or --memray-repeat-leaks) repeats the whole test"
+    elif plan.objects is not None:
+        whole = "limit_leaked_objects looks at the objects that outlive the whole test"
+    else:
+        return replace(plan, regions=True)
+    return replace(
+        plan,
+        error=(
+            f"{item.nodeid}: {whole}, which cannot be combined with the {REGION_FIXTURE} fixture;"
+            " use one or the other in this test"
+        ),
+    )
 
 
 def _with_open_end(plan: TrackingPlan, settings: Settings) -> TrackingPlan:
@@ -380,6 +415,7 @@ def _with_open_end(plan: TrackingPlan, settings: Settings) -> TrackingPlan:
     """
     ends_open = (
         plan.isolated
+        and not plan.regions
         and plan.error is None
         and plan.skip is None
         and plan.leaks is None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union, final
 
 from .._capture_files import repetition_capture
+from .._judging.capture import RegionFigures
 from .._judging.limits import Verdict
 from .._plan import LeakedObjectsCheck, TrackerOptions
 
@@ -77,6 +78,9 @@ class CallSpec:
     repeats: int = 1
     #: With ``tracker.ends_open``: the thread name that ends the tracked window (window.py).
     window_marker: Optional[str] = None
+    #: The test uses ``memray_region``: only its regions are tracked, each by a Tracker of
+    #: its own writing ``NAME-regionN.bin`` beside ``capture`` (which is never written).
+    regions: bool = False
 
     def repetition_captures(self) -> List[Path]:
         """One capture per tracked call; the last is ``capture``, whose figures are reported."""
@@ -131,13 +135,15 @@ class Reported:
     """The call report, with the subtests' reports and the warnings raised during the call.
 
     ``objects_verdict`` is judged where the test ran, right after its Tracker stopped: the
-    objects that outlived the test exist only in that process.
+    objects that outlived the test exist only in that process. ``regions`` are the figures
+    of the test's ``memray_region`` blocks, read there as each one ended (the test read them).
     """
 
     report: SerializedReport
     during_call: Tuple[SerializedReport, ...] = ()
     warnings: Tuple[WarningRecord, ...] = ()
     objects_verdict: Optional[Verdict] = None
+    regions: Tuple[RegionFigures, ...] = ()
 
 
 @final
@@ -224,6 +230,8 @@ class TrackerNotes:
     """What the tracker notes where the test ran, right after its Tracker stopped."""
 
     objects_verdict: Optional[Verdict] = None
+    #: Each ``memray_region`` the test measured, in order, as it ended.
+    regions: List[RegionFigures] = field(default_factory=list)
 
 
 @final
@@ -267,6 +275,14 @@ class Job:
     def window_closed(self) -> bool:
         """Whether the child reached the end of its tracked window (never, in this process)."""
         return self.child is not None and self.child.window_closed
+
+    @property
+    def regions(self) -> Optional[Tuple[RegionFigures, ...]]:
+        """The figures of the test's regions, from wherever it ran; ``None`` from a child
+        that sent no report (it crashed or was killed)."""
+        if self.child is not None:
+            return None if self.child.reported is None else self.child.reported.regions
+        return tuple(self.notes.regions)
 
     @property
     def objects_verdict(self) -> Optional[Verdict]:

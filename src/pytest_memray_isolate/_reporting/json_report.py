@@ -1,9 +1,9 @@
 """The machine-readable report (--memray-json): one JSON document per run.
 
-Schema, version 1, minor version 1 (documented in docs/reports.rst)::
+Schema, version 1, minor version 2 (documented in docs/reports.rst)::
 
     {
-      "schema": "pytest-memray-isolate/report", "version": 1, "minor_version": 1,
+      "schema": "pytest-memray-isolate/report", "version": 1, "minor_version": 2,
       "exit_status": 0,
       "settings": {"isolate": "fork", "capture_format": "aggregated", "follow_fork": false,
                    "repeat_leaks": {"warmups": 1, "repeats": 3} | null, ...},
@@ -24,18 +24,27 @@ Schema, version 1, minor version 1 (documented in docs/reports.rst)::
                     "growth": [..., ...]}] | null,
          "processes": [{"pid": 4242, "role": "test" | "forked", "peak_memory": ... | null,
                         "total_allocations": ... | null, "counted": true, "note": ... | null,
-                        "capture_file": ... | null}] | null}
+                        "capture_file": ... | null}] | null,
+         "regions": [{"number": 1, "filename": ..., "lineno": ..., "peak_memory": ...,
+                      "total_allocations": ..., "top_locations": [...],
+                      "leaked_memory": ... | null, "capture_file": ... | null}] | null}
       ]
     }
 
 Sizes are integers in bytes; ``duration`` is the call phase's seconds. A minor version
-only adds keys (minor version 1 added ``minor_version`` and ``duration``), so a reader of
-version 1 reads every minor version; ``version`` changes when a key is removed or changed. ``leaks`` lists, for a ``limit_leaks`` test that passed its
+only adds keys (minor version 1 added ``minor_version`` and ``duration``, minor version 2
+each test's ``regions``), so a reader of version 1 reads every minor version; ``version``
+changes when a key is removed or changed. ``leaks`` lists, for a ``limit_leaks`` test that passed its
 own checks, the leaks that counted against the limit (``growth``: bytes leaked there on
 each tracked repetition). ``child`` is set when an isolated child ended without
 reporting (a crash, or killed at its deadline or memory ceiling). ``processes`` is set
 with --memray-follow-fork: the test's process and each one it forked; ``peak_memory``
 and ``total_allocations`` of the test are then the sums over the counted ones.
+``regions`` is set for a test that uses the ``memray_region`` fixture (``null`` for
+others, and for a child that died before reporting them): each region in the order the
+test opened it, ``total_allocations`` counting its allocation events, ``leaked_memory``
+with ``leaks=True`` only; the test's ``peak_memory`` and ``total_allocations`` are then
+the highest of its regions'.
 
 Each entry of ``tests`` is a ``TestRecord`` (record.py), which keeps this schema.
 """
@@ -58,7 +67,7 @@ SCHEMA = "pytest-memray-isolate/report"
 #: Changes when a key is removed or changes meaning.
 VERSION = 1
 #: Changes when keys are added (readers of the version keep working).
-MINOR_VERSION = 1
+MINOR_VERSION = 2
 
 
 def _settings(settings: Settings) -> Dict[str, Any]:

@@ -11,7 +11,7 @@ import functools
 import gc
 import inspect
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
@@ -23,6 +23,7 @@ from .._judging.limits import check_leaked_objects
 from .._plan import TrackerOptions
 from .follow_fork import note_running
 from .heap import fill_free_space, settle
+from .region import regions_of_call
 from .repeat import calls_of, not_repeatable
 from .window import end_window
 
@@ -235,7 +236,13 @@ def patched_call(
     The Tracker wraps the test function itself where pytest calls one, so fixture
     lookup and pytest's hook machinery are not counted; other items are tracked
     around their whole ``runtest``. ``outer`` (a runner's) wraps the whole call.
+
+    A test that measures regions (``spec.regions``) gets no Tracker around its call: its
+    regions opened during the call track themselves (see region.py), in whichever
+    process runs it (a forked child inherits what is set here).
     """
+    if spec.regions:
+        track = False
     had_own_runtest = "runtest" in vars(item)
     original_runtest = item.runtest
     function_item = cast(pytest.Function, item) if track and _calls_its_function_object(item) else None
@@ -248,8 +255,10 @@ def patched_call(
     if outer is not None:
         runtest = outer(runtest)
     item.runtest = runtest  # type: ignore[method-assign,assignment]
+    regions = regions_of_call(spec, notes, settle_heap=settle_heap) if spec.regions else nullcontext()
     try:
-        yield
+        with regions:
+            yield
     finally:
         # Put back exactly what was there: a rerun (pytest-rerunfailures) wraps afresh.
         if function_item is not None:
