@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type, final
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Tuple, Type, Union, final
 
 import memray._memray
 import pytest
@@ -95,12 +95,65 @@ _rebuild_stack: Optional[Callable[[str, Tuple[object, object]], None]] = vars(me
 )
 
 
-def _tell_memray_the_stack() -> None:
+def _frame_objects_made() -> None:
+    """Make the frame objects of the running frames now, before the Tracker starts.
+
+    CPython makes a frame's object only when something asks for it, as memray's stack
+    rebuilding does for every frame; made while tracking, the larger ones would be counted
+    as the region's allocations.
+    """
+    frame = sys._getframe()
+    while frame.f_back is not None:
+        frame = frame.f_back
+
+
+def _tell_memray_the_stack(greenlets: Tuple[object, object]) -> None:
     """Have memray take the frames already running (the test's) as part of every stack
-    recorded from here; should memray not offer it, stacks only lack those frames."""
+    recorded from here; should memray not offer it, stacks only lack those frames.
+
+    ``greenlets`` stand for the two greenlets of a switch, made before the Tracker starts.
+    """
     if _rebuild_stack is not None:
         with contextlib.suppress(Exception):
-            _rebuild_stack("switch", (types.SimpleNamespace(), types.SimpleNamespace()))
+            _rebuild_stack("switch", greenlets)
+
+
+class _NoTracker:
+    """What a rehearsal starts and stops instead of a Tracker."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+#: Whether this process has rehearsed a region (see ``_rehearse``).
+_rehearsed = False
+
+
+def _rehearse() -> None:
+    """Run a region's own code once, under a profile function that does nothing, before
+    the first region of this process starts its Tracker.
+
+    CPython gives a code object a table of line numbers the first time a profiler sees
+    it run: made while a region tracks, those of the region's own methods would count as
+    the region's allocations (and, with ``leaks=True``, as its leaks: the tables stay).
+    """
+    global _rehearsed, _open
+    if _rehearsed:
+        return
+    _rehearsed = True
+    region = MemoryRegion(RegionOpener("rehearsal"), leaks=False, filename="", lineno=0)
+    region._rehearsal = True
+    previous = sys.getprofile()
+    sys.setprofile(lambda frame, event, arg: None)
+    try:
+        with region:
+            pass
+    finally:
+        sys.setprofile(previous)
+        _open = None
 
 
 _NOT_OPENED, _OPEN, _ENDED = "not opened", "open", "ended"
@@ -125,6 +178,7 @@ class MemoryRegion:
         "_leaks",
         "_lineno",
         "_opener",
+        "_rehearsal",
         "_scratch",
         "_state",
         "_tracker",
@@ -137,10 +191,12 @@ class MemoryRegion:
         self._lineno = lineno
         self._state = _NOT_OPENED
         self._figures: Optional[RegionFigures] = None
-        self._tracker: Optional[Tracker] = None
+        self._tracker: Optional[Union[Tracker, _NoTracker]] = None
         self._call: Optional[_Call] = None
         self._capture: Optional[Path] = None
         self._scratch: Optional[Path] = None
+        #: Whether this region only rehearses the code a region runs (see ``_rehearse``).
+        self._rehearsal = False
 
     def __repr__(self) -> str:
         return f"<MemoryRegion opened at {self._where()}, {self._state}>"
@@ -205,9 +261,35 @@ class MemoryRegion:
 
     # -- the block ------------------------------------------------------------------
 
+    # The code that runs while the region's Tracker does is kept to a few instructions:
+    # CPython gives a code object a table of line numbers (2 bytes an instruction here)
+    # the first time a profiler sees it, and memray would count the table of a long
+    # method as the region's own allocation. Checks and reading happen before and after.
+
     def __enter__(self) -> MemoryRegion:
         __tracebackhide__ = True
-        global _open
+        self._start(*self._prepared())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc_value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        tracker = self._tracker
+        if tracker is not None:
+            tracker.__exit__(exc_type, exc_value, traceback)
+        self._stopped()
+
+    def _prepared(self) -> Tuple[Union[Tracker, _NoTracker], Tuple[object, object]]:
+        """The region's Tracker, ready to start, once the region may start (else the test
+        fails); and what memray needs to learn the running frames."""
+        __tracebackhide__ = True
+        greenlets = (types.SimpleNamespace(), types.SimpleNamespace())
+        if self._rehearsal:
+            return _NoTracker(), greenlets
+        _rehearse()
         nodeid = self._opener.nodeid
         if self._state != _NOT_OPENED:
             pytest.fail(
@@ -220,50 +302,50 @@ class MemoryRegion:
                 f" {_open._where()}, which is still open; regions cannot nest: end one region's"
                 " with block before opening the next"
             )
-        call = _call
+        call = self._call = _call
         number = self._opener.entered + 1
         if call is None:  # outside a tracked call (a fixture's setup): a capture of its own
             self._scratch = Path(tempfile.mkdtemp(prefix="pytest-memray-isolate-region-"))
             capture, options = self._scratch / "region.bin", TrackerOptions()
         else:
             capture, options = region_capture(call.spec.capture, number), call.spec.tracker
+        self._capture = capture
         tracker = Tracker(capture, **_tracker_arguments(options, leaks=self._leaks))
         if call is not None and call.settle_heap and not call.keep_alive:
             call.keep_alive.append(settle())
-        refused: Optional[RuntimeError] = None
+        _frame_objects_made()
+        return tracker, greenlets
+
+    def _start(self, tracker: Union[Tracker, _NoTracker], greenlets: Tuple[object, object]) -> None:
+        __tracebackhide__ = True
+        global _open
         try:
             tracker.__enter__()
         except RuntimeError as error:
-            refused = error
-        if refused is not None:  # failed outside the except block: no chained tracebacks
-            self._discard(capture)
-            pytest.fail(
-                f"{nodeid}: the memray_region opened at {self._where()} cannot start its memray"
-                f" Tracker: another Tracker is active in this process ({refused}); stop that"
-                " Tracker before the region starts, or measure with one of the two"
-            )
-        _tell_memray_the_stack()
-        _open = self
-        self._opener.entered = number
-        self._state, self._tracker, self._call, self._capture = _OPEN, tracker, call, capture
-        return self
+            self._refused(error)
+        _tell_memray_the_stack(greenlets)
+        _open, self._tracker, self._state = self, tracker, _OPEN
 
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc_value: Optional[BaseException],
-        traceback: Optional[TracebackType],
-    ) -> None:
+    def _refused(self, error: RuntimeError) -> NoReturn:
+        """memray refused to start the Tracker: another one is active in this process."""
+        __tracebackhide__ = True
+        assert self._capture is not None
+        self._discard(self._capture)
+        pytest.fail(
+            f"{self._opener.nodeid}: the memray_region opened at {self._where()} cannot start its"
+            f" memray Tracker: another Tracker is active in this process ({error}); stop that"
+            " Tracker before the region starts, or measure with one of the two",
+        )
+
+    def _stopped(self) -> None:
+        """Read the region's figures once its Tracker has stopped, and note them for the reports."""
         global _open
-        tracker, capture = self._tracker, self._capture
-        assert tracker is not None
+        _open, self._tracker, self._state = None, None, _ENDED
+        if self._rehearsal:
+            return
+        capture = self._capture
         assert capture is not None
-        try:
-            tracker.__exit__(exc_type, exc_value, traceback)
-        finally:
-            _open = None
-            self._tracker = None
-            self._state = _ENDED
+        self._opener.entered += 1
         figures = read_region(capture, self._opener.entered, self._filename, self._lineno, leaks=self._leaks)
         self._figures = figures
         if self._call is not None:
