@@ -242,6 +242,53 @@ def test_regions_work_in_asyncio_and_anyio_tests(pytester: pytest.Pytester, run:
     assert all(3 * MIB <= test["peak_memory"] < 6 * MIB for test in tests)
 
 
+def test_the_other_limit_markers_apply_to_each_region(pytester: pytest.Pytester, run: Runner) -> None:
+    """limit_leaks and limit_allocations judge the regions' captures, not what the test
+    does outside them: a leak or many allocations outside every region pass; inside one,
+    the failure names that region."""
+    pytester.makepyfile(
+        test_limits="""
+        import pytest
+
+        KEPT = []
+
+        @pytest.mark.limit_leaks("64 KB")
+        def test_leaks_in_a_region(memray_region):
+            KEPT.append(bytearray(1024 * 1024))  # outside every region: not counted
+            with memray_region():
+                pass
+            with memray_region():
+                KEPT.append(bytearray(512 * 1024))
+
+        @pytest.mark.limit_allocations(100)
+        def test_allocates_outside(memray_region):
+            outside = [bytearray(1000) for _ in range(1000)]
+            with memray_region():
+                inside = bytearray(1000)
+            assert outside and inside
+
+        @pytest.mark.limit_allocations(100)
+        def test_allocates_inside(memray_region):
+            with memray_region():
+                inside = [bytearray(1000) for _ in range(1000)]
+            assert inside
+        """
+    )
+    result = run("--memray", "-rA")
+    assert outcomes_in(result, "test_limits.py") == {"passed": 1, "failed": 2}
+    sections = report_sections(result.outlines)
+    pytest.LineMatcher(sections["test_leaks_in_a_region"]).fnmatch_lines(
+        [
+            "Test was allowed to leak 64.0KiB per location but at least one location leaked more"
+            " (in memray_region 2, opened at test_limits.py:10)"
+        ]
+    )
+    pytest.LineMatcher(sections["test_allocates_inside"]).fnmatch_lines(
+        ["Test was limited to 100 allocations but made * (in memray_region 1, opened at test_limits.py:22)"]
+    )
+    result.stdout.fnmatch_lines(["PASSED test_limits.py::test_allocates_outside"])
+
+
 def test_each_misuse_fails_its_test_saying_what_to_do(pytester: pytest.Pytester, run: Runner) -> None:
     """Nesting regions, a Tracker already running, figures read too early, leaks not asked
     for, a region used twice and a repeated limit_leaks each fail the test alone (no
