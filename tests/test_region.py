@@ -289,6 +289,39 @@ def test_the_other_limit_markers_apply_to_each_region(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines(["PASSED test_limits.py::test_allocates_outside"])
 
 
+def test_a_child_that_dies_in_a_region_reports_that_regions_peak(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """A child that exits inside its second region fails the test with memray's figures of
+    that region (its capture keeps every allocation, so it survives the crash), not the
+    40 MiB set up before it; the JSON's regions are null, as nothing was reported."""
+    pytester.makepyfile(
+        test_dies="""
+        import os
+
+        def test_dies(memray_region):
+            setup = bytearray(40 * 1024 * 1024)
+            with memray_region():
+                pass
+            with memray_region():
+                rows = bytearray(8 * 1024 * 1024)
+                os._exit(3)
+        """
+    )
+    result = run("--memray-isolate=fork", "--memray-json=out.json")
+    result.assert_outcomes(failed=1)
+    pytest.LineMatcher(report_sections(result.outlines)["test_dies"]).fnmatch_lines(
+        [
+            "The isolated child process running this test exited with status 3 before reporting a result.",
+            "Memory allocated at the peak before the crash: 8.0MiB (memray, in memray_region 2).",
+            "Biggest allocating places at that peak:",
+            "\t- test_dies:*test_dies.py:8 -> 8.0MiB",
+        ]
+    )
+    [test] = json.loads((pytester.path / "out.json").read_text())["tests"]
+    assert (test["regions"], test["child"]["exit_code"]) == (None, 3)
+
+
 def test_each_misuse_fails_its_test_saying_what_to_do(pytester: pytest.Pytester, run: Runner) -> None:
     """Nesting regions, a Tracker already running, figures read too early, leaks not asked
     for, a region used twice and a repeated limit_leaks each fail the test alone (no
