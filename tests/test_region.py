@@ -186,6 +186,34 @@ def test_without_memray_the_fixture_tracks_on_its_own(pytester: pytest.Pytester,
     assert test["regions"][0]["peak_memory"] == test["peak_memory"] > 0
 
 
+def test_a_region_opened_in_a_fixture_measures_on_its_own(
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path
+) -> None:
+    """A region a fixture opens during setup, outside the test's call, measures with a
+    capture of its own, removed once read; the test's record lists no region of it."""
+    pytester.makepyfile(
+        test_setup="""
+        import pytest
+
+        @pytest.fixture
+        def measured_setup(memray_region):
+            with memray_region() as region:
+                data = bytearray(3 * 1024 * 1024)
+            return region, data
+
+        def test_uses_it(measured_setup):
+            region, data = measured_setup
+            assert 3 * 1024 * 1024 <= region.peak_memory < 4 * 1024 * 1024
+            assert len(data)
+        """
+    )
+    result = run("--memray", "--memray-json=out.json")
+    result.assert_outcomes(passed=1)
+    [test] = json.loads((pytester.path / "out.json").read_text())["tests"]
+    assert (test["regions"], test["peak_memory"]) == ([], None)
+    assert list(private_tmp.iterdir()) == []  # its capture, and the run's scratch, are gone
+
+
 def test_regions_under_xdist_reach_the_controllers_report(pytester: pytest.Pytester, run: Runner) -> None:
     """Under pytest-xdist the regions travel from the worker with the test's record: the
     controller's MEMRAY REPORT and JSON show them."""
