@@ -53,6 +53,7 @@ VARYING: Tuple[Tuple[str, str], ...] = (
     (r"\d+(?:\.\d+)?(?:B|KiB|MiB|GiB)\b", r"\d+(?:\.\d+)?(?:B|KiB|MiB|GiB)"),
     # How many allocations memray recorded, and their size histogram: Python versions differ.
     (r"(?<=Total allocations: )\d+", r"\d+"),
+    (r"(?<=at its peak, )\d+", r"\d+"),
     (r"(?<=Histogram of allocation sizes: )\|[^|]*\|", r"\|[^|]*\|"),
     # Process ids (--memray-follow-fork lists each process).
     (r"(?<=process )\d+", r"\d+"),

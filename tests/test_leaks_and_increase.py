@@ -289,12 +289,16 @@ def test_public_names() -> None:
     assert sorted(pytest_memray_isolate.__all__) == [
         "LeakedObjectsFilterFunction",
         "LeaksFilterFunction",
+        "Location",
+        "MemoryRegion",
         "Stack",
         "StackFrame",
         "__version__",
     ]
     frame = pytest_memray_isolate.StackFrame("f", "file.py", 3)
     assert pytest_memray_isolate.Stack((frame,)).frames[0].lineno == 3
+    assert pytest_memray_isolate.Location("f", "file.py", 3, 1024).size == 1024
+    assert isinstance(pytest_memray_isolate.MemoryRegion, type)
 
 
 @pytest.mark.parametrize("repeats", [None, 2])

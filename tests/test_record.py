@@ -11,7 +11,7 @@ import pytest
 
 from conftest import Runner
 from pytest_memray_isolate._isolation.messages import ExitFacts
-from pytest_memray_isolate._judging.capture import Location, MemoryResult, ProcessFigures
+from pytest_memray_isolate._judging.capture import Location, MemoryResult, ProcessFigures, RegionFigures
 from pytest_memray_isolate._judging.judge import CountedLeak
 from pytest_memray_isolate._reporting.json_report import MINOR_VERSION, SCHEMA, VERSION, build_document
 from pytest_memray_isolate._reporting.record import TestRecord, attach_record, take_record
@@ -61,7 +61,30 @@ _ENTRY: Dict[str, Any] = {
             "capture_file": None,
         },
     ],
+    "regions": [
+        {
+            "number": 1,
+            "filename": "/src/t.py",
+            "lineno": 6,
+            "peak_memory": 4096,
+            "total_allocations": 3,
+            "top_locations": [{"function": "test_it", "filename": "/src/t.py", "lineno": 7, "size": 4000}],
+            "leaked_memory": 1024,
+            "capture_file": "/kept/p-t.py-test_it-region1.bin",
+        }
+    ],
 }
+
+_REGION = RegionFigures(
+    number=1,
+    filename="/src/t.py",
+    lineno=6,
+    peak_memory=4096,
+    total_allocations=3,
+    top_locations=(Location("test_it", "/src/t.py", 7, 4000),),
+    leaked_memory=1024,
+    capture_file="/kept/p-t.py-test_it-region1.bin",
+)
 
 _RECORD = TestRecord(
     nodeid="t.py::test_it",
@@ -81,6 +104,7 @@ _RECORD = TestRecord(
         ProcessFigures(42, "test", 4096, 3),
         ProcessFigures(43, "forked", None, None, False, "still running when the test's call ended"),
     ),
+    regions=(_REGION,),
 )
 
 
@@ -96,15 +120,15 @@ def test_a_record_is_its_json_entry_and_back() -> None:
 def test_an_entry_written_before_minor_version_1_reads_without_a_duration() -> None:
     """Minor versions only add keys: an entry without ``duration`` (minor version 0) still
     reads, with the duration unknown."""
-    older = {key: value for key, value in _ENTRY.items() if key not in ("duration", "rss_growth")}
-    assert TestRecord.from_dict(older) == replace(_RECORD, duration=None, rss_growth=None)
+    older = {key: value for key, value in _ENTRY.items() if key not in ("duration", "rss_growth", "regions")}
+    assert TestRecord.from_dict(older) == replace(_RECORD, duration=None, rss_growth=None, regions=None)
 
 
-def test_an_entry_written_before_minor_version_2_reads_without_a_resident_growth() -> None:
-    """An entry of minor version 1 (no ``rss_growth``) reads, with the growth unknown; the
-    current document says minor version 2."""
-    older = {key: value for key, value in _ENTRY.items() if key != "rss_growth"}
-    assert TestRecord.from_dict(older) == replace(_RECORD, rss_growth=None)
+def test_an_entry_written_before_minor_version_2_reads_without_its_additions() -> None:
+    """An entry of minor version 1 (no ``rss_growth``, no ``regions``) reads, with the growth
+    unknown and no regions; the current document says minor version 2."""
+    older = {key: value for key, value in _ENTRY.items() if key not in ("rss_growth", "regions")}
+    assert TestRecord.from_dict(older) == replace(_RECORD, rss_growth=None, regions=None)
     assert MINOR_VERSION == 2
 
 
@@ -170,6 +194,7 @@ def test_a_record_of_a_test_with_figures_takes_them_from_its_result() -> None:
         "child": None,
         "leaks": [],
         "processes": None,
+        "regions": None,
     }
 
 
@@ -180,7 +205,8 @@ def _call_report(outcome: Literal["passed", "failed", "skipped"]) -> pytest.Test
 def test_a_record_is_taken_off_its_report_once_with_the_logged_outcome() -> None:
     """What travels on the call report is plain data (as pytest's serialization needs); it is
     taken off once, with the outcome the logged report has, and the figures intact."""
-    result = MemoryResult("t.py::test_it", 4096, 3, "▁█", (), kept_others=("/kept/b.bin",))
+    region = replace(_REGION, histogram="█")  # the MEMRAY REPORT's, which travels too
+    result = MemoryResult("t.py::test_it", 4096, 3, "▁█", (), kept_others=("/kept/b.bin",), regions=(region,))
     report = _call_report("passed")
     attach_record(report, replace(_RECORD, outcome="passed"), result)
     carried = json.loads(json.dumps(vars(report)["memray_result"]))
@@ -243,14 +269,24 @@ def test_every_entry_of_a_real_report_is_a_record(pytester: pytest.Pytester, run
 
         def test_crashes():
             os.abort()
+
+        def test_regions(memray_region):
+            with memray_region(leaks=True):
+                KEPT.append(bytearray(60_000))
+            with memray_region():
+                pass
         """
     )
     run("--memray-isolate=fork", "--memray-follow-fork", "--memray-bin-path=bins", "--memray-json=out.json")
     tests = json.loads((pytester.path / "out.json").read_text())["tests"]
-    assert [test["nodeid"].split("::")[1] for test in tests] == ["test_holds", "test_leaks", "test_crashes"]
+    names = ["test_holds", "test_leaks", "test_crashes", "test_regions"]
+    assert [test["nodeid"].split("::")[1] for test in tests] == names
     assert tests[1]["leaks"]
     assert tests[2]["child"] is not None
     assert tests[0]["processes"]
+    assert [region["number"] for region in tests[3]["regions"]] == [1, 2]
+    assert tests[3]["regions"][0]["leaked_memory"] >= 60_000
+    assert all(test["regions"] is None for test in tests[:3])
     assert all(isinstance(test["duration"], float) and test["duration"] > 0 for test in tests)
     # The child that reported measured its growth (Linux); the crashed one could not send it.
     assert isinstance(tests[0]["rss_growth"], int)

@@ -1,4 +1,4 @@
-"""The tests whose reports docs/reports.rst shows: one within its limit, one over it, one crash."""
+"""The tests whose reports docs/reports.rst shows: within its limit, over it, a crash, a region."""
 
 import os
 
@@ -25,3 +25,11 @@ def test_crash():
     rows = bytearray(8 * 1024 * 1024)
     assert rows is not None
     os._exit(3)
+
+
+def test_second_file_only(memray_region):
+    first = load_file(16 * 1024 * 1024)  # what the measured part needs: not counted
+    with memray_region() as region:
+        second = load_file(2 * 1024 * 1024)
+    assert region.peak_memory < 4 * 1024 * 1024
+    assert len(first) > len(second)

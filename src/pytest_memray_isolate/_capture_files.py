@@ -18,6 +18,7 @@ __all__ = [
     "forked_captures",
     "kept_file_name",
     "no_scratch_message",
+    "region_capture",
     "repetition_capture",
     "run_prefix",
 ]
@@ -75,6 +76,11 @@ def repetition_capture(capture: Path, number: int, repeats: int) -> Path:
     return capture.with_name(f"{capture.stem}-repeat{number}{capture.suffix}")
 
 
+def region_capture(capture: Path, number: int) -> Path:
+    """The capture of a test's ``memray_region`` ``number`` (from 1): ``NAME-regionN.bin``."""
+    return capture.with_name(f"{capture.stem}-region{number}{capture.suffix}")
+
+
 def forked_captures(capture: Path) -> List[Tuple[int, Path]]:
     """The captures memray wrote for processes forked while ``capture`` was being written.
 
@@ -92,8 +98,11 @@ def forked_captures(capture: Path) -> List[Tuple[int, Path]]:
 
 def derived_captures(capture: Path) -> List[Path]:
     """Every capture memray may write for the same test besides ``capture``: earlier
-    repetitions' (``NAME-repeatN.bin``) and forked processes' (``NAME.bin.PID``)."""
-    pattern = re.compile(re.escape(capture.stem) + r"(-repeat\d+)?" + re.escape(capture.suffix) + r"(\.\d+)?")
+    repetitions' (``NAME-repeatN.bin``), forked processes' (``NAME.bin.PID``) and
+    regions' (``NAME-regionN.bin``)."""
+    pattern = re.compile(
+        re.escape(capture.stem) + r"(-repeat\d+|-region\d+)?" + re.escape(capture.suffix) + r"(\.\d+)?"
+    )
     return [
         path
         for path in capture.parent.glob(glob.escape(capture.stem) + "*")

@@ -40,8 +40,9 @@ _CACHE_KEY = "memray/{nodeid}"
 
 
 def _writes_several_captures(plan: TrackingPlan) -> bool:
-    """Whether the test writes captures besides its own: repetitions', forked processes'."""
-    return plan.tracker.follow_fork or (plan.leaks is not None and plan.leaks.repeated)
+    """Whether the test writes captures besides its own: repetitions', forked processes',
+    regions'."""
+    return plan.regions or plan.tracker.follow_fork or (plan.leaks is not None and plan.leaks.repeated)
 
 
 def _share_identity(from_child: pytest.TestReport, here: pytest.TestReport) -> None:
@@ -159,6 +160,7 @@ class Manager:
             warmups=plan.leaks.warmups if plan.leaks is not None else 0,
             repeats=plan.leaks.repeats if plan.leaks is not None else 1,
             window_marker=new_marker() if tracker.ends_open else None,
+            regions=plan.regions,
         )
         job = Job(spec)
         self._jobs[item.nodeid] = job
@@ -277,6 +279,7 @@ class Manager:
             result=result,
             child=None if outcome is None else outcome.exit_facts,
             leaks=judgement.leaks,
+            regions=judgement.regions,
             # A crashed child's capture has no figures, but a kept one is still the user's.
             unread_capture=self._unread_kept_capture(job, result),
         )
@@ -318,7 +321,7 @@ class Manager:
             return None
         if judgement.allocated is not None:
             self._record_allocated(job.nodeid, judgement.allocated)
-        graph = self._flamegraph(plan, job, failed=verdict is not None)
+        graph = self._flamegraph(plan, job, judgement.graphed or job.capture, failed=verdict is not None)
         if graph is not None:
             result = replace(result, flamegraph=str(graph))
         if verdict is not None:
@@ -332,11 +335,11 @@ class Manager:
                 report.sections.append(("memray-flamegraph", link))
         return result
 
-    def _flamegraph(self, plan: TrackingPlan, job: Job, *, failed: bool) -> Optional[Path]:
+    def _flamegraph(self, plan: TrackingPlan, job: Job, capture: Path, *, failed: bool) -> Optional[Path]:
         directory = self._settings.flamegraph_dir
         if directory is None or not (failed or self._settings.flamegraph_all):
             return None
-        return write_flamegraph(job.capture, directory, job.nodeid, leaks=plan.leaks is not None)
+        return write_flamegraph(capture, directory, job.nodeid, leaks=plan.leaks is not None)
 
     def _previous_allocated(self, nodeid: str) -> Optional[int]:
         """What the test allocated on its last passing run, from pytest's cache (if any)."""

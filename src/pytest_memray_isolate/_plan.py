@@ -27,6 +27,7 @@ __all__ = [
     "IN_PROCESS",
     "LIMIT_MARKERS",
     "MARKER_SIGNATURES",
+    "REGION_FIXTURE",
     "AllocationLimit",
     "LeakLimit",
     "LeakedObjectsCheck",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 IN_PROCESS = "in-process"
+#: The fixture that measures part of a test (see _tracking/region.py).
+REGION_FIXTURE = "memray_region"
 #: Python versions whose memray can follow object lifetimes (limit_leaked_objects).
 OBJECT_TRACKING_SINCE = (3, 13, 3)
 
@@ -198,6 +201,9 @@ class TrackingPlan:
     #: The most the process's peak resident size may grow during the call (``limit_rss``);
     #: combines with the others, as ``allocations`` does.
     rss: Optional[RssLimit] = None
+    #: Whether the test uses the ``memray_region`` fixture: only its regions are tracked,
+    #: and its limits apply to its highest region.
+    regions: bool = False
 
     @property
     def isolated(self) -> bool:
@@ -394,10 +400,15 @@ def plan_for(item: pytest.Item, settings: Settings) -> Optional[TrackingPlan]:
     isolate_mark = item.get_closest_marker("memray_isolate")
     allocations_mark = item.get_closest_marker("limit_allocations")
     rss_mark = item.get_closest_marker("limit_rss")
-    marked = limits or isolate_mark is not None or allocations_mark is not None or rss_mark is not None
+    regions = REGION_FIXTURE in getattr(item, "fixturenames", ())
+    marked = (
+        limits or regions or isolate_mark is not None or allocations_mark is not None or rss_mark is not None
+    )
     if not marked and not settings.tracking_all:
         return None
     plan = _plan_without_allocations(item, settings, limits, isolate_mark)
+    if regions and plan.error is None:
+        plan = _with_regions(item, plan)
     if plan.error is not None:
         return _with_open_end(plan, settings)
     if allocations_mark is not None:
@@ -417,6 +428,27 @@ def plan_for(item: pytest.Item, settings: Settings) -> Optional[TrackingPlan]:
     return _with_open_end(plan, settings)
 
 
+def _with_regions(item: pytest.Item, plan: TrackingPlan) -> TrackingPlan:
+    """The plan of a test tracked only inside its regions (``memray_region``).
+
+    What needs a Tracker around the whole call cannot apply to regions: repetitions of
+    the call, and the objects that outlive it (gathered when that Tracker stops).
+    """
+    if plan.leaks is not None and plan.leaks.repeated:
+        whole = "limit_leaks with warmups or repeats (or --memray-repeat-leaks) repeats the whole test"
+    elif plan.objects is not None:
+        whole = "limit_leaked_objects looks at the objects that outlive the whole test"
+    else:
+        return replace(plan, regions=True)
+    return replace(
+        plan,
+        error=(
+            f"{item.nodeid}: {whole}, which cannot be combined with the {REGION_FIXTURE} fixture;"
+            " use one or the other in this test"
+        ),
+    )
+
+
 def _with_open_end(plan: TrackingPlan, settings: Settings) -> TrackingPlan:
     """Let an isolated child skip stopping its Tracker where that gives the same figures.
 
@@ -427,6 +459,7 @@ def _with_open_end(plan: TrackingPlan, settings: Settings) -> TrackingPlan:
     """
     ends_open = (
         plan.isolated
+        and not plan.regions
         and plan.error is None
         and plan.skip is None
         and plan.leaks is None

@@ -23,12 +23,22 @@ from ._parent import Manager
 from ._plan import marker_help_lines
 from ._reporting.reporter import Reporter
 from ._settings import IgnoredSettingWarning, Settings, resolve_settings, unused_without_cache
+from ._tracking.region import RegionOpener
 
 _SETTINGS_KEY = pytest.StashKey[Settings]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     register_options(parser)
+
+
+@pytest.fixture
+def memray_region(request: pytest.FixtureRequest) -> RegionOpener:
+    """Measure part of a test: ``with memray_region() as region: ...``, then read
+    ``region.peak_memory``, ``region.allocations``, ``region.top_locations`` (and, with
+    ``memray_region(leaks=True)``, ``region.leaked_memory``). Only the regions of a test
+    that uses it are tracked; with or without --memray."""
+    return RegionOpener(request.node.nodeid)
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:

@@ -177,6 +177,7 @@ class ChildPlugin:
                 warnings=tuple(_warning_record(message) for message in self._warnings),
                 objects_verdict=self._notes.objects_verdict,
                 resident=self._notes.resident,
+                regions=tuple(self._notes.regions),
             )
         )
 

@@ -13,10 +13,12 @@ import pickle
 import signal
 import sys
 import warnings
+from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 
+from .._capture_files import region_capture
 from .._judging.capture import MemoryResult, read_capture
 from .._sizes import format_size
 from .._tracking.window import close_window, quiet_memray, trim_padding
@@ -159,7 +161,7 @@ def _killed_text(spec: CallSpec, end: ChildEnd) -> str:
             f" {format_size(end.rss_when_killed)}), over the limit of {format_size(spec.max_rss)}"
             " (--memray-max-rss), and was killed."
         )
-    lines = [text, *_memray_lines(_figures_from_capture(spec), "it was killed")]
+    lines = [text, *_memray_lines(_figures_from_capture(spec), "it was killed", _region_note(spec))]
     stacks = _read_text(spec.faults_file)
     if stacks:
         lines += ["", stacks]
@@ -176,10 +178,10 @@ def _crash_text(spec: CallSpec, end: ChildEnd, started_rss: Optional[int]) -> st
             " the child could not send its report."
         )
     figures = _figures_from_capture(spec)
-    lines += _memray_lines(figures, "the crash")
+    lines += _memray_lines(figures, "the crash", _region_note(spec))
     unreadable = (
         ""
-        if figures is not None
+        if figures is not None or spec.regions
         else "; the aggregated capture is unreadable after a crash,"
         " use --memray-capture-format=all for memray's figure"
     )
@@ -202,9 +204,31 @@ def _crash_text(spec: CallSpec, end: ChildEnd, started_rss: Optional[int]) -> st
     return "\n".join(lines)
 
 
+def _last_region(spec: CallSpec) -> Optional[Tuple[int, Path]]:
+    """The number and capture of the last region a test measuring regions started."""
+    number = 0
+    while region_capture(spec.capture, number + 1).exists():
+        number += 1
+    return None if number == 0 else (number, region_capture(spec.capture, number))
+
+
 def _figures_from_capture(spec: CallSpec) -> Optional[MemoryResult]:
     """memray's figures from the capture of a child that did not report, where its format
-    survives a crash (an aggregated capture is written only when its Tracker stops)."""
+    survives a crash (an aggregated capture is written only when its Tracker stops).
+
+    A test measuring regions has the figures of the last region it started (regions keep
+    the "all" format): the one it died in, or the last before it died.
+    """
+    if spec.regions:
+        last = _last_region(spec)
+        if last is None:
+            return None
+        trim_padding(last[1])
+        with quiet_memray():
+            try:
+                return read_capture(last[1], spec.nodeid)
+            except Exception:  # nothing written yet
+                return None
     if not (spec.tracker.all_allocations or spec.tracker.ends_open) or spec.repeats > 1:
         return None
     if spec.window_marker is None:
@@ -216,12 +240,19 @@ def _figures_from_capture(spec: CallSpec) -> Optional[MemoryResult]:
             return None
 
 
-def _memray_lines(figures: Optional[MemoryResult], until: str) -> List[str]:
+def _region_note(spec: CallSpec) -> str:
+    """Which region the figures of a test measuring regions are of."""
+    last = _last_region(spec) if spec.regions else None
+    return "" if last is None else f", in memray_region {last[0]}"
+
+
+def _memray_lines(figures: Optional[MemoryResult], until: str, note: str = "") -> List[str]:
     """memray's peak up to ``until`` and the biggest allocating places at that peak (nothing
-    for a test that had allocated nothing yet)."""
+    for a test that had allocated nothing yet); ``note`` says which region they are of."""
     if figures is None or figures.peak_memory == 0:
         return []
-    lines = [f"Memory allocated at the peak before {until}: {format_size(figures.peak_memory)} (memray)."]
+    peak = format_size(figures.peak_memory)
+    lines = [f"Memory allocated at the peak before {until}: {peak} (memray{note})."]
     if figures.top_locations:
         lines.append("Biggest allocating places at that peak:")
         lines += [

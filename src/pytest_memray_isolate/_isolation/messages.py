@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union, final
 
 from .._capture_files import repetition_capture
+from .._judging.capture import RegionFigures
 from .._judging.limits import Verdict
 from .._plan import LeakedObjectsCheck, TrackerOptions
 from .._tracking.resident import NOT_REPORTED, Resident
@@ -78,6 +79,9 @@ class CallSpec:
     repeats: int = 1
     #: With ``tracker.ends_open``: the thread name that ends the tracked window (window.py).
     window_marker: Optional[str] = None
+    #: The test uses ``memray_region``: only its regions are tracked, each by a Tracker of
+    #: its own writing ``NAME-regionN.bin`` beside ``capture`` (which is never written).
+    regions: bool = False
 
     def repetition_captures(self) -> List[Path]:
         """One capture per tracked call; the last is ``capture``, whose figures are reported."""
@@ -133,7 +137,9 @@ class Reported:
 
     ``objects_verdict`` is judged where the test ran, right after its Tracker stopped: the
     objects that outlived the test exist only in that process. So is ``resident``: the
-    growth of the child's own peak resident size during the call.
+    growth of the child's own peak resident size during the call. ``regions`` are the
+    figures of the test's ``memray_region`` blocks, read there as each one ended (the test
+    read them).
     """
 
     report: SerializedReport
@@ -141,6 +147,7 @@ class Reported:
     warnings: Tuple[WarningRecord, ...] = ()
     objects_verdict: Optional[Verdict] = None
     resident: Optional[Resident] = None
+    regions: Tuple[RegionFigures, ...] = ()
 
 
 @final
@@ -229,6 +236,8 @@ class TrackerNotes:
     objects_verdict: Optional[Verdict] = None
     #: The process's resident growth during the call (see _tracking/resident.py).
     resident: Optional[Resident] = None
+    #: Each ``memray_region`` the test measured, in order, as it ended.
+    regions: List[RegionFigures] = field(default_factory=list)
 
 
 @final
@@ -272,6 +281,14 @@ class Job:
     def window_closed(self) -> bool:
         """Whether the child reached the end of its tracked window (never, in this process)."""
         return self.child is not None and self.child.window_closed
+
+    @property
+    def regions(self) -> Optional[Tuple[RegionFigures, ...]]:
+        """The figures of the test's regions, from wherever it ran; ``None`` from a child
+        that sent no report (it crashed or was killed)."""
+        if self.child is not None:
+            return None if self.child.reported is None else self.child.reported.regions
+        return tuple(self.notes.regions)
 
     @property
     def objects_verdict(self) -> Optional[Verdict]:

@@ -9,11 +9,12 @@ from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from memray import AllocationRecord, FileReader
+from memray import AllocationRecord, AllocatorType, FileReader
 
 from .._sizes import format_size
 
 __all__ = [
+    "RELEASES",
     "STILL_RUNNING",
     "UNREADABLE",
     "CallCaptures",
@@ -21,6 +22,7 @@ __all__ = [
     "MemoryResult",
     "OpenCapture",
     "ProcessFigures",
+    "RegionFigures",
     "figures",
     "frames_of_test",
     "high_watermark_records",
@@ -29,6 +31,7 @@ __all__ = [
     "open_captures",
     "process_lines",
     "read_capture",
+    "read_region",
     "top_frame",
 ]
 
@@ -81,6 +84,54 @@ def process_lines(processes: Iterable[ProcessFigures]) -> List[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class RegionFigures:
+    """One ``memray_region`` of a test, measured: what travels from the process that ran
+    the test to the reports (and from an isolated child in its reply).
+
+    ``total_allocations`` counts allocation events, as ``limit_allocations`` does: a
+    region is captured in memray's "all" format, which keeps each one.
+    """
+
+    #: Its place among the test's regions, from 1.
+    number: int
+    #: Where the test opened it (the ``memray_region()`` call).
+    filename: str
+    lineno: int
+    peak_memory: int
+    total_allocations: int
+    top_locations: Tuple[Location, ...]
+    #: Bytes still allocated when the region ended, with ``leaks=True``; else ``None``.
+    leaked_memory: Optional[int] = None
+    #: Its capture file, when the user keeps them (--memray-bin-path).
+    capture_file: Optional[str] = None
+    #: The size histogram of its high watermark, for the MEMRAY REPORT (not in the JSON).
+    histogram: str = ""
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Its entry in a test's ``regions`` (--memray-json), in the schema's order of keys."""
+        return {
+            "number": self.number,
+            "filename": self.filename,
+            "lineno": self.lineno,
+            "peak_memory": self.peak_memory,
+            "total_allocations": self.total_allocations,
+            "top_locations": [asdict(location) for location in self.top_locations],
+            "leaked_memory": self.leaked_memory,
+            "capture_file": self.capture_file,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], *, histogram: str = "") -> RegionFigures:
+        """The figures :meth:`as_dict` gave; the histogram, which it leaves out, apart."""
+        locations = tuple(Location(**location) for location in data["top_locations"])
+        return cls(**{**data, "top_locations": locations, "histogram": histogram})
+
+
+#: memray's allocator kinds that release memory; every other record is an allocation.
+RELEASES = frozenset({AllocatorType.FREE, AllocatorType.PYMALLOC_FREE, AllocatorType.MUNMAP})
+
+
 #: Why a forked process's figures are left out.
 STILL_RUNNING = "still running when the test's call ended"
 UNREADABLE = "its capture file could not be read"
@@ -104,18 +155,23 @@ class MemoryResult:
     #: With --memray-follow-fork, each process's figures; ``peak_memory`` and
     #: ``total_allocations`` above are then the sums over the counted ones.
     processes: Tuple[ProcessFigures, ...] = ()
-    #: Kept capture files besides ``kept_file``: earlier repetitions' and forked processes'.
+    #: Kept capture files besides ``kept_file``: earlier repetitions', forked processes',
+    #: regions'.
     kept_others: Tuple[str, ...] = ()
     #: How much the process's peak resident size grew during the call, or ``None`` with
     #: ``rss_unavailable`` saying why (see _tracking/resident.py).
     rss_growth: Optional[int] = None
     rss_unavailable: Optional[str] = None
+    #: A test that measured regions (``memray_region``): each one's figures; ``peak_memory``
+    #: and ``total_allocations`` above are then the highest of them.
+    regions: Tuple[RegionFigures, ...] = ()
 
     def as_dict(self) -> Dict[str, Any]:
         """Plain data that survives pytest's report serialization (and so pytest-xdist)."""
         data = asdict(self)
         data["top_locations"] = [list(astuple(location)) for location in self.top_locations]
         data["kept_others"] = list(self.kept_others)
+        data["regions"] = [[region.as_dict(), region.histogram] for region in self.regions]
         return data
 
     @classmethod
@@ -123,7 +179,19 @@ class MemoryResult:
         locations = tuple(Location(*location) for location in data["top_locations"])
         processes = tuple(ProcessFigures(**process) for process in data.get("processes", ()))
         others = tuple(data.get("kept_others", ()))
-        return cls(**{**data, "top_locations": locations, "processes": processes, "kept_others": others})
+        regions = tuple(
+            RegionFigures.from_dict(region, histogram=histogram)
+            for region, histogram in data.get("regions", ())
+        )
+        return cls(
+            **{
+                **data,
+                "top_locations": locations,
+                "processes": processes,
+                "kept_others": others,
+                "regions": regions,
+            }
+        )
 
 
 def is_own_file(filename: str) -> bool:
@@ -389,3 +457,29 @@ def read_capture(
     with ExitStack() as stack:
         captures = open_captures(stack, path, kept=kept, forked=forked, running=running)
         return figures(captures, nodeid, wanted=wanted, count_places=count_places)
+
+
+def read_region(path: Path, number: int, filename: str, lineno: int, *, leaks: bool) -> RegionFigures:
+    """The figures of one region's capture (memray's "all" format), read where the region
+    ran, as soon as its Tracker stopped: the test reads them right after its ``with``.
+
+    Every record is read once to count the allocation events (about a microsecond each).
+    """
+    with FileReader(path) as reader:
+        capture = OpenCapture(reader)
+        records = capture.high_watermark(merge_threads=True)
+        made = sum(1 for record in reader.get_allocation_records() if record.allocator not in RELEASES)
+        leaked = sum(record.size for record in capture.leaked(merge_threads=True)) if leaks else None
+        peak = reader.metadata.peak_memory
+        # Stack traces are looked up through the open reader.
+        top_locations = _top_locations(records)
+    return RegionFigures(
+        number=number,
+        filename=filename,
+        lineno=lineno,
+        peak_memory=peak,
+        total_allocations=made,
+        top_locations=top_locations,
+        leaked_memory=leaked,
+        histogram=histogram([record.size for record in records]),
+    )

@@ -10,13 +10,15 @@ answered once, for the figures and the limits alike (see ``capture.OpenCapture``
 from __future__ import annotations
 
 import heapq
+import os
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 from memray import AllocationRecord, FileReader
 
-from .._capture_files import forked_captures
+from .._capture_files import forked_captures, region_capture
 from .._isolation.messages import Job
 from .._options import Tolerance
 from .._plan import LeakLimit, MemoryLimit, TrackingPlan
@@ -26,6 +28,7 @@ from .capture import (
     CallCaptures,
     MemoryResult,
     OpenCapture,
+    RegionFigures,
     figures,
     leaked_records,
     open_captures,
@@ -111,6 +114,11 @@ class Judgement:
     #: For a limit_memory test that passed it (and --fail-on-increase): what it allocated at
     #: its high watermark, to record in pytest's cache for the next run to compare with.
     allocated: Optional[int] = None
+    #: For a test that measured regions (``memray_region``): each one's figures, ``None``
+    #: for other tests (and for a child that died before reporting them).
+    regions: Optional[Tuple[RegionFigures, ...]] = None
+    #: The capture a flame graph shows, when it is not the test's own (its highest region's).
+    graphed: Optional[Path] = None
 
 
 class TopPeaks:
@@ -142,6 +150,8 @@ def judge(plan: TrackingPlan, job: Job, *, passed: bool, context: JudgeContext) 
 
     Limits judge only tests that passed on their own, as pytest-memray's do.
     """
+    if job.spec.regions:
+        return _judge_regions(plan, job, passed=passed, context=context)
     # A child that died during the call may have left a torn last record.
     torn = job.window_marker is not None and not job.window_closed
     with quiet_memray() if torn else nullcontext(), ExitStack() as stack:
@@ -251,3 +261,56 @@ def _growing_leaks(
     growing = growing_leaks(repetitions, limit)
     verdict = check_growing_leaks(growing, limit, stacks=context.stacks)
     return Judgement(result, verdict, leaks=tuple(CountedLeak.of_growing(leak) for leak in growing))
+
+
+def _judge_regions(plan: TrackingPlan, job: Job, *, passed: bool, context: JudgeContext) -> Judgement:
+    """A test tracked only inside its regions: its figures are the highest region's, and
+    each limit applies to the region highest in what the limit looks at.
+
+    The regions' figures were read where the test ran (it asserted on them); only a test
+    with a limit has its regions' captures opened again here, highest peak first, and the
+    first region that fails a limit gives the verdict, naming the region.
+    """
+    regions = job.regions
+    if regions is None or not regions:
+        return Judgement(None, regions=regions)
+    if context.keep_captures:
+        regions = tuple(
+            replace(region, capture_file=str(region_capture(job.capture, region.number)))
+            for region in regions
+        )
+    by_peak = sorted(regions, key=lambda region: region.peak_memory, reverse=True)
+    highest = by_peak[0]
+    result = MemoryResult(
+        nodeid=job.nodeid,
+        peak_memory=highest.peak_memory,
+        total_allocations=max(region.total_allocations for region in regions),
+        histogram=highest.histogram,
+        top_locations=highest.top_locations,
+        detailed=context.wanted(highest.peak_memory),
+        kept_others=tuple(region.capture_file for region in regions if region.capture_file),
+        regions=regions,
+    )
+    graphed = region_capture(job.capture, highest.number)
+    if not passed or not (plan.memory or plan.leaks or plan.allocations):
+        return Judgement(result, regions=regions, graphed=graphed)
+    allocated: Optional[int] = None
+    for region in by_peak:
+        path = region_capture(job.capture, region.number)
+        with ExitStack() as stack:
+            try:
+                captures = open_captures(stack, path)
+                judgement = _memory_judgement(plan, job, captures, result, context)
+                if judgement.verdict is None and plan.allocations is not None:
+                    records = captures.test.reader.get_allocation_records()
+                    judgement = replace(judgement, verdict=check_allocations(records, plan.allocations))
+            except FilterFailed as failed:  # the user's filter_fn: its test fails, not the session
+                judgement = Judgement(result, failed.verdict)
+        if allocated is None:
+            allocated = judgement.allocated  # the highest region's, for --fail-on-increase
+        verdict = judgement.verdict
+        if verdict is not None:
+            where = f"memray_region {region.number}, opened at {os.path.basename(region.filename)}:{region.lineno}"
+            verdict = replace(verdict, message=f"{verdict.message} (in {where})")
+            return replace(judgement, verdict=verdict, allocated=None, regions=regions, graphed=path)
+    return Judgement(result, regions=regions, graphed=graphed, allocated=allocated)

@@ -10,14 +10,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
-from memray import AllocationRecord, AllocatorType
+from memray import AllocationRecord
 
 from .._options import Tolerance
 from .._plan import AllocationLimit, LeakedObjectsCheck, LeakLimit, MemoryLimit, RssLimit
 from .._sizes import format_size
 from .._stacks import Stack, StackFrame
 from .._tracking.resident import Resident
-from .capture import Frame, ProcessFigures, frames_of_test, process_lines, top_frame
+from .capture import RELEASES, Frame, ProcessFigures, frames_of_test, process_lines, top_frame
 
 __all__ = [
     "FilterFailed",
@@ -138,8 +138,6 @@ def check_memory_limit(
     return Verdict(message, ("memray-max-memory", "List of allocations:\n" + body))
 
 
-#: memray's allocator kinds that release memory; every other record is an allocation.
-_RELEASES = frozenset({AllocatorType.FREE, AllocatorType.PYMALLOC_FREE, AllocatorType.MUNMAP})
 _ALLOCATION_PLACES_SHOWN = 10
 
 
@@ -151,7 +149,7 @@ def check_allocations(records: Iterable[AllocationRecord], limit: AllocationLimi
     places: Counter[Frame] = Counter()
     made = 0
     for record in records:
-        if record.allocator in _RELEASES:
+        if record.allocator in RELEASES:
             continue
         made += 1
         try:

@@ -25,14 +25,18 @@ Schema, version 1, minor version 2 (documented in docs/reports.rst)::
                     "growth": [..., ...]}] | null,
          "processes": [{"pid": 4242, "role": "test" | "forked", "peak_memory": ... | null,
                         "total_allocations": ... | null, "counted": true, "note": ... | null,
-                        "capture_file": ... | null}] | null}
+                        "capture_file": ... | null}] | null,
+         "regions": [{"number": 1, "filename": ..., "lineno": ..., "peak_memory": ...,
+                      "total_allocations": ..., "top_locations": [...],
+                      "leaked_memory": ... | null, "capture_file": ... | null}] | null}
       ]
     }
 
 Sizes are integers in bytes; ``duration`` is the call phase's seconds. A minor version
 only adds keys (minor version 1 added ``minor_version`` and ``duration``; minor version 2
-each test's ``rss_growth`` and the setting ``limit_rss``), so a reader of
-version 1 reads every minor version; ``version`` changes when a key is removed or changed. ``leaks`` lists, for a ``limit_leaks`` test that passed its
+each test's ``rss_growth`` and ``regions``, and the setting ``limit_rss``), so a reader of
+version 1 reads every minor version; ``version`` changes when a key is removed or changed.
+``leaks`` lists, for a ``limit_leaks`` test that passed its
 own checks, the leaks that counted against the limit (``growth``: bytes leaked there on
 each tracked repetition). ``rss_growth`` is how many bytes the peak resident size of the
 process that ran the test grew by during its call (Linux; ``null`` where it cannot be
@@ -40,6 +44,11 @@ measured, or when the test's child ended without reporting). ``child`` is set wh
 reporting (a crash, or killed at its deadline or memory ceiling). ``processes`` is set
 with --memray-follow-fork: the test's process and each one it forked; ``peak_memory``
 and ``total_allocations`` of the test are then the sums over the counted ones.
+``regions`` is set for a test that uses the ``memray_region`` fixture (``null`` for
+others, and for a child that died before reporting them): each region in the order the
+test opened it, ``total_allocations`` counting its allocation events, ``leaked_memory``
+with ``leaks=True`` only; the test's ``peak_memory`` and ``total_allocations`` are then
+the highest of its regions'.
 
 Each entry of ``tests`` is a ``TestRecord`` (record.py), which keeps this schema.
 """

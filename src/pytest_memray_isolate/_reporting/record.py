@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 import pytest
 
 from .._isolation.messages import ExitFacts
-from .._judging.capture import Location, MemoryResult, ProcessFigures
+from .._judging.capture import Location, MemoryResult, ProcessFigures, RegionFigures
 from .._judging.judge import CountedLeak
 
 __all__ = ["TestRecord", "attach_record", "take_record"]
@@ -53,6 +53,9 @@ class TestRecord:
     leaks: Optional[Tuple[CountedLeak, ...]] = None
     #: With --memray-follow-fork: the test's process and each one it forked.
     processes: Optional[Tuple[ProcessFigures, ...]] = None
+    #: A test that uses ``memray_region``: each region's figures (since minor version 2);
+    #: ``peak_memory`` and ``total_allocations`` are then the highest of them.
+    regions: Optional[Tuple[RegionFigures, ...]] = None
 
     @classmethod
     def of_test(
@@ -68,6 +71,7 @@ class TestRecord:
         child: Optional[ExitFacts],
         leaks: Optional[Tuple[CountedLeak, ...]],
         unread_capture: Optional[str],
+        regions: Optional[Tuple[RegionFigures, ...]] = None,
     ) -> TestRecord:
         """A test's record from its figures (``None`` when its capture could not be read,
         whose file, ``unread_capture``, may still be one the user keeps)."""
@@ -81,6 +85,7 @@ class TestRecord:
             capture_file=unread_capture,
             child=child,
             leaks=leaks,
+            regions=regions,
         )
         if result is None:
             return record
@@ -111,6 +116,7 @@ class TestRecord:
             "child": None if self.child is None else self.child.as_dict(),
             "leaks": None if self.leaks is None else [_leak_dict(leak) for leak in self.leaks],
             "processes": None if self.processes is None else [asdict(process) for process in self.processes],
+            "regions": None if self.regions is None else [region.as_dict() for region in self.regions],
         }
 
     @classmethod
@@ -119,6 +125,7 @@ class TestRecord:
         leaks = data["leaks"]
         processes = data["processes"]
         child = data["child"]
+        regions = data.get("regions")  # minor version 2
         return cls(
             nodeid=data["nodeid"],
             outcome=data["outcome"],
@@ -136,6 +143,7 @@ class TestRecord:
             processes=None
             if processes is None
             else tuple(ProcessFigures(**process) for process in processes),
+            regions=None if regions is None else tuple(RegionFigures.from_dict(region) for region in regions),
         )
 
 

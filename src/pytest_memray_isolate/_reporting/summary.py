@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Iterable, List, Optional
 
-from .._judging.capture import MemoryResult, process_lines
+from .._judging.capture import MemoryResult, RegionFigures, process_lines
 from .._sizes import format_size
 
-__all__ = ["closing_lines", "ranked", "summary_block"]
+__all__ = ["closing_lines", "ranked", "region_line", "summary_block"]
 
 
 def ranked(results: Iterable[MemoryResult], most: int) -> List[MemoryResult]:
@@ -35,11 +36,26 @@ def summary_block(result: MemoryResult) -> List[str]:
         lines.append(f"\t 🧠 Resident memory growth: {format_size(result.rss_growth)}")
     else:
         lines.append(f"\t 🧠 Resident memory growth: {result.rss_unavailable or 'unknown'}")
+    if result.regions:
+        lines.append("\t 🔍 Each memray_region (the figures above are the highest of them):")
+        lines += [f"\t\t- {region_line(region)}" for region in result.regions]
     if result.processes:
         lines.append("\t 🔀 Peak of each process (the total above is their sum):")
         lines += [f"\t\t- {line}" for line in process_lines(result.processes)]
     lines.append("\n")
     return lines
+
+
+def region_line(region: RegionFigures) -> str:
+    """One region of a test: its number, where it was opened, its peak and allocations."""
+    line = (
+        f"region {region.number} ({os.path.basename(region.filename)}:{region.lineno}):"
+        f" {format_size(region.peak_memory)} at its peak, {region.total_allocations}"
+        f" allocation{'' if region.total_allocations == 1 else 's'}"
+    )
+    if region.leaked_memory is not None:
+        line += f", {format_size(region.leaked_memory)} leaked"
+    return line
 
 
 def closing_lines(results: Iterable[MemoryResult], isolation: Optional[str]) -> List[str]:

@@ -14,7 +14,7 @@ import functools
 import gc
 import inspect
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
@@ -26,6 +26,7 @@ from .._judging.limits import check_leaked_objects
 from .._plan import TrackerOptions
 from .follow_fork import note_running
 from .heap import fill_free_space, settle
+from .region import regions_of_call
 from .repeat import calls_of, not_repeatable
 from .resident import ResidentProbe
 from .window import end_window
@@ -232,6 +233,39 @@ def tracked(
     return run_tracked
 
 
+def resident_only(function: Callable[..., Any], notes: TrackerNotes) -> Callable[..., Any]:
+    """Wrap ``function`` of a test that measures regions: no Tracker around its call (each
+    region has its own), but its resident growth, as every tracked test gets."""
+
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def run_measured_async(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # pytest shows the test's frames, not these
+            probe = ResidentProbe()
+            probe.reset()
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                probe.read_peak()
+                notes.resident = probe.figures()
+
+        return run_measured_async
+
+    @functools.wraps(function)
+    def run_measured(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # pytest shows the test's frames, not these
+        probe = ResidentProbe()
+        probe.reset()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            probe.read_peak()
+            notes.resident = probe.figures()
+
+    return run_measured
+
+
 def _calls_its_function_object(item: pytest.Item) -> bool:
     """Whether pytest runs this item by calling ``item.obj`` (plain test functions do;
     unittest methods and doctests have a ``runtest`` of their own)."""
@@ -253,21 +287,34 @@ def patched_call(
     The Tracker wraps the test function itself where pytest calls one, so fixture
     lookup and pytest's hook machinery are not counted; other items are tracked
     around their whole ``runtest``. ``outer`` (a runner's) wraps the whole call.
+
+    A test that measures regions (``spec.regions``) gets no Tracker around its call: its
+    regions opened during the call track themselves (see region.py), in whichever
+    process runs it (a forked child inherits what is set here); its call's resident
+    growth is measured all the same.
     """
+
+    def measured(function: Callable[..., Any]) -> Callable[..., Any]:
+        if spec.regions:
+            return resident_only(function, notes)
+        return tracked(function, spec, notes, settle_heap=settle_heap)
+
     had_own_runtest = "runtest" in vars(item)
     original_runtest = item.runtest
     function_item = cast(pytest.Function, item) if track and _calls_its_function_object(item) else None
     original_function = function_item.obj if function_item is not None else None
     runtest: Callable[[], object] = original_runtest
     if function_item is not None and original_function is not None:
-        function_item.obj = tracked(original_function, spec, notes, settle_heap=settle_heap)
+        function_item.obj = measured(original_function)
     elif track:
-        runtest = tracked(runtest, spec, notes, settle_heap=settle_heap)
+        runtest = measured(runtest)
     if outer is not None:
         runtest = outer(runtest)
     item.runtest = runtest  # type: ignore[method-assign,assignment]
+    regions = regions_of_call(spec, notes, settle_heap=settle_heap) if spec.regions else nullcontext()
     try:
-        yield
+        with regions:
+            yield
     finally:
         # Put back exactly what was there: a rerun (pytest-rerunfailures) wraps afresh.
         if function_item is not None:
