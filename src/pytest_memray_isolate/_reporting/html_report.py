@@ -20,7 +20,7 @@ from .json_report import write_text_atomically
 from .pages import CHART_HEIGHT, Scale, chart_pitch, href, render, size_text
 from .record import TestRecord
 
-__all__ = ["FileRollup", "TestRow", "child_cause", "page_text", "rollup", "test_rows", "write_page"]
+__all__ = ["FileRollup", "TestRow", "child_cause", "page_rows", "page_text", "rollup", "write_page"]
 
 
 def child_cause(child: ExitFacts) -> str:
@@ -132,7 +132,7 @@ def _links(record: TestRecord, page_dir: Path) -> Tuple[Tuple[str, str], ...]:
     return tuple(links)
 
 
-def test_rows(records: Iterable[TestRecord], page_dir: Path) -> List[TestRow]:
+def page_rows(records: Iterable[TestRecord], page_dir: Path) -> List[TestRow]:
     """The page's rows, heaviest peak first; tests without a readable peak last, in run order."""
     rows = []
     for record in records:
@@ -241,7 +241,7 @@ def _bars(rows: List[TestRow]) -> Dict[str, Any]:
 
 def page_text(records: Iterable[TestRecord], *, page_dir: Path, exitstatus: Optional[int]) -> str:
     """The whole page for ``records``, its links relative to ``page_dir``."""
-    rows = test_rows(records, page_dir)
+    rows = page_rows(records, page_dir)
     outcomes = Counter(row.kind for row in rows)
     heaviest = next((row for row in rows if row.peak is not None), None)
     return render(
