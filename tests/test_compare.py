@@ -285,10 +285,10 @@ def test_the_comparison_page_of_two_runs_works_in_a_browser_without_network(
     growth_first = sorted(both, key=lambda nodeid: after[nodeid] - before[nodeid], reverse=True)
 
     with open_page(page_path, tmp_path / "profile") as page:
-        assert page.evaluate("document.querySelectorAll('#chart .bars rect').length") == len(both) == 4
+        assert page.evaluate("document.querySelectorAll('#chart .bars path').length") == len(both) == 4
         assert page.evaluate("document.querySelectorAll('#tests tbody tr').length") == 6
         assert page.evaluate(
-            "Array.from(document.querySelectorAll('#chart .bars rect')).map(b => b.getAttribute('class'))"
+            "Array.from(document.querySelectorAll('#chart .bars path')).map(b => b.getAttribute('class'))"
         ) == [
             "grew",
             "grew",

@@ -270,19 +270,19 @@ def _bars(changes: Tuple[Change, ...]) -> Dict[str, Any]:
     top = max((abs(change.delta or 0) for change in changes), default=0) or 1
     half = CHART_HEIGHT / 2
     pitch = chart_pitch(len(changes))
+    width = max(pitch * 0.8, 2.0)
     bars = []
     for index, change in enumerate(changes):
         height = abs(change.delta or 0) / top * half
         bars.append(
             {
-                "x": f"{index * pitch:.1f}",
-                "y": f"{half - height if (change.delta or 0) > 0 else half:.1f}",
-                "height": f"{height:.1f}",
+                "x": f"{index * pitch + width / 2:.1f}",
+                "end": f"{half - height if (change.delta or 0) > 0 else half + height:.1f}",
             }
         )
     return {
         "bars": bars,
-        "bar_width": f"{max(pitch * 0.8, 2.0):.1f}",
+        "bar_width": f"{width:.1f}",
         "width": f"{max(len(changes) * pitch, 200.0):.1f}",
         "height": CHART_HEIGHT,
         "zero": half,

@@ -213,17 +213,18 @@ def _bars(rows: List[TestRow]) -> Dict[str, Any]:
     """The chart's geometry: one bar per row in the rows' order, and each memory limit's mark."""
     scale = Scale.over([row.peak for row in rows] + [row.memory_limit for row in rows])
     pitch = chart_pitch(len(rows))
+    width = max(pitch * 0.8, 2.0)
     bars = []
     for index, row in enumerate(rows):
         limit = row.memory_limit
         height = scale.linear(row.peak)
         bars.append(
             {
-                "x": _number(index * pitch),
+                "left": _number(index * pitch),
+                "x": _number(index * pitch + width / 2),
                 "y": _number(CHART_HEIGHT - height),
-                "height": _number(height),
                 "log": _number(scale.log(row.peak)),
-                "limit_y": None if limit is None else _number(CHART_HEIGHT - scale.linear(limit) - 1),
+                "limit_y": None if limit is None else _number(CHART_HEIGHT - scale.linear(limit)),
                 "limit": None if limit is None else _number(scale.linear(limit)),
                 "limit_log": None if limit is None else _number(scale.log(limit)),
             }
@@ -231,9 +232,10 @@ def _bars(rows: List[TestRow]) -> Dict[str, Any]:
     return {
         "bars": bars,
         "pitch": pitch,
-        "bar_width": _number(max(pitch * 0.8, 2.0)),
+        "bar_width": _number(width),
         "width": _number(max(len(rows) * pitch, 200.0)),
         "height": CHART_HEIGHT,
+        "base": _number(CHART_HEIGHT),
         "linear_ticks": [(_number(CHART_HEIGHT - height), label) for height, label in scale.linear_ticks()],
         "log_ticks": [(_number(CHART_HEIGHT - height), label) for height, label in scale.log_ticks()],
     }

@@ -1,7 +1,12 @@
 "use strict";
 (function () {
   // Sorting: a click (or Enter) on a header with data-sort orders the rows by that column:
-  // numbers by the cell's data-v (cells without one last), text by the cell's text.
+  // numbers by the cell's data-v, or its text where that is a plain number ("1,234",
+  // "0.163s"); cells with neither ("—") last. Text columns by the cell's text.
+  function numberIn(cell) {
+    var value = cell.hasAttribute("data-v") ? parseFloat(cell.dataset.v) : parseFloat(cell.textContent.replace(/,/g, ""));
+    return isFinite(value) ? value : null;
+  }
   function sortBy(table, th, column) {
     var numeric = th.dataset.sort === "num";
     var current = th.getAttribute("aria-sort");
@@ -9,7 +14,7 @@
     var body = table.tBodies[0];
     var keyed = Array.prototype.map.call(body.rows, function (row, index) {
       var cell = row.cells[column];
-      var key = numeric ? (cell.hasAttribute("data-v") ? parseFloat(cell.dataset.v) : null) : cell.textContent.trim();
+      var key = numeric ? numberIn(cell) : cell.textContent.trim();
       return [key, index, row];
     });
     keyed.sort(function (a, b) {
@@ -34,8 +39,16 @@
     });
   });
 
-  // Filtering: rows whose first cell holds the text (any case) and whose class is the kind chosen.
+  // Row N of the tests' table, in the page's first order, is "tN": bar N's row, and the
+  // target of the links to it (set here rather than written N times into the page).
   var table = document.getElementById("tests");
+  Array.prototype.forEach.call(table.tBodies[0].rows, function (row, index) { row.id = "t" + index; });
+  if (location.hash) {
+    var target = document.getElementById(location.hash.slice(1));
+    if (target) { target.scrollIntoView(); }
+  }
+
+  // Filtering: rows whose first cell holds the text (any case) and whose class is the kind chosen.
   var text = document.getElementById("filter");
   var kind = document.getElementById("kind");
   var shown = document.getElementById("shown");
@@ -55,10 +68,10 @@
   kind.addEventListener("change", filter);
   filter();
 
-  // The chart: the bars are in the table's first order, so bar N is row "tN". A bar's title
-  // names its test (made when first pointed at); a click shows its row.
+  // The chart: bar N is test N of the table's first order. A bar's title names its test
+  // (made when first pointed at); a click shows its row.
   var chart = document.getElementById("chart");
-  var bars = Array.prototype.slice.call(chart.querySelectorAll(".bars rect"));
+  var bars = Array.prototype.slice.call(chart.querySelectorAll(".bars path"));
   var main = parseInt(table.dataset.main, 10);
   chart.addEventListener("mouseover", function (event) {
     var index = bars.indexOf(event.target);
@@ -74,24 +87,24 @@
     if (index >= 0) { location.hash = "t" + index; }
   });
 
-  // The log scale: each bar and limit mark carries its log height (data-l); its linear
-  // one is read from the page as drawn.
+  // The log scale: each bar and limit mark carries its log height (data-l); the linear
+  // drawing is the page's own, kept to switch back.
   var log = document.getElementById("log");
   if (log) {
     var height = parseFloat(chart.dataset.height);
-    var limits = Array.prototype.slice.call(chart.querySelectorAll(".limits rect"));
-    bars.forEach(function (bar) { bar.dataset.h = bar.getAttribute("height"); });
-    limits.forEach(function (mark) { mark.dataset.h = height - 1 - parseFloat(mark.getAttribute("y")); });
+    var marks = Array.prototype.slice.call(chart.querySelectorAll("[data-l]"));
+    var linear = marks.map(function (mark) { return mark.getAttribute("d"); });
     log.addEventListener("change", function () {
       chart.classList.toggle("log", log.checked);
-      bars.forEach(function (bar) {
-        var size = parseFloat(log.checked ? bar.dataset.l : bar.dataset.h);
-        bar.setAttribute("y", (height - size).toFixed(1));
-        bar.setAttribute("height", size.toFixed(1));
-      });
-      limits.forEach(function (mark) {
-        var size = parseFloat(log.checked ? mark.dataset.l : mark.dataset.h);
-        mark.setAttribute("y", (height - size - 1).toFixed(1));
+      marks.forEach(function (mark, index) {
+        if (!log.checked) {
+          mark.setAttribute("d", linear[index]);
+          return;
+        }
+        // "M x base V top" for a bar, "M left y h width" for a limit mark.
+        var parts = linear[index].match(/^M([\d.]+) ([\d.]+)([Vh])([\d.]+)$/);
+        var top = (height - parseFloat(mark.dataset.l)).toFixed(1);
+        mark.setAttribute("d", parts[3] === "V" ? "M" + parts[1] + " " + parts[2] + "V" + top : "M" + parts[1] + " " + top + "h" + parts[4]);
       });
     });
   }
