@@ -63,6 +63,7 @@ def test_margin_says_how_much_of_a_memory_limit_is_left_or_over() -> None:
     assert by_name["t.py::under"].margin_text == "3.0MiB left · 25%"
     assert by_name["t.py::over"].margin_text == "2.0MiB over · 150%"
     assert by_name["t.py::under"].memory_limit == 4 * MiB
+    assert (by_name["t.py::under"].limit_text, by_name["t.py::leaking"].limit_text) == ("4 MB", "leaks 1 MB")
     assert by_name["t.py::leaking"].margin_text == "—"
     assert by_name["t.py::leaking"].memory_limit is None
 

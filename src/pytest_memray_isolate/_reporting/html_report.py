@@ -99,7 +99,7 @@ def _limit(record: TestRecord) -> Tuple[str, Optional[float], str, Optional[floa
     kind = str(limit["kind"])
     if kind == "limit_memory":
         budget = int(limit["bytes"])
-        text = f"limit_memory {limit['text']}"
+        text = str(limit["text"])
         if record.peak_memory is None or budget <= 0:
             return text, budget, "—", None
         left = budget - record.peak_memory
@@ -108,7 +108,7 @@ def _limit(record: TestRecord) -> Tuple[str, Optional[float], str, Optional[floa
         return text, budget, f"{format_size(abs(left))} {words} · {used:.0%}", used
     if kind == "limit_allocations":
         count = int(limit["count"])
-        text = f"limit_allocations {count:,}"
+        text = f"{count:,} allocations"
         if record.total_allocations is None or count <= 0:
             return text, count, "—", None
         left = count - record.total_allocations
@@ -116,8 +116,8 @@ def _limit(record: TestRecord) -> Tuple[str, Optional[float], str, Optional[floa
         words = "left" if left >= 0 else "over"
         return text, count, f"{abs(left):,} {words} · {used:.0%}", used
     if kind == "limit_leaks":
-        return f"limit_leaks {limit['text']}", int(limit["bytes"]), "—", None
-    return kind, None, "—", None
+        return f"leaks {limit['text']}", int(limit["bytes"]), "—", None
+    return kind.replace("limit_", "").replace("_", " "), None, "—", None
 
 
 def _links(record: TestRecord, page_dir: Path) -> Tuple[Tuple[str, str], ...]:

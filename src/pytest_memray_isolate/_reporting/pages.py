@@ -66,7 +66,7 @@ def size_text(value: Optional[int]) -> str:
 def chart_pitch(count: int) -> float:
     """The distance between two bars: wide for a few tests, 3 units at least for thousands
     (the chart then scrolls sideways)."""
-    return max(3.0, min(28.0, 960.0 / max(count, 1)))
+    return max(3.0, min(48.0, 960.0 / max(count, 1)))
 
 
 @dataclass(frozen=True)
