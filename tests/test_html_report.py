@@ -5,6 +5,7 @@ and typing (chromium_page.py)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -233,6 +234,14 @@ def test_the_page_of_a_run_works_in_a_browser_without_network(
         page.type("#filter", "small")
         assert sorted(_visible_ids(page)) == sorted(nodeid for nodeid in peaks if "test_small" in nodeid)
         assert page.evaluate("document.getElementById('shown').textContent") == "3 of 6 shown"
+        page.evaluate(
+            "(() => { const kind = document.getElementById('kind'); kind.value = 'crashed';"
+            " kind.dispatchEvent(new Event('change')); })()"
+        )
+        assert _visible_ids(page) == []  # no test_small crashed
+        page.evaluate("document.getElementById('filter').value = ''")
+        page.type("#filter", "test_")
+        assert _visible_ids(page) == ["test_suite.py::test_crashes"]
 
         crashed = page.evaluate(
             "Array.from(document.querySelectorAll('#tests tr.crashed')).map(r => [r.cells[0].textContent,"
@@ -324,3 +333,25 @@ def test_the_page_comes_from_the_ini_file_too(pytester: pytest.Pytester, run: Ru
     assert text.count("<tr class=") == 2
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in text
+
+
+def test_the_controller_writes_one_page_with_every_workers_tests(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """Under pytest-xdist the page is written once, by the controller, with a row for each
+    test whichever worker ran it."""
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.parametrize('n', range(6))\ndef test_each(n):\n    assert len(bytearray(n * 1024)) == n * 1024\n"
+    )
+    run("-n", "2", "--memray", "--memray-html=page.html", plugins=("xdist",)).assert_outcomes(passed=6)
+    text = (pytester.path / "page.html").read_text()
+    assert sorted(re.findall(r'<tr class="passed"><td>([^<]+)', text)) == [
+        f"test_the_controller_writes_one_page_with_every_workers_tests.py::test_each[{n}]" for n in range(6)
+    ]
+
+
+def test_a_run_without_tracked_tests_writes_an_empty_page() -> None:
+    """No test tracked: the page still opens, saying so, with an empty chart and table."""
+    text = page_text([], page_dir=Path("/"), exitstatus=5)
+    assert "0 tracked tests" in text
+    assert "<tr class=" not in text
