@@ -214,11 +214,14 @@ def test_a_file_that_is_not_a_report_is_one_line_and_exit_2(
     assert result.stderr.splitlines() == [message.format(path="bad.json")]
 
 
-def test_a_bad_threshold_is_a_usage_error(reports: Path) -> None:
-    """argparse's usage error, exit 2, saying what a threshold may be."""
+def test_a_bad_threshold_or_count_is_a_usage_error(reports: Path) -> None:
+    """argparse's usage error, exit 2, saying what a threshold or --top may be."""
     result = _compare(reports, "base.json", "new.json", "--threshold", "lots")
     assert result.returncode == 2
     assert "--threshold 'lots': expected a percentage such as 10% or a number and a unit" in result.stderr
+    result = _compare(reports, "base.json", "new.json", "--top", "0")
+    assert result.returncode == 2
+    assert "argument --top: expected a whole number, 1 or more, not '0'" in result.stderr
 
 
 # -- the page, from two real runs, in a browser -----------------------------------------

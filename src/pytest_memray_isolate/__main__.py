@@ -25,6 +25,17 @@ from ._reporting.json_report import write_text_atomically
 __all__ = ["main"]
 
 
+def _count(text: str) -> int:
+    """``--top``: a whole number, 1 or more."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more, not {text!r}")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_memray_isolate",
@@ -51,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "or for --metric allocations a number",
     )
     command.add_argument(
-        "--top", type=int, default=10, metavar="N", help="list the N biggest changes (default 10)"
+        "--top", type=_count, default=10, metavar="N", help="list the N biggest changes (default 10)"
     )
     command.add_argument(
         "--html", type=Path, metavar="OUT", help="also write the comparison as a page to OUT"
