@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -355,3 +357,13 @@ def test_a_run_without_tracked_tests_writes_an_empty_page() -> None:
     text = page_text([], page_dir=Path("/"), exitstatus=5)
     assert "0 tracked tests" in text
     assert "<tr class=" not in text
+
+
+def test_loading_the_plugin_does_not_import_jinja2() -> None:
+    """jinja2 takes about a tenth of a second to import: only a run that writes a page pays
+    for it, not every pytest run and spawned child."""
+    code = "import sys, pytest_memray_isolate.plugin; print(sorted(m for m in sys.modules if 'jinja2' in m))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"

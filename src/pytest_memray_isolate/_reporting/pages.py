@@ -12,12 +12,13 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple
 from urllib.parse import quote
 
-import jinja2
-
 from .._sizes import format_size
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = ["Scale", "chart_pitch", "href", "render", "size_text"]
 
@@ -26,6 +27,8 @@ CHART_HEIGHT = 220.0
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2  # here, not at the top: only a run that writes a page pays for it
+
     # PackageLoader reads the templates through the package, so an installed wheel finds
     # them as an editable install does (they are package data, see pyproject.toml).
     return jinja2.Environment(

@@ -15,7 +15,6 @@ import pytest
 
 from .._judging.capture import MemoryResult
 from .._settings import Settings
-from .html_report import write_page
 from .json_report import build_document, write_atomically
 from .record import TestRecord, take_record
 from .summary import closing_lines, ranked, summary_block
@@ -102,6 +101,10 @@ class Reporter:
                 self._write_errors.append(f"Could not write the memray JSON report to {json_path}: {error}")
         html_path = self._settings.html_path
         if html_path is not None:
+            # Imported here: jinja2 takes a tenth of a second to import, which every run and
+            # every spawned child would pay for a page most runs do not write.
+            from .html_report import write_page
+
             try:
                 write_page(html_path, self.records.values(), exitstatus=exitstatus)
             except OSError as error:
