@@ -18,7 +18,7 @@ from urllib.parse import quote
 from .._sizes import format_size
 
 if TYPE_CHECKING:
-    import jinja2
+    from jinja2.environment import Environment
 
 __all__ = ["Scale", "chart_pitch", "href", "render", "size_text"]
 
@@ -26,13 +26,16 @@ __all__ = ["Scale", "chart_pitch", "href", "render", "size_text"]
 CHART_HEIGHT = 220.0
 
 
-def _environment() -> jinja2.Environment:
-    import jinja2  # here, not at the top: only a run that writes a page pays for it
+def _environment() -> Environment:
+    # Here, not at the top: only a run that writes a page pays for importing jinja2. From
+    # its modules: jinja2 3.0's package does not re-export the names for type checkers.
+    from jinja2.environment import Environment
+    from jinja2.loaders import PackageLoader
 
     # PackageLoader reads the templates through the package, so an installed wheel finds
     # them as an editable install does (they are package data, see pyproject.toml).
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("pytest_memray_isolate._reporting", "templates"),
+    return Environment(
+        loader=PackageLoader("pytest_memray_isolate._reporting", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -40,7 +43,7 @@ def _environment() -> jinja2.Environment:
     )
 
 
-_ENVIRONMENT: Optional[jinja2.Environment] = None
+_ENVIRONMENT: Optional[Environment] = None
 
 
 def render(template: str, **context: Any) -> str:
@@ -48,7 +51,8 @@ def render(template: str, **context: Any) -> str:
     global _ENVIRONMENT
     if _ENVIRONMENT is None:
         _ENVIRONMENT = _environment()
-    return _ENVIRONMENT.get_template(template).render(**context)
+    page: str = _ENVIRONMENT.get_template(template).render(**context)
+    return page
 
 
 def href(target: str, page_dir: Path) -> str:
