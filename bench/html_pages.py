@@ -3,7 +3,7 @@
 Builds the records of N synthetic tests (5,000 by default) as a run would hand them to
 the reporter: node ids of the length real suites have, peaks spread over six orders of
 magnitude, a limit_memory on every fifth test, failures, a few crashed children, a flame
-graph and a kept capture for a third of them. Then, in each of several rounds, writes the
+graph and a kept capture for a third of them, named as the plugin names them. Then, in each of several rounds, writes the
 --memray-html page (``write_page``, as the reporter calls it at the end of a run) and the
 comparison page of two such runs (``compare --html``), and prints the median time and
 each file's size. The time is the wall clock's, as a user waits for it; the CPU time
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from pytest_memray_isolate._capture_files import kept_file_name
 from pytest_memray_isolate._isolation.messages import ExitFacts
 from pytest_memray_isolate._reporting.compare import METRICS, compare
 from pytest_memray_isolate._reporting.compare import page_text as comparison_page
@@ -39,6 +40,13 @@ from pytest_memray_isolate._reporting.record import TestRecord
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_SECONDS = 1.0
 BUDGET_BYTES = 2 * 1000 * 1000
+#: A run's prefix for kept captures, random by default: 32 hex digits.
+PREFIX = "3f2a9c4e5b6d7e8f9a0b1c2d3e4f5a6b"
+
+
+def flamegraph_name(nodeid: str) -> str:
+    """The name the plugin gives a test's flame graph (see _reporting/flamegraph.py)."""
+    return kept_file_name("flamegraph", nodeid)[: -len(".bin")] + ".html"
 
 
 def records(count: int, folder: Path, seed: int) -> List[TestRecord]:
@@ -65,8 +73,8 @@ def records(count: int, folder: Path, seed: int) -> List[TestRecord]:
                 duration=chance.random(),
                 peak_memory=peak,
                 total_allocations=chance.randint(1, 500_000),
-                capture_file=str(folder / "captures" / f"run-{nodeid}.bin") if kept else None,
-                flamegraph=str(folder / "graphs" / f"flamegraph-{nodeid}.html") if kept else None,
+                capture_file=str(folder / "captures" / kept_file_name(PREFIX, nodeid)) if kept else None,
+                flamegraph=str(folder / "graphs" / flamegraph_name(nodeid)) if kept else None,
                 child=child,
             )
         )

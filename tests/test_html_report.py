@@ -124,6 +124,10 @@ def test_rollup_groups_tests_by_file() -> None:
 def test_links_are_relative_to_the_page() -> None:
     """A page and its flame graphs can move together; odd characters are quoted."""
     assert href("/run/graphs/flame #1.html", Path("/run/reports")) == "../graphs/flame%20%231.html"
+    assert (
+        href("/run/graphs/p-t.py-test[a=1,b@2].html", Path("/run")) == "graphs/p-t.py-test%5Ba=1,b@2%5D.html"
+    )
+    assert href("/run/graphs/p-t.py-tést.html", Path("/run/graphs")) == "p-t.py-t%C3%A9st.html"
 
 
 def test_log_scale_keeps_small_peaks_visible() -> None:
@@ -222,6 +226,14 @@ def test_the_page_of_a_run_works_in_a_browser_without_network(
         )
         assert heights == sorted(heights, reverse=True)
         assert heights[0] > heights[-1] > 0
+        colours = page.evaluate(
+            "Array.from(document.querySelectorAll('#chart .bars path')).map(b => getComputedStyle(b).stroke)"
+        )
+        kinds = page.evaluate(
+            "Array.from(document.querySelectorAll('#tests tbody tr')).map(r => r.className)"
+        )
+        assert len(set(colours)) == len(set(kinds)) == 3  # passed, failed, crashed: a colour each
+        assert [colours[kinds.index(kind)] for kind in kinds] == colours
         # test_heavy and test_over_its_limit have a limit_memory: a mark each.
         assert page.evaluate("document.querySelectorAll('#chart .limits path').length") == 2
 

@@ -8,8 +8,10 @@ from the geometry computed here (see docs/reports.rst for why no charting librar
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple
@@ -55,14 +57,32 @@ def render(template: str, **context: Any) -> str:
     return page
 
 
+#: What a link's path may hold unquoted (kept files' names are made of these, see
+#: _capture_files.py): quoting each of thousands of links costs more than the check.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~/=+,@-]*")
+
+
+@functools.lru_cache(maxsize=64)
+def _relative_folder(folder: str, page_dir: str) -> str:
+    """``folder`` relative to ``page_dir``, worked out once for all the files in it."""
+    return Path(os.path.relpath(folder, page_dir)).as_posix()
+
+
 def href(target: str, page_dir: Path) -> str:
     """A link from a page in ``page_dir`` to the file ``target``: relative, so that the page
     and its files can be moved or archived together."""
+    folder, name = os.path.split(os.path.abspath(target))
     try:
-        relative = os.path.relpath(target, page_dir)
+        relative_folder = _relative_folder(folder, str(page_dir))
+        relative = name if relative_folder == "." else f"{relative_folder}/{name}"
     except ValueError:  # another drive (Windows): no relative path exists
         return Path(target).absolute().as_uri()
-    return quote(Path(relative).as_posix())
+    if _URL_SAFE.fullmatch(relative):
+        return relative
+    bracketed = relative.replace("[", "%5B").replace("]", "%5D")  # a parametrized test's name
+    return (
+        bracketed if _URL_SAFE.fullmatch(bracketed.replace("%5B", "").replace("%5D", "")) else quote(relative)
+    )
 
 
 def size_text(value: Optional[int]) -> str:
