@@ -7,12 +7,12 @@ interpreter for whatever forks, spawns, crashes, handles signals or measures mem
 
 from __future__ import annotations
 
-import compileall
 import fcntl
 import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -25,26 +25,48 @@ import psutil
 import pytest
 from warm_pytest import WarmStarter
 
-import pytest_memray_isolate
-
 pytest_plugins = ["pytester"]
 
 #: The command-line switch for each way of isolating a test.
-ISOLATION_FLAGS = {mode: f"--memray-isolate={mode}" for mode in ("fork", "forkserver", "spawn")}
+EVERY_ISOLATION_FLAG = {mode: f"--memray-isolate={mode}" for mode in ("fork", "forkserver", "spawn")}
 #: The command-line switch for each way of tracking a test.
-MODE_FLAGS = {"in-process": "--memray", **ISOLATION_FLAGS}
+EVERY_MODE_FLAG = {"in-process": "--memray", **EVERY_ISOLATION_FLAG}
+
+#: The isolation modes a test runs in unless how a child's process starts, ends or is
+#: watched is its point. A forkserver's child and a spawned child run their test with the
+#: same code (the child's session, child_session.py, fed by request.py): they differ in
+#: how the process is made, a fork of the server or a new interpreter. So the forkserver,
+#: the cheaper, stands for both; spawn runs where the process itself matters (crashes,
+#: deadlines, signals, output streams, a fresh import; ``every_isolated_flag``) and in
+#: tests/test_remote_modes.py.
+ISOLATION_FLAGS = {mode: EVERY_ISOLATION_FLAG[mode] for mode in ("fork", "forkserver")}
+#: The tracking modes a test runs in: in pytest's process and ISOLATION_FLAGS.
+MODE_FLAGS = {"in-process": EVERY_MODE_FLAG["in-process"], **ISOLATION_FLAGS}
 
 
 @pytest.fixture(params=sorted(MODE_FLAGS))
 def mode_flag(request: pytest.FixtureRequest) -> str:
-    """Each test using this runs once per tracking mode."""
+    """Each test using this runs in pytest's process, and in a fork and forkserver child."""
     return MODE_FLAGS[request.param]
 
 
 @pytest.fixture(params=sorted(ISOLATION_FLAGS))
 def isolated_flag(request: pytest.FixtureRequest) -> str:
-    """Each test using this runs once per isolation mode."""
+    """Each test using this runs in a fork and in a forkserver child (see ISOLATION_FLAGS)."""
     return ISOLATION_FLAGS[request.param]
+
+
+@pytest.fixture(params=sorted(EVERY_MODE_FLAG))
+def every_mode_flag(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once per tracking mode, spawn included."""
+    return EVERY_MODE_FLAG[request.param]
+
+
+@pytest.fixture(params=sorted(EVERY_ISOLATION_FLAG))
+def every_isolated_flag(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once per isolation mode, spawn included: for what depends
+    on how the child's process starts, ends or is watched."""
+    return EVERY_ISOLATION_FLAG[request.param]
 
 
 def sources_by_mode(*others: str) -> List[Any]:
@@ -112,10 +134,14 @@ def run(pytester: pytest.Pytester) -> Runner:
     (warm_pytest.py), which halves its cost; ``fresh=True`` starts a new interpreter
     instead, for runs whose every line users see (the docs' transcripts, where a stack
     dump shows the frames that started pytest) or that depend on how Python started.
+    ``keep_cache=True`` keeps pytest's cache, for runs that remember for the next
+    (``--fail-on-increase``).
     """
 
-    def run_pytest(*args: str, plugins: Sequence[str] = (), fresh: bool = False) -> pytest.RunResult:
-        arguments = ("-p", "no:cacheprovider", *without_plugins(plugins), *args)
+    def run_pytest(
+        *args: str, plugins: Sequence[str] = (), fresh: bool = False, keep_cache: bool = False
+    ) -> pytest.RunResult:
+        arguments = (*([] if keep_cache else ["-p", "no:cacheprovider"]), *without_plugins(plugins), *args)
         if fresh:
             return pytester.runpytest_subprocess(*arguments)
         return warm_run(pytester.path, arguments, environ=_subprocess_environ(Path.cwd()), cwd=Path.cwd())
@@ -156,12 +182,29 @@ def _subprocess_environ(directory: Path) -> Dict[str, str]:
 
 
 def pytest_configure() -> None:
-    """Compile the plugin's modules once, where Python is told not to write byte code
-    (``PYTHONDONTWRITEBYTECODE``, set on this project's machines): every fresh interpreter
-    the suite starts (a spawned child, a ``fresh`` run) would otherwise compile them again,
-    about 0.1 s each. Python still reads byte code that exists."""
+    """Have pytest keep its rewritten byte code of the plugin's modules, once, where Python
+    is told not to write byte code (``PYTHONDONTWRITEBYTECODE``, set on this project's
+    machines).
+
+    pytest loads the plugin through its entry point and so rewrites the asserts of every
+    module of the package; it reads the rewritten code from ``__pycache__`` when it is
+    there, but writes it only where Python may write byte code. Without it every pytest
+    the suite starts (each run, each spawned child, each forkserver) parsed and rewrote the
+    whole package again: 40% of a typical run's time. One pytest with byte code allowed,
+    collecting an empty directory, loads the plugin and leaves its rewritten modules behind.
+    """
     if sys.dont_write_bytecode:
-        compileall.compile_dir(Path(pytest_memray_isolate.__file__).parent, quiet=1)
+        environ = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+        environ.pop("PYTEST_ADDOPTS", None)
+        with tempfile.TemporaryDirectory() as empty:
+            subprocess.run(
+                [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", empty],
+                env=environ,
+                cwd=empty,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,  # "no tests collected" is its exit status 5
+            )
 
 
 def pytest_unconfigure() -> None:

@@ -33,8 +33,10 @@ __all__ = ["WarmStarter"]
 
 #: The warm process: import what every run needs, then fork a child per request line.
 _SERVER = r"""
-import json, os, sys
+import gc, json, os, sys
 import pytest, _pytest.pytester, memray, memray._memray, psutil
+# What is imported here lives as long as every run: no run's collections need look at it.
+gc.freeze()
 
 def run(request):
     devnull = os.open(os.devnull, os.O_RDONLY)

@@ -16,7 +16,7 @@ from typing import Dict, List
 
 import pytest
 
-from conftest import Runner, without_plugins
+from conftest import Runner
 from pytest_memray_isolate._options import INI_UNIONS, OPTIONS
 
 #: pytest-memray's options and their dests, in the order its ``--help`` lists them.
@@ -496,15 +496,15 @@ def test_two_kinds_of_limit_start_with_pytest_memrays_sentence(
 
 
 def test_fail_on_increase_message_is_pytest_memrays(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, run: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without a tolerance the failure is pytest-memray's line exactly; with one, it names it."""
     pytester.makepyfile(test_marked=_MARKED)
-    flags = [*without_plugins(), "--memray", "-k", "grows"]  # the cache stays: it is compared with
+    flags = ["--memray", "-k", "grows"]
     monkeypatch.setenv("MIB", "1")
-    pytester.runpytest_subprocess(*flags).assert_outcomes(passed=1)
+    run(*flags, keep_cache=True).assert_outcomes(passed=1)  # the cache is what it is compared with
     monkeypatch.setenv("MIB", "2")
-    grown = pytester.runpytest_subprocess(*flags, "--fail-on-increase")
+    grown = run(*flags, "--fail-on-increase", keep_cache=True)
     grown.assert_outcomes(failed=1)
     grown.stdout.fnmatch_lines(
         [
@@ -514,5 +514,5 @@ def test_fail_on_increase_message_is_pytest_memrays(
             _problem_line("test_marked.py::test_grows", "Test previously used 1.0MiB*"),
         ]
     )
-    tolerated = pytester.runpytest_subprocess(*flags, "--fail-on-increase=10%")
+    tolerated = run(*flags, "--fail-on-increase=10%", keep_cache=True)
     tolerated.stdout.fnmatch_lines(["Test previously used 1.0MiB but now uses 2.0MiB (tolerance 10%)"])

@@ -203,7 +203,7 @@ REPORTS = Transcript.read(TRANSCRIPTS / "reports.txt")
 
 #: Fields of the JSON report that count bytes, allocations or seconds: they vary as the MEMRAY
 #: REPORT's figures do, so only whether they are set is compared.
-VARYING_FIELDS = {"peak_memory", "size", "max_rss", "total_allocations", "duration"}
+VARYING_FIELDS = {"peak_memory", "size", "max_rss", "total_allocations", "duration", "rss_growth"}
 
 
 def _comparable(value: Any, project: Path) -> Any:
@@ -248,6 +248,7 @@ def test_reports_page_shows_the_files_its_run_writes(project: Path, run: Runner)
     assert properties == {
         "memray_peak_memory": str(figures["peak_memory"]),
         "memray_total_allocations": str(figures["total_allocations"]),
+        "memray_rss_growth": str(figures["rss_growth"]),
     }
     shown_failure, written_failure = shown_case.find("failure"), written_case.find("failure")
     assert shown_failure is not None

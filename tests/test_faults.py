@@ -20,6 +20,7 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 
 from conftest import (
+    EVERY_ISOLATION_FLAG,
     ISOLATION_FLAGS,
     QUIET_PLUGINS,
     Runner,
@@ -71,7 +72,7 @@ _CRASHES = [
 
 
 def test_a_crash_is_reported_with_its_cause_output_and_stack(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, every_isolated_flag: str
 ) -> None:
     """Signal or exit status, the output printed before dying, the faulthandler stack, the memory.
 
@@ -91,11 +92,11 @@ def test_crashes_{name}():
         for name, statement, _, _ in _CRASHES
     )
     _suite(pytester, "\nimport ctypes, signal\n" + tests)
-    result = run(isolated_flag, "-rf")
+    result = run(every_isolated_flag, "-rf")
     result.assert_outcomes(passed=1, failed=len(_CRASHES))
     growth = (
         "Resident memory grew by about *MiB before the crash*"
-        if isolated_flag.endswith("=fork")
+        if every_isolated_flag.endswith("=fork")
         else "The child's peak resident size was *MiB*"  # a fresh interpreter: no baseline
     )
     sections = report_sections(result.outlines)
@@ -118,7 +119,7 @@ def test_crashes_{name}():
 
 
 def test_a_crash_with_the_all_format_reports_memrays_peak(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, every_isolated_flag: str
 ) -> None:
     """With --memray-capture-format=all the capture survives the crash and gives memray's peak."""
     pytester.makepyfile(
@@ -130,7 +131,7 @@ def test_a_crash_with_the_all_format_reports_memrays_peak(
             os._exit(1)
         """
     )
-    result = run(isolated_flag, "--memray-capture-format=all")
+    result = run(every_isolated_flag, "--memray-capture-format=all")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -145,7 +146,7 @@ def test_a_crash_with_the_all_format_reports_memrays_peak(
     [
         *(
             pytest.param("command line", ["--memray-timeout=1"], "", flag, id=f"command line-{mode}")
-            for mode, flag in sorted(ISOLATION_FLAGS.items())
+            for mode, flag in sorted(EVERY_ISOLATION_FLAG.items())
         ),
         pytest.param("ini", [], "memray_timeout = 1", ISOLATION_FLAGS["fork"], id="ini-fork"),
         pytest.param("marker", [], "", ISOLATION_FLAGS["fork"], id="marker-fork"),
@@ -239,7 +240,7 @@ def test_pytest_timeout_is_honoured_in_the_child_not_the_parent(
 
 
 def test_runaway_memory_is_stopped_at_the_ceiling(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, every_isolated_flag: str
 ) -> None:
     """--memray-max-rss kills a child before it can exhaust the machine; the test fails saying so."""
     _suite(
@@ -252,7 +253,7 @@ def test_runaway():
         hoard.append(bytearray(b"x") * (50 * 1024 * 1024))
 """,
     )
-    result = run(isolated_flag, "--memray-max-rss=400 MB", "-rf")
+    result = run(every_isolated_flag, "--memray-max-rss=400 MB", "-rf")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -266,7 +267,7 @@ def test_runaway():
 
 
 def test_max_rss_counts_only_what_the_child_grows(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, private_tmp: Path, every_isolated_flag: str
 ) -> None:
     """--memray-max-rss limits the child's growth beyond its start: a test that allocates nothing
     passes though the child holds a session fixture bigger than the ceiling; one that grows is killed."""
@@ -292,7 +293,7 @@ def test_grows(big):
         hoard.append(bytearray(b"x") * (50 * 1024 * 1024))
 """,
     )
-    result = run(isolated_flag, "--memray-max-rss=150 MB", "-rf")
+    result = run(every_isolated_flag, "--memray-max-rss=150 MB", "-rf")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -358,10 +359,10 @@ def test_runs_long():
 
 
 def test_ctrl_c_in_pytest_stops_the_session_and_its_children(
-    pytester: pytest.Pytester, private_tmp: Path, isolated_flag: str
+    pytester: pytest.Pytester, private_tmp: Path, every_isolated_flag: str
 ) -> None:
     """SIGINT to pytest while a child runs: the child and its processes die, pytest reports as usual."""
-    returncode, output, pids = _signal_a_running_test(pytester, isolated_flag, signal.SIGINT)
+    returncode, output, pids = _signal_a_running_test(pytester, every_isolated_flag, signal.SIGINT)
     assert returncode == pytest.ExitCode.INTERRUPTED
     assert "KeyboardInterrupt" in output
     assert "no tests ran" in output or "in " in output.splitlines()[-1]
@@ -371,11 +372,11 @@ def test_ctrl_c_in_pytest_stops_the_session_and_its_children(
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_or_sighup_to_pytest_ends_it_and_its_children(
-    pytester: pytest.Pytester, private_tmp: Path, isolated_flag: str, signum: signal.Signals
+    pytester: pytest.Pytester, private_tmp: Path, every_isolated_flag: str, signum: signal.Signals
 ) -> None:
     """SIGTERM or SIGHUP to pytest while a child runs: pytest dies of the signal, as it does
     without the plugin, and takes every child (the forkserver too) and the temp dir with it."""
-    returncode, output, pids = _signal_a_running_test(pytester, isolated_flag, signum)
+    returncode, output, pids = _signal_a_running_test(pytester, every_isolated_flag, signum)
     assert returncode == -signum
     assert "INTERNALERROR" not in output
     assert gone(pids)
@@ -747,7 +748,7 @@ class SharedRun:
         return [int(word) for word in path.read_text().split()] if path.exists() else []
 
 
-@pytest.fixture(scope="module", params=sorted(ISOLATION_FLAGS))
+@pytest.fixture(scope="module", params=sorted(EVERY_ISOLATION_FLAG))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedRun]:
     """The shared modules run once per isolation mode, in a fresh interpreter."""
     path = tmp_path_factory.mktemp(f"faults-{request.param}")
@@ -757,7 +758,7 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         suites[name] = source.replace("{root!r}", repr(str(path / name)))
     tmp = Path(tempfile.mkdtemp(prefix="pmi-"))  # short: Unix sockets live there
     try:
-        flags = [ISOLATION_FLAGS[request.param], "-rA", "--most-allocations=0"]
+        flags = [EVERY_ISOLATION_FLAG[request.param], "-rA", "--most-allocations=0"]
         yield SharedRun(run_suites(path, suites, *flags, environment={"TMPDIR": str(tmp)}), path, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Tuple
 import pytest
 from memray import FileFormat, FileReader
 
-from conftest import QUIET_PLUGINS
+from conftest import Runner
 from pytest_memray_isolate._tracking.heavy import HEAVY_CAPTURE_BYTES, HeavyCaptures
 
 
@@ -88,16 +88,16 @@ def _kept(folder: Path) -> List[Tuple[FileFormat, int]]:
 
 
 def test_a_test_with_many_allocations_stops_its_tracker_from_then_on(
-    pytester: pytest.Pytester, isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, isolated_flag: str
 ) -> None:
     """Its first parameter's capture was large: the second, and the next run's first,
     use the aggregated format, with the same peak."""
     pytester.makepyfile(_SUITE)
-    first = pytester.runpytest_subprocess(*QUIET_PLUGINS, isolated_flag, "--memray-bin-path=first")
+    first = run(isolated_flag, "--memray-bin-path=first", keep_cache=True)
     first.assert_outcomes(passed=2)
     first_kept = _kept(pytester.path / "first")
     assert [kind for kind, _ in first_kept] == [FileFormat.ALL_ALLOCATIONS, FileFormat.AGGREGATED_ALLOCATIONS]
-    second = pytester.runpytest_subprocess(*QUIET_PLUGINS, isolated_flag, "--memray-bin-path=second")
+    second = run(isolated_flag, "--memray-bin-path=second", keep_cache=True)
     second.assert_outcomes(passed=2)
     second_kept = _kept(pytester.path / "second")
     assert [kind for kind, _ in second_kept] == [FileFormat.AGGREGATED_ALLOCATIONS] * 2

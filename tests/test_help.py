@@ -28,6 +28,7 @@ DOCUMENTED_MARKERS = [
     "limit_leaks",
     "limit_leaked_objects",
     "limit_allocations",
+    "limit_rss",
     "memray_isolate",
 ]
 

@@ -51,7 +51,9 @@ def test_changes_to_module_state_leak_in_process(pytester: pytest.Pytester, run:
     run("--memray").assert_outcomes(passed=1, failed=2)
 
 
-def test_a_thread_left_running_dies_with_the_child(pytester: pytest.Pytester, isolated_flag: str) -> None:
+def test_a_thread_left_running_dies_with_the_child(
+    pytester: pytest.Pytester, every_isolated_flag: str
+) -> None:
     """A test that leaves a non-daemon thread behind cannot keep the session from ending."""
     pytester.makepyfile(
         """
@@ -66,13 +68,13 @@ def test_a_thread_left_running_dies_with_the_child(pytester: pytest.Pytester, is
         """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", *QUIET_PLUGINS, isolated_flag, timeout=120
+        "-p", "no:cacheprovider", *QUIET_PLUGINS, every_isolated_flag, timeout=120
     )
     result.assert_outcomes(passed=2)
 
 
 def test_output_printed_without_capture_is_not_lost(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, every_isolated_flag: str
 ) -> None:
     """With -s the child's prints reach the terminal before the child exits."""
     pytester.makepyfile(
@@ -81,7 +83,7 @@ def test_output_printed_without_capture_is_not_lost(
             print("hello from the child", end="")
         """
     )
-    result = run(isolated_flag, "-s")
+    result = run(every_isolated_flag, "-s")
     assert result.ret == 0
     assert "hello from the child" in result.stdout.str()
 
@@ -187,7 +189,7 @@ def test_the_capture_directory_is_removed_at_the_end(
 
 
 def test_a_forked_test_runs_in_another_process(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, every_isolated_flag: str
 ) -> None:
     """Each isolated test gets its own process, and pytest's own process is not one of them."""
     pytester.makepyfile(
@@ -212,7 +214,7 @@ def test_a_forked_test_runs_in_another_process(
                 stream.write(f"{{os.getpid()}}\\n")
         """
     )
-    run(isolated_flag).assert_outcomes(passed=2)
+    run(every_isolated_flag).assert_outcomes(passed=2)
     pids = (pytester.path / "pids").read_text().split()
     assert len(set(pids)) == 2
     assert str(os.getpid()) not in pids

@@ -19,7 +19,6 @@ from conftest import (
     run_once,
     run_suites,
     sources_by_mode,
-    without_plugins,
 )
 
 _LEAKY = """
@@ -203,17 +202,15 @@ def test_grows():
 """
 
 
-def _run_with_cache(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mib: int, *args: str
-) -> pytest.RunResult:
-    """A subprocess run that keeps pytest's cache (the comparison's memory) and xdist (-n)."""
+def _run_with_cache(run: Runner, monkeypatch: pytest.MonkeyPatch, mib: int, *args: str) -> pytest.RunResult:
+    """A run that keeps pytest's cache (the comparison's memory) and xdist (-n)."""
     monkeypatch.setenv("MIB", str(mib))
-    return pytester.runpytest_subprocess(*without_plugins(["xdist"]), *args)
+    return run(*args, plugins=["xdist"], keep_cache=True)
 
 
 @pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode("ini", "pytest-memray's ini spelling"))
 def test_fail_on_increase_compares_with_the_last_passing_run(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode_flag: str, where: str
+    pytester: pytest.Pytester, run: Runner, monkeypatch: pytest.MonkeyPatch, mode_flag: str, where: str
 ) -> None:
     """A limited test that grows past its last passing run fails; only passing runs are recorded."""
     pytester.makepyfile(_GROWING)
@@ -223,15 +220,15 @@ def test_fail_on_increase_compares_with_the_last_passing_run(
     else:
         key = "fail_on_increase" if where == "ini" else "fail-on-increase"
         pytester.makeini(f"[pytest]\n{key} = true\n")
-    _run_with_cache(pytester, monkeypatch, 2, *flags).assert_outcomes(passed=1)
-    grown = _run_with_cache(pytester, monkeypatch, 3, *flags)
+    _run_with_cache(run, monkeypatch, 2, *flags).assert_outcomes(passed=1)
+    grown = _run_with_cache(run, monkeypatch, 3, *flags)
     grown.assert_outcomes(failed=1)
     grown.stdout.fnmatch_lines(["Test previously used 2.0MiB but now uses 3.0MiB"])
-    again = _run_with_cache(pytester, monkeypatch, 3, *flags)
+    again = _run_with_cache(run, monkeypatch, 3, *flags)
     again.assert_outcomes(failed=1)
     again.stdout.fnmatch_lines(["Test previously used 2.0MiB but now uses 3.0MiB"])
-    _run_with_cache(pytester, monkeypatch, 1, *flags).assert_outcomes(passed=1)
-    smaller_then_bigger = _run_with_cache(pytester, monkeypatch, 2, *flags)
+    _run_with_cache(run, monkeypatch, 1, *flags).assert_outcomes(passed=1)
+    smaller_then_bigger = _run_with_cache(run, monkeypatch, 2, *flags)
     smaller_then_bigger.stdout.fnmatch_lines(["Test previously used 1.0MiB but now uses 2.0MiB"])
 
 
@@ -239,12 +236,12 @@ def test_fail_on_increase_compares_with_the_last_passing_run(
     ("tolerance", "outcome"), [("60%", "passed"), ("40%", "failed"), ("2 MB", "passed"), ("512 KB", "failed")]
 )
 def test_fail_on_increase_tolerance(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tolerance: str, outcome: str
+    pytester: pytest.Pytester, run: Runner, monkeypatch: pytest.MonkeyPatch, tolerance: str, outcome: str
 ) -> None:
     """A percentage or a size of growth is allowed; more than that fails with the tolerance named."""
     pytester.makepyfile(_GROWING)
-    _run_with_cache(pytester, monkeypatch, 2, "--memray-isolate").assert_outcomes(passed=1)
-    result = _run_with_cache(pytester, monkeypatch, 3, "--memray-isolate", f"--fail-on-increase={tolerance}")
+    _run_with_cache(run, monkeypatch, 2, "--memray-isolate").assert_outcomes(passed=1)
+    result = _run_with_cache(run, monkeypatch, 3, "--memray-isolate", f"--fail-on-increase={tolerance}")
     result.assert_outcomes(**{outcome: 1})
     if outcome == "failed":
         result.stdout.fnmatch_lines(
@@ -253,18 +250,18 @@ def test_fail_on_increase_tolerance(
 
 
 def test_fail_on_increase_does_not_swallow_the_path_after_it(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, run: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """pytest --fail-on-increase tests/ reads tests/ as the path to run."""
     folder = pytester.mkpydir("suite_dir")
     (folder / "test_inner.py").write_text(_GROWING)
-    _run_with_cache(pytester, monkeypatch, 2, "--fail-on-increase", "suite_dir").assert_outcomes(passed=1)
-    grown = _run_with_cache(pytester, monkeypatch, 3, "--fail-on-increase", "suite_dir")
+    _run_with_cache(run, monkeypatch, 2, "--fail-on-increase", "suite_dir").assert_outcomes(passed=1)
+    grown = _run_with_cache(run, monkeypatch, 3, "--fail-on-increase", "suite_dir")
     grown.assert_outcomes(failed=1)
 
 
 def test_fail_on_increase_works_under_xdist(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, run: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Workers share pytest's cache, so the comparison holds with -n 2."""
     pytester.makepyfile(
@@ -279,8 +276,8 @@ def test_steady(n):
 """
     )
     flags = ["-n", "2", "--memray-isolate", "--fail-on-increase"]
-    _run_with_cache(pytester, monkeypatch, 2, *flags).assert_outcomes(passed=4)
-    grown = _run_with_cache(pytester, monkeypatch, 3, *flags)
+    _run_with_cache(run, monkeypatch, 2, *flags).assert_outcomes(passed=4)
+    grown = _run_with_cache(run, monkeypatch, 3, *flags)
     grown.assert_outcomes(passed=3, failed=1)
     grown.stdout.fnmatch_lines(["*Test previously used 2.0MiB but now uses 3.0MiB"])
 

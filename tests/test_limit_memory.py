@@ -332,6 +332,32 @@ MALFORMED_MARKERS = [
         "limit_allocations()",
         "*invalid marker @pytest.mark.limit_allocations(): missing a required argument: 'count';*",
     ),
+    # limit_rss: the resident growth's marker (tests/test_limit_rss.py)
+    (
+        'limit_rss("lots")',
+        "*::test_marked: invalid marker @pytest.mark.limit_rss('lots'): 'lots' is not a memory size;"
+        ' expected a number and a unit, such as "24 MB"*',
+    ),
+    (
+        "limit_rss(512)",
+        "*::test_marked: invalid marker @pytest.mark.limit_rss(512): the limit must be a string,"
+        ' a number and a unit, such as "24 MB" *; got int 512',
+    ),
+    (
+        "limit_rss()",
+        "*::test_marked: invalid marker @pytest.mark.limit_rss(): missing a required argument: 'limit';"
+        " the signature is limit_rss(limit: str)",
+    ),
+    (
+        'limit_rss("1 MB", "2 MB")',
+        "*invalid marker @pytest.mark.limit_rss('1 MB', '2 MB'): too many positional arguments;"
+        " the signature is limit_rss(limit: str)",
+    ),
+    (
+        'limit_rss("1 MB", per_thread=True)',
+        "*invalid marker @pytest.mark.limit_rss('1 MB', per_thread=True):"
+        " got an unexpected keyword argument 'per_thread'*",
+    ),
 ]
 
 
@@ -365,7 +391,7 @@ def test_a_malformed_marker_is_an_error_naming_the_test_marker_and_value(
 
 
 def test_malformed_markers_error_alike_in_every_isolation_mode(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, every_isolated_flag: str
 ) -> None:
     """Under each isolation mode every malformed marker gives the same error as in process,
     in its test's own section, without starting a child that runs it; the other test runs.
@@ -382,7 +408,7 @@ def test_marked_{index}():
         for index, (marker, _) in enumerate(MALFORMED_MARKERS)
     )
     pytester.makepyfile("import pytest\n" + tests + "\n\ndef test_other():\n    pass\n")
-    result = run(isolated_flag, "-rE")
+    result = run(every_isolated_flag, "-rE")
     result.assert_outcomes(passed=1, errors=len(MALFORMED_MARKERS))
     sections = report_sections(result.outlines)
     names = [f"test_marked_{index}" for index in range(len(MALFORMED_MARKERS))]

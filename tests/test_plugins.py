@@ -156,7 +156,7 @@ def test_doctests_are_tracked(pytester: pytest.Pytester, run: Runner, mode_flag:
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]])
 def test_coverage_of_code_run_in_children_is_kept(
-    pytester: pytest.Pytester, run: Runner, workers: List[str], isolated_flag: str
+    pytester: pytest.Pytester, run: Runner, workers: List[str], every_isolated_flag: str
 ) -> None:
     """pytest-cov sees the lines an isolated test ran: the child saves coverage.py's data first."""
     pytester.makepyfile(
@@ -179,7 +179,11 @@ def test_coverage_of_code_run_in_children_is_kept(
         """,
     )
     result = run(
-        isolated_flag, "--cov=covered", "--cov-report=term-missing", *workers, plugins=["pytest_cov", "xdist"]
+        every_isolated_flag,
+        "--cov=covered",
+        "--cov-report=term-missing",
+        *workers,
+        plugins=["pytest_cov", "xdist"],
     )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["covered.py * 6 * 1 * 83% * 6"])

@@ -25,6 +25,7 @@ _ENTRY: Dict[str, Any] = {
     "duration": 0.25,
     "peak_memory": 4096,
     "total_allocations": 3,
+    "rss_growth": 65536,
     "limit": {
         "kind": "limit_leaks",
         "bytes": 1024,
@@ -70,6 +71,7 @@ _RECORD = TestRecord(
     duration=0.25,
     peak_memory=4096,
     total_allocations=3,
+    rss_growth=65536,
     top_locations=(Location("test_it", "/src/t.py", 7, 4000),),
     capture_file="/kept/p-t.py-test_it.bin",
     flamegraph="/graphs/flamegraph-t.py-test_it.html",
@@ -94,8 +96,16 @@ def test_a_record_is_its_json_entry_and_back() -> None:
 def test_an_entry_written_before_minor_version_1_reads_without_a_duration() -> None:
     """Minor versions only add keys: an entry without ``duration`` (minor version 0) still
     reads, with the duration unknown."""
-    older = {key: value for key, value in _ENTRY.items() if key != "duration"}
-    assert TestRecord.from_dict(older) == replace(_RECORD, duration=None)
+    older = {key: value for key, value in _ENTRY.items() if key not in ("duration", "rss_growth")}
+    assert TestRecord.from_dict(older) == replace(_RECORD, duration=None, rss_growth=None)
+
+
+def test_an_entry_written_before_minor_version_2_reads_without_a_resident_growth() -> None:
+    """An entry of minor version 1 (no ``rss_growth``) reads, with the growth unknown; the
+    current document says minor version 2."""
+    older = {key: value for key, value in _ENTRY.items() if key != "rss_growth"}
+    assert TestRecord.from_dict(older) == replace(_RECORD, rss_growth=None)
+    assert MINOR_VERSION == 2
 
 
 def test_a_record_of_a_test_without_figures_keeps_its_unread_capture() -> None:
@@ -107,6 +117,7 @@ def test_a_record_of_a_test_without_figures_keeps_its_unread_capture() -> None:
         mode="fork",
         limit=None,
         duration=None,
+        rss_growth=None,
         result=None,
         child=ExitFacts(None, "SIGKILL", "timeout", 0),
         leaks=None,
@@ -116,6 +127,7 @@ def test_a_record_of_a_test_without_figures_keeps_its_unread_capture() -> None:
     assert (entry["peak_memory"], entry["total_allocations"], entry["top_locations"]) == (None, None, [])
     assert entry["capture_file"] == "/kept/p-t.py-test_it.bin"
     assert entry["processes"] is None
+    assert entry["rss_growth"] is None
     assert entry["child"]["killed_for"] == "timeout"
 
 
@@ -137,6 +149,7 @@ def test_a_record_of_a_test_with_figures_takes_them_from_its_result() -> None:
         mode="in-process",
         limit=None,
         duration=0.5,
+        rss_growth=3 << 20,
         result=result,
         child=None,
         leaks=(),
@@ -149,6 +162,7 @@ def test_a_record_of_a_test_with_figures_takes_them_from_its_result() -> None:
         "duration": 0.5,
         "peak_memory": 4096,
         "total_allocations": 3,
+        "rss_growth": 3 << 20,
         "limit": None,
         "top_locations": [{"function": "test_it", "filename": "/src/t.py", "lineno": 7, "size": 4000}],
         "capture_file": "/kept/a.bin",
@@ -238,5 +252,8 @@ def test_every_entry_of_a_real_report_is_a_record(pytester: pytest.Pytester, run
     assert tests[2]["child"] is not None
     assert tests[0]["processes"]
     assert all(isinstance(test["duration"], float) and test["duration"] > 0 for test in tests)
+    # The child that reported measured its growth (Linux); the crashed one could not send it.
+    assert isinstance(tests[0]["rss_growth"], int)
+    assert tests[2]["rss_growth"] is None
     for entry in tests:
         assert TestRecord.from_dict(entry).to_dict() == entry

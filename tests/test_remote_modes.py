@@ -18,7 +18,7 @@ from typing import Dict
 import pytest
 
 from conftest import (
-    ISOLATION_FLAGS,
+    EVERY_ISOLATION_FLAG,
     QUIET_PLUGINS,
     Runner,
     gone,
@@ -28,7 +28,7 @@ from conftest import (
     run_suites,
 )
 
-REMOTE_FLAGS = [ISOLATION_FLAGS["forkserver"], ISOLATION_FLAGS["spawn"]]
+REMOTE_FLAGS = [EVERY_ISOLATION_FLAG["forkserver"], EVERY_ISOLATION_FLAG["spawn"]]
 
 
 @pytest.fixture(params=REMOTE_FLAGS, ids=["forkserver", "spawn"])
@@ -66,7 +66,7 @@ def test_after():
 def test_fork_runs_the_tests_whose_fixtures_cannot_travel(pytester: pytest.Pytester, run: Runner) -> None:
     """The same tests pass under fork, which shares the parent's objects."""
     pytester.makepyfile(_UNPICKLABLE)
-    run(ISOLATION_FLAGS["fork"]).assert_outcomes(passed=3)
+    run(EVERY_ISOLATION_FLAG["fork"]).assert_outcomes(passed=3)
 
 
 def test_the_module_is_imported_afresh_in_the_child(
@@ -89,7 +89,7 @@ def test_the_module_is_imported_afresh_in_the_child(
     )
     result = run(isolated_flag, "-s")
     result.assert_outcomes(passed=1)
-    fresh = isolated_flag != ISOLATION_FLAGS["fork"]
+    fresh = isolated_flag != EVERY_ISOLATION_FLAG["fork"]
     expected = "globals: []" if fresh else 'globals: ["set up in pytest\'s process"]'
     assert expected in result.stdout.str()
 
@@ -198,7 +198,7 @@ def test_a_forkserver_that_dies_fails_its_test_and_a_new_one_takes_over(
             pass
         """
     )
-    result = run(ISOLATION_FLAGS["forkserver"], "-rf")
+    result = run(EVERY_ISOLATION_FLAG["forkserver"], "-rf")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -359,7 +359,7 @@ def test_a_spawned_child_that_crashes_in_the_test_shows_no_start_up_output(
             os._exit(3)
         """
     )
-    result = run(ISOLATION_FLAGS["spawn"])
+    result = run(EVERY_ISOLATION_FLAG["spawn"])
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -389,7 +389,7 @@ def test_a_spawned_child_that_dies_before_the_test_shows_its_start_up_output(
             pass
         """
     )
-    result = run(ISOLATION_FLAGS["spawn"])
+    result = run(EVERY_ISOLATION_FLAG["spawn"])
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [

@@ -55,6 +55,7 @@ def test_summary_block_is_laid_out_line_for_line_as_pytest_memray() -> None:
         total_allocations=4,
         histogram="█ ",
         top_locations=(Location("test_big", "/src/test_x.py", 14, 40508928),),
+        rss_growth=64 * 1024**2,
     )
     assert summary_block(result) == [
         "Allocation results for test_x.py::test_big at the high watermark",
@@ -64,6 +65,31 @@ def test_summary_block_is_laid_out_line_for_line_as_pytest_memray() -> None:
         "\t 📊 Histogram of allocation sizes: |█ |",
         "\t 🥇 Biggest allocating functions:",
         "\t\t- test_big:/src/test_x.py:14 -> 38.6MiB",
+        "\t 🧠 Resident memory growth: 64.0MiB",
+        "\n",
+    ]
+
+
+def test_summary_block_says_why_a_resident_growth_is_missing() -> None:
+    """Without a figure the resident line gives the reason instead of a number, after
+    pytest-memray's lines and before each followed process's."""
+    from pytest_memray_isolate._judging.capture import ProcessFigures
+
+    result = MemoryResult(
+        nodeid="test_x.py::test_big",
+        peak_memory=1024,
+        total_allocations=1,
+        histogram="█",
+        top_locations=(),
+        processes=(ProcessFigures(42, "test", 1024, 1),),
+        rss_unavailable="unavailable on this platform (it needs Linux's /proc/self/clear_refs)",
+    )
+    lines = summary_block(result)
+    assert lines[5:] == [
+        "\t 🥇 Biggest allocating functions:",
+        "\t 🧠 Resident memory growth: unavailable on this platform (it needs Linux's /proc/self/clear_refs)",
+        "\t 🔀 Peak of each process (the total above is their sum):",
+        "\t\t- test process 42: 1.0KiB",
         "\n",
     ]
 

@@ -6,7 +6,16 @@ import re
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, SharedRun, outcomes_in, report_sections, run_once, run_suites
+from conftest import (
+    EVERY_MODE_FLAG,
+    MODE_FLAGS,
+    Runner,
+    SharedRun,
+    outcomes_in,
+    report_sections,
+    run_once,
+    run_suites,
+)
 
 
 def _summary_nodeids(output: str) -> list[str]:
@@ -41,6 +50,7 @@ def test_report_lists_each_tracked_test_with_its_figures(
             "\t 📊 Histogram of allocation sizes: |*|",
             "\t 🥇 Biggest allocating functions:",
             "\t\t- test_big:*test_report_lists_each_tracked_test_with_its_figures.py:2 -> 8.0MiB",
+            "\t 🧠 Resident memory growth: *",
             "",
             "",
             "Allocation results for *::test_small at the high watermark",
@@ -254,11 +264,11 @@ _SHARED_SUITES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
+@pytest.fixture(scope="module", params=sorted(EVERY_MODE_FLAG))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
     """_SHARED_SUITES run once per tracking mode, in a fresh interpreter."""
     flags = [
-        MODE_FLAGS[request.param],
+        EVERY_MODE_FLAG[request.param],
         "-rA",
         "--most-allocations=0",
         "--junitxml=out.xml",

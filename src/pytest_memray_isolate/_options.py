@@ -491,6 +491,18 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         metavar="SIZE",
     ),
     OptionSpec(
+        name="limit_rss",
+        flag="--memray-limit-rss",
+        ini="memray_limit_rss",
+        help=(
+            "A limit_rss for every tracked test without a limit_rss marker of its own: fail a test "
+            "whose peak resident memory grows by SIZE (e.g. '512 MB') or more during its call."
+        ),
+        parse=_parse_size,
+        default=None,
+        metavar="SIZE",
+    ),
+    OptionSpec(
         name="fail_on_increase",
         flag="--fail-on-increase",
         ini="fail_on_increase",

@@ -262,6 +262,10 @@ class Manager:
             result = self._apply(plan, job, judgement, report)
         finally:
             self._files.done_with(job.capture, job.spec.scratch, derived=_writes_several_captures(plan))
+        resident = job.resident
+        if result is not None:
+            unavailable = None if resident.growth is not None else resident.description
+            result = replace(result, rss_growth=resident.growth, rss_unavailable=unavailable)
         # The record travels with the report, so pytest-xdist brings it to the controller.
         record = TestRecord.of_test(
             report.nodeid,
@@ -269,6 +273,7 @@ class Manager:
             mode=plan.mode,
             limit=plan.limit_description(),
             duration=report.duration,
+            rss_growth=resident.growth,
             result=result,
             child=None if outcome is None else outcome.exit_facts,
             leaks=judgement.leaks,
@@ -279,6 +284,8 @@ class Manager:
         if result is not None:
             item.user_properties.append(("memray_peak_memory", result.peak_memory))
             item.user_properties.append(("memray_total_allocations", result.total_allocations))
+            if result.rss_growth is not None:
+                item.user_properties.append(("memray_rss_growth", result.rss_growth))
         return report
 
     def _unread_kept_capture(self, job: Job, result: Optional[MemoryResult]) -> Optional[str]:

@@ -31,6 +31,7 @@ __all__ = [
     "LeakLimit",
     "LeakedObjectsCheck",
     "MemoryLimit",
+    "RssLimit",
     "TrackingPlan",
     "marker_help_lines",
     "plan_for",
@@ -64,6 +65,10 @@ def limit_allocations(count: int) -> None:
     """Fail the test when its call phase makes more than ``count`` allocations (see the docs for what counts)."""
 
 
+def limit_rss(limit: str) -> None:
+    """Fail the test when its process's peak resident memory grows by ``limit`` or more during its call (Linux)."""
+
+
 def memray_isolate(mode: Optional[str] = None, *, timeout: Optional[float] = None) -> None:
     """Track this test in its own child process, even without --memray-isolate; ``mode`` is fork, forkserver or spawn (default: the run's); kill it after ``timeout`` seconds (0: never)."""
 
@@ -73,6 +78,7 @@ MARKER_SIGNATURES: Dict[str, Callable[..., None]] = {
     "limit_leaks": limit_leaks,
     "limit_leaked_objects": limit_leaked_objects,
     "limit_allocations": limit_allocations,
+    "limit_rss": limit_rss,
     "memray_isolate": memray_isolate,
 }
 #: The markers that set a limit; a test may have one kind only.
@@ -146,6 +152,16 @@ class AllocationLimit:
 
 
 @dataclass(frozen=True)
+class RssLimit:
+    """A validated ``limit_rss`` (from a marker, or the default limit option)."""
+
+    limit: int
+    text: str
+    #: Where the limit came from: "marker", or the option or ini key of the default limit.
+    source: str = "marker"
+
+
+@dataclass(frozen=True)
 class TrackerOptions:
     """What memray records for one test."""
 
@@ -179,6 +195,9 @@ class TrackingPlan:
     timeout: Optional[float] = None
     #: The most allocations the call may make (``limit_allocations``); combines with the others.
     allocations: Optional[AllocationLimit] = None
+    #: The most the process's peak resident size may grow during the call (``limit_rss``);
+    #: combines with the others, as ``allocations`` does.
+    rss: Optional[RssLimit] = None
 
     @property
     def isolated(self) -> bool:
@@ -206,6 +225,13 @@ class TrackingPlan:
             return {"kind": "limit_leaked_objects", "source": "marker"}
         if self.allocations is not None:
             return {"kind": "limit_allocations", "count": self.allocations.count, "source": "marker"}
+        if self.rss is not None:
+            return {
+                "kind": "limit_rss",
+                "bytes": self.rss.limit,
+                "text": self.rss.text,
+                "source": self.rss.source,
+            }
         return None
 
 
@@ -309,6 +335,17 @@ def _parse_limit_allocations(mark: pytest.Mark) -> AllocationLimit:
     return AllocationLimit(_whole_number_argument("count", _bind(mark)["count"], 0))
 
 
+def _rss_limit(mark: Optional[pytest.Mark], settings: Settings) -> Optional[RssLimit]:
+    """The test's limit_rss marker, else the run's default (--memray-limit-rss), else none."""
+    if mark is None:
+        default = settings.limit_rss
+        if default is None:
+            return None
+        return RssLimit(limit=default, text=format_size(default), source=settings.source_of("limit_rss"))
+    text = _bind(mark)["limit"]
+    return RssLimit(limit=_size_argument("the limit", text), text=str(text))
+
+
 def _parse_isolate(mark: pytest.Mark, run_mode: Optional[str]) -> Tuple[str, Optional[float]]:
     arguments = _bind(mark)
     mode, timeout = arguments["mode"], arguments["timeout"]
@@ -356,17 +393,27 @@ def plan_for(item: pytest.Item, settings: Settings) -> Optional[TrackingPlan]:
     limits = _closest_limit_marks(item)
     isolate_mark = item.get_closest_marker("memray_isolate")
     allocations_mark = item.get_closest_marker("limit_allocations")
-    if not limits and isolate_mark is None and allocations_mark is None and not settings.tracking_all:
+    rss_mark = item.get_closest_marker("limit_rss")
+    marked = limits or isolate_mark is not None or allocations_mark is not None or rss_mark is not None
+    if not marked and not settings.tracking_all:
         return None
     plan = _plan_without_allocations(item, settings, limits, isolate_mark)
-    if allocations_mark is None or plan.error is not None:
+    if plan.error is not None:
         return _with_open_end(plan, settings)
+    if allocations_mark is not None:
+        try:
+            allocations = _parse_limit_allocations(allocations_mark)
+        except MarkerError as error:
+            return replace(
+                plan, error=f"{item.nodeid}: invalid marker {_call_text(allocations_mark)}: {error}"
+            )
+        # Only a capture of every allocation can count them (the aggregated format merges them).
+        plan = replace(plan, allocations=allocations, tracker=replace(plan.tracker, all_allocations=True))
     try:
-        allocations = _parse_limit_allocations(allocations_mark)
+        plan = replace(plan, rss=_rss_limit(rss_mark, settings))
     except MarkerError as error:
-        return replace(plan, error=f"{item.nodeid}: invalid marker {_call_text(allocations_mark)}: {error}")
-    # Only a capture of every allocation can count them (the aggregated format merges them).
-    plan = replace(plan, allocations=allocations, tracker=replace(plan.tracker, all_allocations=True))
+        assert rss_mark is not None  # the default was validated with the settings
+        return replace(plan, error=f"{item.nodeid}: invalid marker {_call_text(rss_mark)}: {error}")
     return _with_open_end(plan, settings)
 
 

@@ -45,6 +45,7 @@ class Settings:
     repeat_leaks: Optional[Repetition]
     follow_fork: bool
     limit_memory: Optional[int]
+    limit_rss: Optional[int]
     fail_on_increase: Optional[Tolerance]
     timeout: Optional[float]
     max_rss: Optional[int]

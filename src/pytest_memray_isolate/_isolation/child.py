@@ -176,6 +176,7 @@ class ChildPlugin:
                 during_call=tuple(self._during_call),
                 warnings=tuple(_warning_record(message) for message in self._warnings),
                 objects_verdict=self._notes.objects_verdict,
+                resident=self._notes.resident,
             )
         )
 

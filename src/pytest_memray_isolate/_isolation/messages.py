@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union, final
 from .._capture_files import repetition_capture
 from .._judging.limits import Verdict
 from .._plan import LeakedObjectsCheck, TrackerOptions
+from .._tracking.resident import NOT_REPORTED, Resident
 
 __all__ = [
     "CHILD_ENV",
@@ -131,13 +132,15 @@ class Reported:
     """The call report, with the subtests' reports and the warnings raised during the call.
 
     ``objects_verdict`` is judged where the test ran, right after its Tracker stopped: the
-    objects that outlived the test exist only in that process.
+    objects that outlived the test exist only in that process. So is ``resident``: the
+    growth of the child's own peak resident size during the call.
     """
 
     report: SerializedReport
     during_call: Tuple[SerializedReport, ...] = ()
     warnings: Tuple[WarningRecord, ...] = ()
     objects_verdict: Optional[Verdict] = None
+    resident: Optional[Resident] = None
 
 
 @final
@@ -224,6 +227,8 @@ class TrackerNotes:
     """What the tracker notes where the test ran, right after its Tracker stopped."""
 
     objects_verdict: Optional[Verdict] = None
+    #: The process's resident growth during the call (see _tracking/resident.py).
+    resident: Optional[Resident] = None
 
 
 @final
@@ -274,3 +279,13 @@ class Job:
         if self.child is not None:
             return None if self.child.reported is None else self.child.reported.objects_verdict
         return self.notes.objects_verdict
+
+    @property
+    def resident(self) -> Resident:
+        """The resident growth during the call, from wherever the test ran."""
+        if self.child is not None:
+            reported = self.child.reported
+            if reported is None or reported.resident is None:
+                return Resident(unavailable=NOT_REPORTED)
+            return reported.resident
+        return self.notes.resident or Resident()

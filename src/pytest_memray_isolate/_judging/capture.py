@@ -106,6 +106,10 @@ class MemoryResult:
     processes: Tuple[ProcessFigures, ...] = ()
     #: Kept capture files besides ``kept_file``: earlier repetitions' and forked processes'.
     kept_others: Tuple[str, ...] = ()
+    #: How much the process's peak resident size grew during the call, or ``None`` with
+    #: ``rss_unavailable`` saying why (see _tracking/resident.py).
+    rss_growth: Optional[int] = None
+    rss_unavailable: Optional[str] = None
 
     def as_dict(self) -> Dict[str, Any]:
         """Plain data that survives pytest's report serialization (and so pytest-xdist)."""

@@ -40,6 +40,7 @@ from .limits import (
     check_increase,
     check_leaks,
     check_memory_limit,
+    check_rss,
     counted_leaks,
     growing_leaks,
     leaks_by_place,
@@ -174,6 +175,9 @@ def judge(plan: TrackingPlan, job: Job, *, passed: bool, context: JudgeContext) 
         if judgement.verdict is None and plan.allocations is not None:
             records = captures.test.reader.get_allocation_records()
             judgement = replace(judgement, verdict=check_allocations(records, plan.allocations))
+        if judgement.verdict is None and plan.rss is not None:
+            verdict = check_rss(job.nodeid, job.resident, plan.rss, heap_peak=result.peak_memory)
+            judgement = replace(judgement, verdict=verdict)
         return judgement
 
 

@@ -13,9 +13,10 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 from memray import AllocationRecord, AllocatorType
 
 from .._options import Tolerance
-from .._plan import AllocationLimit, LeakedObjectsCheck, LeakLimit, MemoryLimit
+from .._plan import AllocationLimit, LeakedObjectsCheck, LeakLimit, MemoryLimit, RssLimit
 from .._sizes import format_size
 from .._stacks import Stack, StackFrame
+from .._tracking.resident import Resident
 from .capture import Frame, ProcessFigures, frames_of_test, process_lines, top_frame
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "check_leaked_objects",
     "check_leaks",
     "check_memory_limit",
+    "check_rss",
     "counted_leaks",
     "growing_leaks",
     "leaks_by_place",
@@ -165,6 +167,33 @@ def check_allocations(records: Iterable[AllocationRecord], limit: AllocationLimi
     ]
     message = f"Test was limited to {limit.count} allocations but made {made}"
     return Verdict(message, ("memray-allocations", "Places making most allocations:\n" + "\n".join(lines)))
+
+
+def check_rss(
+    nodeid: str, resident: Resident, limit: RssLimit, *, heap_peak: Optional[int] = None
+) -> Optional[Verdict]:
+    """Fail when the process's peak resident size grew by the limit or more during the call.
+
+    Without a figure (not Linux, ``/proc/self/clear_refs`` not writable) the test fails
+    too, saying why: a limit that cannot be checked must not pass as kept. That failure is
+    not a memory problem, so it has no memray section.
+    """
+    start, peak = resident.start, resident.peak
+    limit_text = format_size(limit.limit)
+    if start is None or peak is None:
+        return Verdict(
+            f"Test {nodeid} was limited to {limit_text} of resident memory growth,"
+            f" but the growth is {resident.description}",
+            None,
+        )
+    growth = max(0, peak - start)
+    if growth < limit.limit:
+        return None
+    message = f"Test {nodeid} was limited to {limit_text} of resident memory growth but grew by {format_size(growth)}"
+    lines = [f"Peak resident size during the call: {format_size(peak)} (at its start: {format_size(start)})"]
+    if heap_peak is not None:
+        lines.append(f"memray's peak of the call's allocations: {format_size(heap_peak)}")
+    return Verdict(message, ("memray-resident-memory", "\n".join(lines)))
 
 
 def check_increase(allocated: int, previous: Optional[int], tolerance: Tolerance) -> Optional[Verdict]:

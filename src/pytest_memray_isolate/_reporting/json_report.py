@@ -1,9 +1,9 @@
 """The machine-readable report (--memray-json): one JSON document per run.
 
-Schema, version 1, minor version 1 (documented in docs/reports.rst)::
+Schema, version 1, minor version 2 (documented in docs/reports.rst)::
 
     {
-      "schema": "pytest-memray-isolate/report", "version": 1, "minor_version": 1,
+      "schema": "pytest-memray-isolate/report", "version": 1, "minor_version": 2,
       "exit_status": 0,
       "settings": {"isolate": "fork", "capture_format": "aggregated", "follow_fork": false,
                    "repeat_leaks": {"warmups": 1, "repeats": 3} | null, ...},
@@ -13,6 +13,7 @@ Schema, version 1, minor version 1 (documented in docs/reports.rst)::
         {"nodeid": "...", "outcome": "passed", "mode": "fork" | "in-process",
          "duration": 0.0123 | null,
          "peak_memory": 40509536 | null, "total_allocations": 4 | null,
+         "rss_growth": 67108864 | null,
          "limit": {"kind": "limit_memory", "bytes": ..., "text": "24 MB", "source": "marker"}
                 | {"kind": "limit_leaks", ..., "warmups": 1, "repeats": 3} | null,
          "top_locations": [{"function": ..., "filename": ..., "lineno": ..., "size": ...}],
@@ -29,10 +30,13 @@ Schema, version 1, minor version 1 (documented in docs/reports.rst)::
     }
 
 Sizes are integers in bytes; ``duration`` is the call phase's seconds. A minor version
-only adds keys (minor version 1 added ``minor_version`` and ``duration``), so a reader of
+only adds keys (minor version 1 added ``minor_version`` and ``duration``; minor version 2
+each test's ``rss_growth`` and the setting ``limit_rss``), so a reader of
 version 1 reads every minor version; ``version`` changes when a key is removed or changed. ``leaks`` lists, for a ``limit_leaks`` test that passed its
 own checks, the leaks that counted against the limit (``growth``: bytes leaked there on
-each tracked repetition). ``child`` is set when an isolated child ended without
+each tracked repetition). ``rss_growth`` is how many bytes the peak resident size of the
+process that ran the test grew by during its call (Linux; ``null`` where it cannot be
+measured, or when the test's child ended without reporting). ``child`` is set when an isolated child ended without
 reporting (a crash, or killed at its deadline or memory ceiling). ``processes`` is set
 with --memray-follow-fork: the test's process and each one it forked; ``peak_memory``
 and ``total_allocations`` of the test are then the sums over the counted ones.
@@ -65,7 +69,7 @@ SCHEMA = "pytest-memray-isolate/report"
 #: Changes when a key is removed or changes meaning.
 VERSION = 1
 #: Changes when keys are added (readers of the version keep working).
-MINOR_VERSION = 1
+MINOR_VERSION = 2
 
 
 def _settings(settings: Settings) -> Dict[str, Any]:
@@ -83,6 +87,7 @@ def _settings(settings: Settings) -> Dict[str, Any]:
         "trace_python_allocators": settings.trace_python_allocators,
         "stacks": settings.stacks,
         "limit_memory": settings.limit_memory,
+        "limit_rss": settings.limit_rss,
         "fail_on_increase": None if tolerance is None else tolerance.text,
         "timeout": settings.timeout,
         "max_rss": settings.max_rss,

@@ -25,7 +25,7 @@ _ATTRIBUTE = "memray_result"
 @dataclass(frozen=True)
 class TestRecord:
     """Everything --memray-json says of one tracked test: :meth:`to_dict` is its entry in
-    the document's ``tests`` (schema version 1, see json_report.py)."""
+    the document's ``tests`` (schema version 1, minor version 2, see json_report.py)."""
 
     # Named like a test class; pytest must not try to collect it where it is imported.
     __test__ = False
@@ -40,6 +40,9 @@ class TestRecord:
     duration: Optional[float] = None
     peak_memory: Optional[int] = None
     total_allocations: Optional[int] = None
+    #: Bytes the process's peak resident size grew by during the call, when known (since
+    #: minor version 2).
+    rss_growth: Optional[int] = None
     top_locations: Tuple[Location, ...] = ()
     #: The test's capture file when the user keeps them, read or not (a crashed child's).
     capture_file: Optional[str] = None
@@ -60,6 +63,7 @@ class TestRecord:
         mode: str,
         limit: Optional[Dict[str, Any]],
         duration: Optional[float],
+        rss_growth: Optional[int],
         result: Optional[MemoryResult],
         child: Optional[ExitFacts],
         leaks: Optional[Tuple[CountedLeak, ...]],
@@ -67,23 +71,26 @@ class TestRecord:
     ) -> TestRecord:
         """A test's record from its figures (``None`` when its capture could not be read,
         whose file, ``unread_capture``, may still be one the user keeps)."""
-        if result is None:
-            return cls(
-                nodeid, outcome, mode, limit, duration, capture_file=unread_capture, child=child, leaks=leaks
-            )
-        return cls(
+        record = cls(
             nodeid,
             outcome,
             mode,
             limit,
             duration,
+            rss_growth=rss_growth,
+            capture_file=unread_capture,
+            child=child,
+            leaks=leaks,
+        )
+        if result is None:
+            return record
+        return replace(
+            record,
             peak_memory=result.peak_memory,
             total_allocations=result.total_allocations,
             top_locations=result.top_locations,
             capture_file=result.kept_file or unread_capture,
             flamegraph=result.flamegraph,
-            child=child,
-            leaks=leaks,
             processes=result.processes or None,
         )
 
@@ -96,6 +103,7 @@ class TestRecord:
             "duration": self.duration,
             "peak_memory": self.peak_memory,
             "total_allocations": self.total_allocations,
+            "rss_growth": self.rss_growth,
             "limit": self.limit,
             "top_locations": [asdict(location) for location in self.top_locations],
             "capture_file": self.capture_file,
@@ -119,6 +127,7 @@ class TestRecord:
             duration=data.get("duration"),
             peak_memory=data["peak_memory"],
             total_allocations=data["total_allocations"],
+            rss_growth=data.get("rss_growth"),
             top_locations=tuple(Location(**location) for location in data["top_locations"]),
             capture_file=data["capture_file"],
             flamegraph=data["flamegraph"],

@@ -17,7 +17,8 @@ def ranked(results: Iterable[MemoryResult], most: int) -> List[MemoryResult]:
 
 
 def summary_block(result: MemoryResult) -> List[str]:
-    """The lines describing one test in the MEMRAY REPORT."""
+    """The lines describing one test in the MEMRAY REPORT: pytest-memray's first, unchanged,
+    then what it does not report (resident growth, each followed process)."""
     lines = [
         f"Allocation results for {result.nodeid} at the high watermark",
         "",
@@ -30,6 +31,10 @@ def summary_block(result: MemoryResult) -> List[str]:
         f"\t\t- {where.function}:{where.filename}:{where.lineno} -> {format_size(where.size)}"
         for where in result.top_locations
     ]
+    if result.rss_growth is not None:
+        lines.append(f"\t 🧠 Resident memory growth: {format_size(result.rss_growth)}")
+    else:
+        lines.append(f"\t 🧠 Resident memory growth: {result.rss_unavailable or 'unknown'}")
     if result.processes:
         lines.append("\t 🔀 Peak of each process (the total above is their sum):")
         lines += [f"\t\t- {line}" for line in process_lines(result.processes)]

@@ -3,6 +3,9 @@
 The Tracker is entered in an ordinary function's frame that then calls the test, never
 inside a generator (such as a ``contextlib.contextmanager``): memray follows the frames entered after it starts, and a
 Tracker started in a suspended generator records stacks without the test's frames.
+
+The resident probe (resident.py) sits inside the Tracker, next to the call: reset once the
+Tracker has started (its own buffers are then not counted), read as soon as the call ends.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .._plan import TrackerOptions
 from .follow_fork import note_running
 from .heap import fill_free_space, settle
 from .repeat import calls_of, not_repeatable
+from .resident import ResidentProbe
 from .window import end_window
 
 __all__ = ["patched_call", "prepare_for_forks", "tracked", "tracker_arguments"]
@@ -109,22 +113,29 @@ def _call_tracked(
     settle_heap: bool,
     keep_alive: List[object],
 ) -> Any:
+    probe = ResidentProbe()  # before the Tracker: its buffers are not the test's
     tracker = _prepared_tracker(spec, capture, settle_heap, keep_alive)
     if _ends_open(spec, capture):
         assert spec.window_marker is not None
         _left_running.append(tracker)
         tracker.__enter__()
+        probe.reset()
         try:
             return function(*args, **kwargs)
         finally:
+            probe.read_peak()
             end_window(spec.window_marker)
+            notes.resident = probe.figures()
     try:
         with tracker:
+            probe.reset()
             try:
                 return function(*args, **kwargs)
             finally:
+                probe.read_peak()
                 _before_stopping(spec)
     finally:
+        notes.resident = probe.figures()
         _after_stopping(spec, notes, tracker, capture)
 
 
@@ -138,22 +149,29 @@ async def _call_tracked_async(
     settle_heap: bool,
     keep_alive: List[object],
 ) -> Any:
+    probe = ResidentProbe()  # before the Tracker: its buffers are not the test's
     tracker = _prepared_tracker(spec, capture, settle_heap, keep_alive)
     if _ends_open(spec, capture):
         assert spec.window_marker is not None
         _left_running.append(tracker)
         tracker.__enter__()
+        probe.reset()
         try:
             return await function(*args, **kwargs)
         finally:
+            probe.read_peak()
             end_window(spec.window_marker)
+            notes.resident = probe.figures()
     try:
         with tracker:
+            probe.reset()
             try:
                 return await function(*args, **kwargs)
             finally:
+                probe.read_peak()
                 _before_stopping(spec)
     finally:
+        notes.resident = probe.figures()
         _after_stopping(spec, notes, tracker, capture)
 
 
