@@ -17,7 +17,7 @@ from chromium_page import file_of, open_page
 from conftest import Runner
 from pytest_memray_isolate._isolation.messages import ExitFacts
 from pytest_memray_isolate._reporting.html_report import child_cause, page_rows, page_text, rollup
-from pytest_memray_isolate._reporting.pages import Scale, href
+from pytest_memray_isolate._reporting.pages import Scale, href, size_text
 from pytest_memray_isolate._reporting.record import TestRecord
 
 MiB = 1024 * 1024
@@ -87,20 +87,19 @@ def test_a_child_that_did_not_report_is_named_with_its_cause() -> None:
     assert (row.kind, row.cause) == ("crashed", "killed: over its resident memory ceiling")
 
 
-def test_resident_growth_shows_where_a_record_has_it() -> None:
-    """A record without the resident figure (schema minor version 1) shows a dash; one that
-    carries it (issue 18 adds the field) shows its size."""
+def test_resident_growth_and_its_limit_show_where_a_record_has_them() -> None:
+    """A record without the resident figure (a platform without it) shows a dash; one with
+    it shows its size, and a limit_rss its margin, as limit_memory's is for the peak."""
     (row,) = page_rows([_record("t.py::a", MiB)], Path("/r"))
     assert row.resident_text == "—"
-
-    class WithResident:
-        """Stands for a record of a version that has ``rss_growth``."""
-
-        def __getattr__(self, name: str) -> Any:
-            return 2 * MiB if name == "rss_growth" else getattr(_record("t.py::b", MiB), name)
-
-    (row,) = page_rows([WithResident()], Path("/r"))  # type: ignore[list-item]
-    assert row.resident_text == "2.0MiB"
+    limit = {"kind": "limit_rss", "bytes": 8 * MiB, "text": "8 MB", "source": "marker"}
+    (row,) = page_rows([_record("t.py::b", MiB, rss_growth=2 * MiB, limit=limit)], Path("/r"))
+    assert (row.resident_text, row.limit_text, row.margin_text) == (
+        "2.0MiB",
+        "resident 8 MB",
+        "6.0MiB left · 25%",
+    )
+    assert row.memory_limit is None  # not drawn on the chart of peaks
 
 
 def test_rollup_groups_tests_by_file() -> None:
@@ -248,6 +247,12 @@ def test_the_page_of_a_run_works_in_a_browser_without_network(
         page.type("#filter", "small")
         assert sorted(_visible_ids(page)) == sorted(nodeid for nodeid in peaks if "test_small" in nodeid)
         assert page.evaluate("document.getElementById('shown').textContent") == "3 of 6 shown"
+        resident = page.evaluate(
+            "Object.fromEntries(Array.from(document.querySelectorAll('#tests tbody tr'))"
+            ".map(r => [r.cells[0].textContent, r.cells[5].textContent]))"
+        )
+        assert resident == {test["nodeid"]: size_text(test["rss_growth"]) for test in tests}
+        assert any(text != "—" for text in resident.values())
         page.evaluate(
             "(() => { const kind = document.getElementById('kind'); kind.value = 'crashed';"
             " kind.dispatchEvent(new Event('change')); })()"

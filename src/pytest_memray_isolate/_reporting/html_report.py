@@ -36,12 +36,6 @@ def child_cause(child: ExitFacts) -> str:
     return f"crashed: exit status {child.exit_code}"
 
 
-def _resident_growth(record: TestRecord) -> Optional[int]:
-    """The test's resident growth where the record has one (a field newer records carry)."""
-    value = getattr(record, "rss_growth", None)
-    return value if isinstance(value, int) else None
-
-
 @dataclass(frozen=True)
 class TestRow:
     """One test as the page shows it: texts, sort keys and its bar's geometry."""
@@ -115,6 +109,15 @@ def _limit(record: TestRecord) -> Tuple[str, Optional[float], str, Optional[floa
         used = record.total_allocations / count
         words = "left" if left >= 0 else "over"
         return text, count, f"{abs(left):,} {words} · {used:.0%}", used
+    if kind == "limit_rss":
+        budget = int(limit["bytes"])
+        text = f"resident {limit['text']}"
+        if record.rss_growth is None or budget <= 0:
+            return text, budget, "—", None
+        left = budget - record.rss_growth
+        used = record.rss_growth / budget
+        words = "left" if left >= 0 else "over"
+        return text, budget, f"{format_size(abs(left))} {words} · {used:.0%}", used
     if kind == "limit_leaks":
         return f"leaks {limit['text']}", int(limit["bytes"]), "—", None
     return kind.replace("limit_", "").replace("_", " "), None, "—", None
@@ -145,7 +148,7 @@ def page_rows(records: Iterable[TestRecord], page_dir: Path) -> List[TestRow]:
                 mode=record.mode,
                 peak=record.peak_memory,
                 allocations=record.total_allocations,
-                resident=_resident_growth(record),
+                resident=record.rss_growth,
                 limit_kind=None if record.limit is None else str(record.limit["kind"]),
                 limit_text=limit_text,
                 limit_key=limit_key,
