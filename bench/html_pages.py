@@ -3,12 +3,13 @@
 Builds the records of N synthetic tests (5,000 by default) as a run would hand them to
 the reporter: node ids of the length real suites have, peaks spread over six orders of
 magnitude, a limit_memory on every fifth test, failures, a few crashed children, a flame
-graph and a kept capture for a third of them, named as the plugin names them. Then, in each of several rounds, writes the
+graph and a kept capture for a third of them, named as the plugin names them, and a
+resident growth for each (as on Linux). Then, in each of several rounds, writes the
 --memray-html page (``write_page``, as the reporter calls it at the end of a run) and the
 comparison page of two such runs (``compare --html``), and prints the median time and
 each file's size. The time is the wall clock's, as a user waits for it; the CPU time
-beside it shows how much of it a busy machine added. The first round includes loading and compiling the templates, as a
-run's one write does; it is reported apart.
+beside it shows how much of it a busy machine added. The first round includes loading
+and compiling the templates, as a run's one write does; it is reported apart.
 
 The budget (issue 19): under 1 s and under 2 MB for the page of 5,000 tests. The script
 exits with status 1 when the median or the size is over it.
@@ -73,6 +74,7 @@ def records(count: int, folder: Path, seed: int) -> List[TestRecord]:
                 duration=chance.random(),
                 peak_memory=peak,
                 total_allocations=chance.randint(1, 500_000),
+                rss_growth=int(peak * chance.uniform(0.9, 1.3)),
                 capture_file=str(folder / "captures" / kept_file_name(PREFIX, nodeid)) if kept else None,
                 flamegraph=str(folder / "graphs" / flamegraph_name(nodeid)) if kept else None,
                 child=child,

@@ -1,10 +1,16 @@
 "use strict";
 (function () {
   // Sorting: a click (or Enter) on a header with data-sort orders the rows by that column:
-  // numbers by the cell's data-v, or its text where that is a plain number ("1,234",
-  // "0.163s"); cells with neither ("—") last. Text columns by the cell's text.
+  // numbers by the cell's data-v, else by its text: a size as the page writes it ("38.6MiB",
+  // "-2.0MiB": sorted as shown), or a plain number ("1,234", "0.163s"); cells with none of
+  // these ("—") last. Text columns by the cell's text. (Reading the figures from the text
+  // spares the page a copy of each: 200 kB at 5,000 tests.)
+  var UNITS = {"": 1, "Ki": 1024, "Mi": 1048576, "Gi": 1073741824, "Ti": 1099511627776, "Pi": 1125899906842624};
   function numberIn(cell) {
-    var value = cell.hasAttribute("data-v") ? parseFloat(cell.dataset.v) : parseFloat(cell.textContent.replace(/,/g, ""));
+    if (cell.hasAttribute("data-v")) { return parseFloat(cell.dataset.v); }
+    var text = cell.textContent.replace(/,/g, "");
+    var size = /^([+-]?[\d.]+)(Ki|Mi|Gi|Ti|Pi)?B$/.exec(text);
+    var value = size ? parseFloat(size[1]) * UNITS[size[2] || ""] : parseFloat(text);
     return isFinite(value) ? value : null;
   }
   function sortBy(table, th, column) {
