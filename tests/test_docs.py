@@ -5,8 +5,9 @@ read, so the two cannot drift apart:
 
 * ``docs/examples/*.py`` and ``examples/``: the tests the pages and the README show;
 * ``docs/transcripts/*.txt``: a ``$ command`` line (continued by a trailing backslash), then
-  an excerpt of what the command prints. Each command runs here from a copy of the project's
-  example suites, and the excerpt must be found in its real output (``find_excerpt``);
+  an excerpt of what the command prints. Each command (pytest, or the plugin's own command
+  line, ``python -m pytest_memray_isolate``) runs here from a copy of the project's example
+  suites, and the excerpt must be found in its real output (``find_excerpt``);
 * ``docs/transcripts/report.json`` and ``junit.xml``: what the reports transcript writes.
 
 Every command in a page's console block or in the README is a transcript's, is run by a
@@ -19,6 +20,8 @@ import json
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,8 @@ PAGES = sorted(DOCS.glob("*.rst"))
 SHOWN_ROOT = "/path/to/pytest-memray-isolate"
 #: How the pages call pytest: the README's commands use the virtual environment it makes.
 PYTEST_COMMANDS = ("pytest", ".venv/bin/pytest")
+#: How the pages call the plugin's own command line (the comparison of two reports).
+MODULE_COMMAND = ["python", "-m", "pytest_memray_isolate"]
 #: An excerpt line that stands for lines of the output left out.
 GAP = "..."
 
@@ -84,6 +89,11 @@ class Transcript:
             command = f"{command[:-1].rstrip()} {lines.pop(0).strip()}"
         assert command.startswith("$ "), f"{path.name} must start with the '$ ' command it shows"
         return cls(path.name, command[2:], tuple(lines))
+
+    def module_args(self) -> Optional[List[str]]:
+        """The arguments of a ``python -m pytest_memray_isolate`` command, else ``None``."""
+        words = shlex.split(self.command)
+        return words[len(MODULE_COMMAND) :] if words[: len(MODULE_COMMAND)] == MODULE_COMMAND else None
 
     def pytest_args(self) -> List[str]:
         program, *args = shlex.split(self.command)
@@ -173,7 +183,19 @@ def test_find_excerpt_checks_order_gaps_and_ends() -> None:
 def test_transcript_shows_what_its_command_prints(path: Path, project: Path, run: Runner) -> None:
     """Each transcript's command, run from the project's root, prints the transcript's excerpt."""
     transcript = Transcript.read(path)
-    output = shown_output(run(*transcript.pytest_args(), fresh=True), project)
+    module_args = transcript.module_args()
+    if module_args is None:
+        output = shown_output(run(*transcript.pytest_args(), fresh=True), project)
+    else:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_memray_isolate", *module_args],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        output = (done.stdout + done.stderr).replace(str(project), SHOWN_ROOT).rstrip().splitlines()
     problem = find_excerpt(transcript.excerpt, output)
     assert problem is None, f"{transcript.name}: {problem}\n--- what it printed:\n" + "\n".join(output)
 

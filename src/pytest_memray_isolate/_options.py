@@ -553,6 +553,18 @@ OPTIONS: Tuple[OptionSpec, ...] = (
         metavar="PATH",
     ),
     OptionSpec(
+        name="html_path",
+        flag="--memray-html",
+        ini="memray_html",
+        help=(
+            "Write a self-contained HTML page of every tracked test's memory figures to PATH: "
+            "a chart of the peaks and a table to sort and filter (docs/reports.rst)."
+        ),
+        parse=_parse_output_file,
+        default=None,
+        metavar="PATH",
+    ),
+    OptionSpec(
         name="flamegraph_dir",
         flag="--memray-flamegraph",
         ini="memray_flamegraph",

@@ -50,6 +50,7 @@ class Settings:
     timeout: Optional[float]
     max_rss: Optional[int]
     json_path: Optional[Path]
+    html_path: Optional[Path]
     flamegraph_dir: Optional[Path]
     flamegraph_all: bool
     verbosity: Optional[int]

@@ -65,7 +65,14 @@ from typing import Any, Dict, Iterable, List, Tuple
 from .._settings import Settings
 from .record import TestRecord
 
-__all__ = ["MINOR_VERSION", "SCHEMA", "VERSION", "build_document", "write_atomically"]
+__all__ = [
+    "MINOR_VERSION",
+    "SCHEMA",
+    "VERSION",
+    "build_document",
+    "write_atomically",
+    "write_text_atomically",
+]
 
 SCHEMA = "pytest-memray-isolate/report"
 #: Changes when a key is removed or changes meaning.
@@ -128,12 +135,17 @@ def _new_file_beside(path: Path) -> Tuple[int, Path]:
 
 def write_atomically(path: Path, document: Dict[str, Any]) -> None:
     """Write ``document`` to ``path`` so that readers never see half a file."""
+    write_text_atomically(path, json.dumps(document, indent=2) + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a file beside it, renamed once complete (the
+    JSON and HTML reports alike)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = _new_file_beside(path)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2)
-            stream.write("\n")
+            stream.write(text)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

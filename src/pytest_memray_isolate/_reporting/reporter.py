@@ -1,4 +1,5 @@
-"""The plugin that reports the run: the MEMRAY REPORT, the kept files, --memray-json.
+"""The plugin that reports the run: the MEMRAY REPORT, the kept files, --memray-json and
+--memray-html.
 
 It is registered where the run is reported, a plain session or pytest-xdist's
 controller, never in a worker. Either way it learns of each tracked test from the call
@@ -8,7 +9,7 @@ report it logs (see record.py), so a run reads the same with or without pytest-x
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Protocol, Set
+from typing import Dict, List, Optional, Protocol, Set
 
 import pytest
 
@@ -43,12 +44,13 @@ class Reporter:
         self._file_prefix = file_prefix
         #: The figures of the tests the MEMRAY REPORT may show, by node id.
         self.results: Dict[str, MemoryResult] = {}
-        #: Every tracked test, for --memray-json (only when it is asked for).
+        #: Every tracked test, for --memray-json and --memray-html (only when one is asked for).
         self.records: Dict[str, TestRecord] = {}
+        self._keep_records = settings.json_path is not None or settings.html_path is not None
         #: Capture files the user keeps, reported by this process or by a worker.
         self._kept: Set[Path] = set()
-        #: Why --memray-json could not be written at the end, for the summary.
-        self._json_error: Optional[str] = None
+        #: Why a report file could not be written at the end, for the summary.
+        self._write_errors: List[str] = []
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -58,7 +60,7 @@ class Reporter:
         if taken is None:
             return
         record, result = taken
-        if self._settings.json_path is not None:
+        if self._keep_records:
             self.records[record.nodeid] = record
         if record.capture_file is not None:
             self._kept.add(Path(record.capture_file))
@@ -70,8 +72,8 @@ class Reporter:
     def pytest_terminal_summary(self, terminalreporter: _Terminal) -> None:
         if self._settings.tracking_all and not self._settings.hide_summary:
             self._write_summary(terminalreporter)
-        if self._json_error is not None:
-            terminalreporter.write_line(self._json_error, red=True)
+        for error in self._write_errors:
+            terminalreporter.write_line(error, red=True)
 
     def _write_summary(self, terminalreporter: _Terminal) -> None:
         terminalreporter.write_line("")
@@ -89,15 +91,25 @@ class Reporter:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        path = self._settings.json_path
-        if path is None:
-            return
-        document = build_document(self.records.values(), self._settings, exitstatus=int(session.exitstatus))
-        try:
-            write_atomically(path, document)
-        except OSError as error:
-            # Said at the end of the summary, which an exception here would have cut off;
-            # the run fails so that an earlier report is not taken for this one.
-            self._json_error = f"Could not write the memray JSON report to {path}: {error}"
-            if session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        exitstatus = int(session.exitstatus)
+        json_path = self._settings.json_path
+        if json_path is not None:
+            document = build_document(self.records.values(), self._settings, exitstatus=exitstatus)
+            try:
+                write_atomically(json_path, document)
+            except OSError as error:
+                self._write_errors.append(f"Could not write the memray JSON report to {json_path}: {error}")
+        html_path = self._settings.html_path
+        if html_path is not None:
+            # Imported here: jinja2 takes a tenth of a second to import, which every run and
+            # every spawned child would pay for a page most runs do not write.
+            from .html_report import write_page
+
+            try:
+                write_page(html_path, self.records.values(), exitstatus=exitstatus)
+            except OSError as error:
+                self._write_errors.append(f"Could not write the memray HTML report to {html_path}: {error}")
+        # Said at the end of the summary, which an exception here would have cut off; the
+        # run fails so that an earlier report is not taken for this one.
+        if self._write_errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
