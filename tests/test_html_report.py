@@ -16,6 +16,7 @@ import pytest
 from chromium_page import file_of, open_page
 from conftest import Runner
 from pytest_memray_isolate._isolation.messages import ExitFacts
+from pytest_memray_isolate._judging.capture import RegionFigures
 from pytest_memray_isolate._reporting.html_report import child_cause, page_rows, page_text, rollup
 from pytest_memray_isolate._reporting.pages import Scale, href, size_text
 from pytest_memray_isolate._reporting.record import TestRecord
@@ -100,6 +101,27 @@ def test_resident_growth_and_its_limit_show_where_a_record_has_them() -> None:
         "6.0MiB left · 25%",
     )
     assert row.memory_limit is None  # not drawn on the chart of peaks
+
+
+def test_a_test_that_measured_regions_says_so_and_links_their_captures() -> None:
+    """Its figures are the highest of its regions: the row says how many, and links each
+    kept region capture; a test without regions says nothing of them."""
+    regions = tuple(
+        RegionFigures(
+            number, "/r/t.py", 3 + number, MiB * number, 1, (), capture_file=f"/r/c/t-region{number}.bin"
+        )
+        for number in (1, 2)
+    )
+    (row,) = page_rows([_record("t.py::measured", 2 * MiB, regions=regions)], Path("/r"))
+    assert row.regions_text == "highest of 2 memray_regions"
+    assert row.links[-2:] == (
+        ("capture of region 1", "c/t-region1.bin"),
+        ("capture of region 2", "c/t-region2.bin"),
+    )
+    page = page_text([_record("t.py::measured", 2 * MiB, regions=regions)], page_dir=Path("/r"), exitstatus=0)
+    assert '<span class="note">highest of 2 memray_regions</span>' in page
+    (plain,) = page_rows([_record("t.py::plain", MiB)], Path("/r"))
+    assert plain.regions_text == ""
 
 
 def test_rollup_groups_tests_by_file() -> None:

@@ -60,6 +60,15 @@ class TestRow:
     duration: Optional[float]
     cause: Optional[str]
     links: Tuple[Tuple[str, str], ...]
+    #: How many ``memray_region`` blocks the test measured (its figures are the highest).
+    regions: int = 0
+
+    @property
+    def regions_text(self) -> str:
+        """What the test's row says of its regions ("" for a test without any)."""
+        if not self.regions:
+            return ""
+        return f"highest of {self.regions} memray_region{'s' if self.regions > 1 else ''}"
 
     @property
     def peak_text(self) -> str:
@@ -132,6 +141,9 @@ def _links(record: TestRecord, page_dir: Path) -> Tuple[Tuple[str, str], ...]:
     for process in record.processes or ():
         if process.role != "test" and process.capture_file is not None:
             links.append((f"capture of {process.pid}", href(process.capture_file, page_dir)))
+    for region in record.regions or ():
+        if region.capture_file is not None:
+            links.append((f"capture of region {region.number}", href(region.capture_file, page_dir)))
     return tuple(links)
 
 
@@ -157,6 +169,7 @@ def page_rows(records: Iterable[TestRecord], page_dir: Path) -> List[TestRow]:
                 duration=record.duration,
                 cause=None if record.child is None else child_cause(record.child),
                 links=_links(record, page_dir),
+                regions=len(record.regions or ()),
             )
         )
     rows.sort(key=lambda row: -1 if row.peak is None else row.peak, reverse=True)
