@@ -159,7 +159,10 @@ def test_memory_of_forked_processes_counts_only_when_followed(
         [
             "Allocation results for *::test_multiprocessing_fork_context at the high watermark",
             "",
-            "\t 📦 Total memory allocated: 8.*MiB",
+            # 8 MiB and the test process's own peak, which in pytest's process may take a
+            # fresh 1 MiB arena or not, depending on what earlier tests left (the sum is
+            # checked exactly in the JSON report below).
+            "\t 📦 Total memory allocated: *MiB",
             "*",
             "\t 🔀 Peak of each process (the total above is their sum):",
             "\t\t- test process *: *B",
