@@ -69,7 +69,7 @@ def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
         if os.environ.get("CI"):
-            pytest.fail("CI installs Debian's chromium (.ci/run) to open the HTML pages")
+            pytest.fail("CI installs Debian's chromium (.ci/run) to open the HTML pages and flame graphs")
         pytest.skip("Debian's chromium is not installed")
     return found
 

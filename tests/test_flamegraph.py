@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from chromium_page import chromium
 from conftest import Runner
 
 _SUITE = """
@@ -75,20 +74,11 @@ def test_flamegraph_all_covers_passing_tests_and_quiet_runs_keep_the_link(
     result.stdout.fnmatch_lines(["*- memray-flamegraph -*", "Flame graph: *test_over.html"])
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI installs Debian's chromium (.ci/run) to render the flame graph")
-        pytest.skip("Debian's chromium is not installed")
-    return found
-
-
 def test_a_flame_graph_renders_in_headless_chromium(
     pytester: pytest.Pytester, run: Runner, tmp_path: Path
 ) -> None:
     """The HTML (memray's, with local assets) draws its flame graph in a browser, offline."""
-    browser = _chromium()
+    browser = chromium()
     pytester.makepyfile(_SUITE)
     run("--memray-isolate", "--memray-flamegraph=graphs").assert_outcomes(passed=1, failed=2)
     page = next((pytester.path / "graphs").glob("*test_over.html"))

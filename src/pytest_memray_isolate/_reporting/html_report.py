@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from .._isolation.messages import ExitFacts
 from .._sizes import format_size
@@ -94,42 +94,37 @@ class TestRow:
         return int(self.limit_key)
 
 
+#: What a margin column says where there is nothing to measure against.
+_NO_MARGIN: Tuple[str, Optional[float]] = ("—", None)
+
+
+def _margin(figure: Optional[int], budget: int, show: Callable[[int], str]) -> Tuple[str, Optional[float]]:
+    """How far ``figure`` is under (or over) ``budget``, and the share of it used."""
+    if figure is None or budget <= 0:
+        return _NO_MARGIN
+    left = budget - figure
+    used = figure / budget
+    return f"{show(abs(left))} {'left' if left >= 0 else 'over'} · {used:.0%}", used
+
+
 def _limit(record: TestRecord) -> Tuple[str, Optional[float], str, Optional[float]]:
     """The limit's text and sort key, and the margin's text and sort key."""
     limit = record.limit
     if limit is None:
-        return "—", None, "—", None
+        return ("—", None, *_NO_MARGIN)
     kind = str(limit["kind"])
     if kind == "limit_memory":
         budget = int(limit["bytes"])
-        text = str(limit["text"])
-        if record.peak_memory is None or budget <= 0:
-            return text, budget, "—", None
-        left = budget - record.peak_memory
-        used = record.peak_memory / budget
-        words = "left" if left >= 0 else "over"
-        return text, budget, f"{format_size(abs(left))} {words} · {used:.0%}", used
+        return (str(limit["text"]), budget, *_margin(record.peak_memory, budget, format_size))
     if kind == "limit_allocations":
         count = int(limit["count"])
-        text = f"{count:,} allocations"
-        if record.total_allocations is None or count <= 0:
-            return text, count, "—", None
-        left = count - record.total_allocations
-        used = record.total_allocations / count
-        words = "left" if left >= 0 else "over"
-        return text, count, f"{abs(left):,} {words} · {used:.0%}", used
+        return (f"{count:,} allocations", count, *_margin(record.total_allocations, count, "{:,}".format))
     if kind == "limit_rss":
         budget = int(limit["bytes"])
-        text = f"resident {limit['text']}"
-        if record.rss_growth is None or budget <= 0:
-            return text, budget, "—", None
-        left = budget - record.rss_growth
-        used = record.rss_growth / budget
-        words = "left" if left >= 0 else "over"
-        return text, budget, f"{format_size(abs(left))} {words} · {used:.0%}", used
+        return (f"resident {limit['text']}", budget, *_margin(record.rss_growth, budget, format_size))
     if kind == "limit_leaks":
-        return f"leaks {limit['text']}", int(limit["bytes"]), "—", None
-    return kind.replace("limit_", "").replace("_", " "), None, "—", None
+        return (f"leaks {limit['text']}", int(limit["bytes"]), *_NO_MARGIN)
+    return (kind.replace("limit_", "").replace("_", " "), None, *_NO_MARGIN)
 
 
 def _links(record: TestRecord, page_dir: Path) -> Tuple[Tuple[str, str], ...]:
