@@ -327,6 +327,25 @@ def test_limit_rss_combines_with_the_other_limits(pytester: pytest.Pytester, run
     result.stdout.no_fnmatch_line("*Only one Memray marker*")
 
 
+def test_limit_rss_judges_a_test_that_measures_regions_over_its_whole_call(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """A memray_region test's resident growth is its whole call's, regions or not: 16 MiB
+    touched outside its region fail a 4 MB limit_rss, and pass a 1 GB one."""
+    pytester.makepyfile(
+        _TOUCHING
+        + "\n@pytest.mark.limit_rss('4 MB')\ndef test_over(memray_region):\n    touched()\n"
+        + "    with memray_region():\n        pass\n"
+        + "\n@pytest.mark.limit_rss('1 GB')\ndef test_under(memray_region):\n    touched()\n"
+        + "    with memray_region():\n        pass\n"
+    )
+    result = run("--memray", "-rA")
+    result.assert_outcomes(passed=1, failed=1)
+    pytest.LineMatcher(report_sections(result.outlines)["test_over"]).fnmatch_lines(
+        ["Test *::test_over was limited to 4.0MiB of resident memory growth but grew by 1*MiB"]
+    )
+
+
 def test_without_the_figure_a_limit_rss_test_fails_and_the_report_says_so(
     pytester: pytest.Pytester, run_inprocess: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

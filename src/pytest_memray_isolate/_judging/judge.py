@@ -148,10 +148,21 @@ class TopPeaks:
 def judge(plan: TrackingPlan, job: Job, *, passed: bool, context: JudgeContext) -> Judgement:
     """Read the test's captures into its figures and, if it ``passed`` on its own, apply its limits.
 
-    Limits judge only tests that passed on their own, as pytest-memray's do.
+    Limits judge only tests that passed on their own, as pytest-memray's do. The resident
+    limit looks at no capture: it judges a test that measured regions as any other.
     """
     if job.spec.regions:
-        return _judge_regions(plan, job, passed=passed, context=context)
+        judgement = _judge_regions(plan, job, passed=passed, context=context)
+    else:
+        judgement = _judge_capture(plan, job, passed=passed, context=context)
+    if passed and judgement.verdict is None and plan.rss is not None and judgement.result is not None:
+        verdict = check_rss(job.nodeid, job.resident, plan.rss, heap_peak=judgement.result.peak_memory)
+        judgement = replace(judgement, verdict=verdict)
+    return judgement
+
+
+def _judge_capture(plan: TrackingPlan, job: Job, *, passed: bool, context: JudgeContext) -> Judgement:
+    """A test tracked around its whole call: its figures and memory limits from its capture."""
     # A child that died during the call may have left a torn last record.
     torn = job.window_marker is not None and not job.window_closed
     with quiet_memray() if torn else nullcontext(), ExitStack() as stack:
@@ -185,9 +196,6 @@ def judge(plan: TrackingPlan, job: Job, *, passed: bool, context: JudgeContext) 
         if judgement.verdict is None and plan.allocations is not None:
             records = captures.test.reader.get_allocation_records()
             judgement = replace(judgement, verdict=check_allocations(records, plan.allocations))
-        if judgement.verdict is None and plan.rss is not None:
-            verdict = check_rss(job.nodeid, job.resident, plan.rss, heap_peak=result.peak_memory)
-            judgement = replace(judgement, verdict=verdict)
         return judgement
 
 
