@@ -321,20 +321,6 @@ def test_the_page_of_a_run_works_in_a_browser_without_network(
         assert [url for url in requested if not url.startswith("file:")] == []
 
 
-def test_an_unwritable_page_path_is_a_usage_error(pytester: pytest.Pytester, run: Runner) -> None:
-    """The page's path must be a file name in a directory that can be written, checked
-    before any test runs."""
-    pytester.mkdir("pages")
-    pytester.makepyfile("def test_nothing():\n    pass\n")
-    result = run("--memray", "--memray-html=pages")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        [
-            "ERROR: --memray-html = 'pages' (from the command line): */pages is a directory; expected a file name"
-        ]
-    )
-
-
 def test_a_page_that_fails_to_be_written_at_the_end_fails_the_run(
     pytester: pytest.Pytester, run: Runner
 ) -> None:

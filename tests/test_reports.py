@@ -153,16 +153,18 @@ def test_json_report_from_the_ini_under_xdist(pytester: pytest.Pytester, run: Ru
     ]
 
 
-def test_json_path_that_is_a_directory_is_a_usage_error(pytester: pytest.Pytester, run: Runner) -> None:
-    """The report path must be a file name."""
+@pytest.mark.parametrize("flag", ["--memray-json", "--memray-html"])
+def test_report_path_that_is_a_directory_is_a_usage_error(
+    pytester: pytest.Pytester, run: Runner, flag: str
+) -> None:
+    """The JSON report's and the HTML page's path must be a file name, checked before any
+    test runs."""
     pytester.mkdir("reports")
     pytester.makepyfile("def test_nothing():\n    pass\n")
-    result = run("--memray", "--memray-json=reports")
+    result = run("--memray", f"{flag}=reports")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        [
-            "ERROR: --memray-json = 'reports' (from the command line): */reports is a directory; expected a file name"
-        ]
+        [f"ERROR: {flag} = 'reports' (from the command line): */reports is a directory; expected a file name"]
     )
 
 
