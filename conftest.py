@@ -181,7 +181,7 @@ def _subprocess_environ(directory: Path) -> Dict[str, str]:
     return environ
 
 
-def pytest_configure() -> None:
+def pytest_configure(config: pytest.Config) -> None:
     """Have pytest keep its rewritten byte code of the plugin's modules, once, where Python
     is told not to write byte code (``PYTHONDONTWRITEBYTECODE``, set on this project's
     machines).
@@ -192,8 +192,9 @@ def pytest_configure() -> None:
     the suite starts (each run, each spawned child, each forkserver) parsed and rewrote the
     whole package again: 40% of a typical run's time. One pytest with byte code allowed,
     collecting an empty directory, loads the plugin and leaves its rewritten modules behind.
+    Under pytest-xdist the controller does it, before it starts the workers.
     """
-    if sys.dont_write_bytecode:
+    if sys.dont_write_bytecode and not hasattr(config, "workerinput"):
         environ = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
         environ.pop("PYTEST_ADDOPTS", None)
         with tempfile.TemporaryDirectory() as empty:
