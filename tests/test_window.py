@@ -106,12 +106,15 @@ def test_a_capture_left_open_reads_like_one_whose_tracker_stopped(
     places = _figures(left_open, count_places=True).total_allocations
     if workload is _workload:
         # Two processes ran the workload: the interpreter's own rare allocations may differ
-        # between them by a few KiB and a couple of records (pymalloc's address map takes
-        # a 3 KiB node or not, depending on where a new arena was mapped). The biggest
-        # places at the peak must be the same, their sizes as close, and the record
-        # written last must be there.
+        # between them by some KiB and a couple of records (pymalloc's address map takes
+        # 3 KiB nodes or not, depending on where new arenas were mapped; 12 KiB and two
+        # records once, on Python 3.9 in CI). The slack stays well below the 100 kB buffer
+        # allocated last, so a capture that lost the workload's end still fails. The
+        # biggest places at the peak must be the same, their sizes as close, and the
+        # record written last must be there.
+        slack = 32 * 1024
         assert from_stopped.peak_memory > 3 * 1024 * 1024
-        assert abs(from_open.peak_memory - from_stopped.peak_memory) < 8 * 1024
+        assert abs(from_open.peak_memory - from_stopped.peak_memory) < slack
         assert len(from_open.top_locations) >= 3
         assert len(from_stopped.top_locations) >= 3
         for open_place, stopped_place in zip(from_open.top_locations[:3], from_stopped.top_locations[:3]):
@@ -120,7 +123,7 @@ def test_a_capture_left_open_reads_like_one_whose_tracker_stopped(
                 stopped_place.filename,
                 stopped_place.lineno,
             )
-            assert abs(open_place.size - stopped_place.size) < 8 * 1024
+            assert abs(open_place.size - stopped_place.size) < slack
         assert abs(from_open.total_allocations - from_stopped.total_allocations) <= 4
         assert abs(places - aggregated_count) <= 4
         with FileReader(left_open) as reader:
