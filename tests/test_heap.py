@@ -18,6 +18,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+#: The size of one pymalloc arena.
+_ARENA = 1024 * 1024
+
+
 def _churn(objects: int) -> List[str]:
     """Allocate small strings and free most of them, leaving free space behind."""
     junk = [str(n) * 3 for n in range(objects)]
@@ -40,16 +44,16 @@ def test_settle_leaves_one_fresh_arena_and_only_the_reserve() -> None:
     assert leftovers
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_settled_child_measures_the_same_peak_whatever_the_parent_freed(tmp_path: Path) -> None:
-    """The 1 MiB arena steps of a small-object test no longer depend on the parent's free space."""
+def _peaks_after_churn(tmp_path: Path, *, settled: bool) -> List[int]:
+    """The peak of one small-object workload in children forked after the parent freed
+    more or less, each child settling its heap first or not."""
     peaks = []
     for objects in (0, 40_000, 400_000, 3_000):
         leftovers = _churn(objects)
-        capture = tmp_path / f"{objects}.bin"
+        capture = tmp_path / f"{'settled' if settled else 'unsettled'}-{objects}.bin"
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
-            keep = heap.settle()
+            keep = heap.settle() if settled else [1]
             with Tracker(capture, file_format=FileFormat.AGGREGATED_ALLOCATIONS):
                 strings = [str(n) * 3 for n in range(30_000)]
                 del strings
@@ -57,8 +61,27 @@ def test_a_settled_child_measures_the_same_peak_whatever_the_parent_freed(tmp_pa
         os.waitpid(pid, 0)
         peaks.append(FileReader(capture).metadata.peak_memory)
         del leftovers
+    return peaks
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_settled_child_measures_the_same_peak_whatever_the_parent_freed(tmp_path: Path) -> None:
+    """The 1 MiB arena steps of a small-object test no longer depend on the parent's free space.
+
+    Without settling, a child reuses the free blocks its parent left (here, or earlier in
+    this pytest process) and peaks arenas lower than a settled child. Settled, the children
+    agree but for the one arena more or less that where arenas are placed may cause
+    (docs/how-it-works.rst; seen in one child of four, twice, on a loaded machine), and for
+    growth of pymalloc's arena table.
+    """
+    unsettled = _peaks_after_churn(tmp_path, settled=False)
+    peaks = _peaks_after_churn(tmp_path, settled=True)
     low = min(peaks)
-    assert all(peak == low or arena_table_growth(peak - low) for peak in peaks), peaks
+    assert min(unsettled) + _ARENA <= low, (unsettled, peaks)
+    assert all(
+        peak - low in (0, _ARENA) or arena_table_growth(peak - low) or arena_table_growth(peak - low - _ARENA)
+        for peak in peaks
+    ), peaks
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
