@@ -181,6 +181,16 @@ def _subprocess_environ(directory: Path) -> Dict[str, str]:
     return environ
 
 
+#: A conftest that imports each module of the plugin's package, through pytest's rewriting
+#: import hook (all but ``__main__``, which runs the command line).
+_IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, pytest_memray_isolate
+for module in pkgutil.walk_packages(pytest_memray_isolate.__path__, "pytest_memray_isolate."):
+    if not module.name.endswith(".__main__"):
+        importlib.import_module(module.name)
+"""
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Have pytest keep its rewritten byte code of the plugin's modules, once, where Python
     is told not to write byte code (``PYTHONDONTWRITEBYTECODE``, set on this project's
@@ -191,13 +201,16 @@ def pytest_configure(config: pytest.Config) -> None:
     there, but writes it only where Python may write byte code. Without it every pytest
     the suite starts (each run, each spawned child, each forkserver) parsed and rewrote the
     whole package again: 40% of a typical run's time. One pytest with byte code allowed,
-    collecting an empty directory, loads the plugin and leaves its rewritten modules behind.
-    Under pytest-xdist the controller does it, before it starts the workers.
+    collecting an otherwise empty directory whose conftest imports every module of the
+    package (the isolation modes' own are imported only when a run uses them), leaves its
+    rewritten modules behind. Under pytest-xdist the controller does it, before it starts
+    the workers.
     """
     if sys.dont_write_bytecode and not hasattr(config, "workerinput"):
         environ = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
         environ.pop("PYTEST_ADDOPTS", None)
         with tempfile.TemporaryDirectory() as empty:
+            Path(empty, "conftest.py").write_text(_IMPORT_EVERY_MODULE)
             subprocess.run(
                 [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", empty],
                 env=environ,
