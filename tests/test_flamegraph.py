@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from chromium_page import chromium
-from conftest import Runner
+from conftest import Runner, gone
+from pytest_memray_isolate._reporting.flamegraph import FlameGraphWriter
 
 _SUITE = """
 import pytest
@@ -95,3 +99,64 @@ def test_a_flame_graph_renders_in_headless_chromium(
     assert 'class="partition d3-flame-graph"' in dom
     assert 'class="frame"' in dom
     assert "test_over" in dom
+
+
+# -- the renderer: one process per pytest process ----------------------------------
+
+
+def _capture(path: Path) -> Path:
+    """A small capture, made by memray in a process of its own."""
+    code = (
+        "import sys\nfrom memray import Tracker\n"
+        "with Tracker(sys.argv[1]):\n    data = [bytearray(1000) for _ in range(100)]\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    return path
+
+
+def test_one_renderer_writes_every_graph_and_ends_when_closed(tmp_path: Path) -> None:
+    """Each graph after the first costs no new process: memray's commands are imported once."""
+    capture = _capture(tmp_path / "capture.bin")
+    writer = FlameGraphWriter()
+    first = writer.write(capture, tmp_path, "test_x.py::test_a", leaks=False)
+    pid = writer.renderer_pid
+    second = writer.write(capture, tmp_path, "test_x.py::test_b", leaks=True)
+    assert writer.renderer_pid == pid
+    assert first == tmp_path / "flamegraph-test_x.py-test_a.html"
+    assert second == tmp_path / "flamegraph-test_x.py-test_b.html"
+    for graph in (first, second):
+        assert "d3-flame-graph" in graph.read_text(encoding="utf-8")
+    assert pid is not None
+    writer.close()
+    assert writer.renderer_pid is None
+    assert gone([pid])
+
+
+def test_a_graph_that_cannot_be_made_gets_no_link_and_the_renderer_goes_on(tmp_path: Path) -> None:
+    """memray refusing one capture (here: none there) costs only that graph."""
+    writer = FlameGraphWriter()
+    try:
+        assert writer.write(tmp_path / "missing.bin", tmp_path, "test_x.py::test_a", leaks=False) is None
+        pid = writer.renderer_pid
+        graph = writer.write(_capture(tmp_path / "capture.bin"), tmp_path, "test_x.py::test_b", leaks=False)
+        assert graph is not None
+        assert graph.exists()
+        assert writer.renderer_pid == pid
+    finally:
+        writer.close()
+
+
+def test_a_renderer_that_died_is_replaced_for_the_next_graph(tmp_path: Path) -> None:
+    """A renderer killed between two graphs (out of memory, a signal) costs no link: a new one starts."""
+    capture = _capture(tmp_path / "capture.bin")
+    writer = FlameGraphWriter()
+    try:
+        assert writer.write(capture, tmp_path, "test_x.py::test_a", leaks=False) is not None
+        pid = writer.renderer_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert gone([pid])
+        assert writer.write(capture, tmp_path, "test_x.py::test_b", leaks=False) is not None
+        assert writer.renderer_pid not in (None, pid)
+    finally:
+        writer.close()

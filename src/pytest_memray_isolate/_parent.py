@@ -20,7 +20,7 @@ from ._isolation.termination import TerminationGuard
 from ._judging.capture import MemoryResult
 from ._judging.judge import JudgeContext, Judgement, TopPeaks, judge
 from ._plan import TrackingPlan, plan_for
-from ._reporting.flamegraph import write_flamegraph
+from ._reporting.flamegraph import FlameGraphWriter
 from ._reporting.record import TestRecord, attach_record
 from ._settings import IgnoredSettingWarning, Settings, unused_without_isolation
 from ._tracking.heavy import HeavyCaptures
@@ -85,6 +85,7 @@ class Manager:
         every = settings.most_allocations == 0 or settings.json_path is not None
         self._reported = TopPeaks(None if every else settings.most_allocations)
         self._heavy = HeavyCaptures(config)
+        self._flamegraphs = FlameGraphWriter()
         self._termination = TerminationGuard(self._terminated)
 
     def _terminated(self) -> None:
@@ -339,7 +340,7 @@ class Manager:
         directory = self._settings.flamegraph_dir
         if directory is None or not (failed or self._settings.flamegraph_all):
             return None
-        return write_flamegraph(capture, directory, job.nodeid, leaks=plan.leaks is not None)
+        return self._flamegraphs.write(capture, directory, job.nodeid, leaks=plan.leaks is not None)
 
     def _previous_allocated(self, nodeid: str) -> Optional[int]:
         """What the test allocated on its last passing run, from pytest's cache (if any)."""
@@ -382,5 +383,6 @@ class Manager:
     def pytest_unconfigure(self) -> None:
         for runner in self._runners.values():
             runner.close()
+        self._flamegraphs.close()
         self._files.remove_scratch()
         self._termination.restore()
