@@ -7,8 +7,8 @@ then forks one child per run: the child takes the run's working directory, umask
 ``sys.path`` additions (``PYTHONPATH``) and standard streams, runs ``pytest.main()`` as
 ``python -m pytest`` does, and exits with its status. The plugin itself is not imported
 ahead: the run loads it through its entry point, and pytest rewrites its assertions, as
-in a fresh interpreter; what the fork saves is importing Python's, pytest's and memray's
-modules. A run that must see a truly fresh interpreter (what a start imports, options
+in a fresh interpreter; what the fork saves is importing Python's, pytest's (its own
+plugins included) and memray's modules. A run that must see a truly fresh interpreter (what a start imports, options
 read when Python starts) uses a plain subprocess instead (``fresh=True`` in conftest.py).
 
 The warm process is started once per pytest-xdist worker, single-threaded, and never
@@ -33,8 +33,12 @@ __all__ = ["WarmStarter"]
 
 #: The warm process: import what every run needs, then fork a child per request line.
 _SERVER = r"""
-import gc, json, os, sys
+import gc, importlib, json, os, sys
 import pytest, _pytest.pytester, memray, memray._memray, psutil
+from _pytest.config import default_plugins
+# pytest's own plugins, which every run imports as it configures, before any test runs.
+for name in default_plugins:
+    importlib.import_module("_pytest." + name)
 # What is imported here lives as long as every run: no run's collections need look at it.
 gc.freeze()
 
