@@ -2,6 +2,11 @@
 
 Each test checks the reported cause, that the next test still runs and passes, that no
 process the run started is left, and that the plugin's temporary directory is empty.
+
+Most tests here share runs: each writes a module of its own, and one run of pytest holds
+the modules whose options agree (see ``shared``, at the end). That a crash, a hang or a
+runaway child fails its one test and the session goes on is the plugin's promise, so each
+test checks its own module's outcomes and its own tests' sections of the shared output.
 """
 
 from __future__ import annotations
@@ -15,19 +20,22 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
 from conftest import (
     EVERY_ISOLATION_FLAG,
+    EVERY_MODE_FLAG,
     ISOLATION_FLAGS,
+    MODE_FLAGS,
     QUIET_PLUGINS,
     Runner,
     gone,
     outcomes_in,
     recorded_pids,
     report_sections,
+    run_once,
     run_suites,
     sources_by_mode,
 )
@@ -70,17 +78,11 @@ _CRASHES = [
     ("exit", "os._exit(3)", "exited with status 3", None),
 ]
 
-
-def test_a_crash_is_reported_with_its_cause_output_and_stack(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, every_isolated_flag: str
-) -> None:
-    """Signal or exit status, the output printed before dying, the faulthandler stack, the memory.
-
-    Each way to die is one test of the same run (``test_crashes_abort`` and so on): each
-    fails alone, with its own cause in its own section, and the session goes on to the
-    test after them, which passes.
-    """
-    tests = "".join(
+_CRASH = "test_a_crash_is_reported_with_its_cause_output_and_stack"
+_CRASH_SUITE = (
+    _RECORD_PIDS
+    + "\nimport ctypes, signal\n"
+    + "".join(
         f"""
 def test_crashes_{name}():
     start_grandchild()
@@ -91,17 +93,26 @@ def test_crashes_{name}():
 """
         for name, statement, _, _ in _CRASHES
     )
-    _suite(pytester, "\nimport ctypes, signal\n" + tests)
-    result = run(every_isolated_flag, "-rf")
-    result.assert_outcomes(passed=1, failed=len(_CRASHES))
+    + _AFTER
+)
+
+
+@pytest.mark.parametrize("shared", sorted(EVERY_ISOLATION_FLAG), indirect=True)
+def test_a_crash_is_reported_with_its_cause_output_and_stack(shared: FaultsRun) -> None:
+    """Signal or exit status, the output printed before dying, the faulthandler stack, the memory.
+
+    Each way to die is one test of the same module (``test_crashes_abort`` and so on): each
+    fails alone, with its own cause in its own section, and the session goes on to the
+    test after them, which passes.
+    """
+    assert shared.outcomes(_CRASH) == {"passed": 1, "failed": len(_CRASHES)}
     growth = (
         "Resident memory grew by about *MiB before the crash*"
-        if every_isolated_flag.endswith("=fork")
+        if shared.mode == "fork"
         else "The child's peak resident size was *MiB*"  # a fresh interpreter: no baseline
     )
-    sections = report_sections(result.outlines)
     for name, _, cause, stack in _CRASHES:
-        section = pytest.LineMatcher(sections[f"test_crashes_{name}"])
+        section = shared.section(f"test_crashes_{name}")
         lines = [f"The isolated child process running this test {cause} before reporting a result.", growth]
         if stack is not None:
             lines += ["", f"{stack}*", "*", "Current thread *", f"  File *, line * in test_crashes_{name}"]
@@ -114,26 +125,32 @@ def test_crashes_{name}():
                 "written to stderr*",
             ]
         )
-    assert gone(recorded_pids(pytester))
-    assert list(private_tmp.iterdir()) == []
+    assert gone(shared.pids(_CRASH))
+    assert shared.leftovers == []
 
 
-def test_a_crash_with_the_all_format_reports_memrays_peak(
-    pytester: pytest.Pytester, run: Runner, every_isolated_flag: str
-) -> None:
-    """With --memray-capture-format=all the capture survives the crash and gives memray's peak."""
-    pytester.makepyfile(
-        """
-        import os
+_CRASH_ALL = "test_a_crash_with_the_all_format_reports_memrays_peak"
+_CRASH_ALL_SUITE = """
+import os
 
-        def test_crashes():
-            kept = bytearray(b"x") * (48 * 1024 * 1024)
-            os._exit(1)
-        """
-    )
-    result = run(every_isolated_flag, "--memray-capture-format=all")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
+def test_crashes():
+    kept = bytearray(b"x") * (48 * 1024 * 1024)
+    os._exit(1)
+"""
+
+
+@pytest.mark.parametrize(
+    "shared",
+    [pytest.param(f"ceiling-400-{mode}", id=mode) for mode in sorted(EVERY_ISOLATION_FLAG)],
+    indirect=True,
+)
+def test_a_crash_with_the_all_format_reports_memrays_peak(shared: FaultsRun) -> None:
+    """With --memray-capture-format=all the capture survives the crash and gives memray's peak.
+
+    Its run is the runaway test's (a ceiling of 400 MB, far above this test's 48 MiB).
+    """
+    assert shared.outcomes(_CRASH_ALL) == {"failed": 1}
+    shared.section("test_crashes").fnmatch_lines(
         [
             "The isolated child process running this test exited with status 1 before reporting a result.",
             "Memory allocated at the peak before the crash: 48.0MiB (memray).",
@@ -141,52 +158,48 @@ def test_a_crash_with_the_all_format_reports_memrays_peak(
     )
 
 
-@pytest.mark.parametrize(
-    ("how", "flags", "ini", "isolated_flag"),
-    [
-        *(
-            pytest.param("command line", ["--memray-timeout=1"], "", flag, id=f"command line-{mode}")
-            for mode, flag in sorted(EVERY_ISOLATION_FLAG.items())
-        ),
-        pytest.param("ini", [], "memray_timeout = 1", ISOLATION_FLAGS["fork"], id="ini-fork"),
-        pytest.param("marker", [], "", ISOLATION_FLAGS["fork"], id="marker-fork"),
-    ],
-)
-def test_a_hanging_child_is_killed_at_its_deadline(
-    pytester: pytest.Pytester,
-    run: Runner,
-    private_tmp: Path,
-    how: str,
-    flags: List[str],
-    ini: str,
-    isolated_flag: str,
-) -> None:
-    """--memray-timeout, memray_timeout or memray_isolate(timeout=...): killed, with its stack.
+_HANG = "test_a_hanging_child_is_killed_at_its_deadline"
 
-    Where the deadline is given is read in pytest's process, before any mode takes part:
-    the command line in every mode, the ini file and the marker in fork mode (each case
-    waits out its deadline).
-    """
-    if ini:
-        pytester.makeini(f"[pytest]\n{ini}\n")
-    mode = isolated_flag.partition("=")[2]
-    marker = f"@pytest.mark.memray_isolate({mode!r}, timeout=1)" if how == "marker" else ""
-    _suite(
-        pytester,
-        f"""
+
+def _hang_suite(marker: str) -> str:
+    """The hanging test's module; ``marker`` decorates the test that hangs."""
+    return (
+        _RECORD_PIDS
+        + f"""
 import time, pytest
 
 {marker}
 def test_hangs():
     start_grandchild()
     time.sleep(600)
-""",
+"""
+        + _AFTER
     )
-    started = time.monotonic()
-    result = run(*([] if how == "marker" else [isolated_flag]), *flags, "-rf")
-    assert time.monotonic() - started < 60
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
+
+
+@pytest.mark.parametrize(
+    "shared",
+    [
+        *(
+            pytest.param(f"timeout-{mode}", id=f"command line-{mode}")
+            for mode in sorted(EVERY_ISOLATION_FLAG)
+        ),
+        pytest.param("timeout-ini-fork", id="ini-fork"),
+        pytest.param("fork", id="marker-fork"),
+    ],
+    indirect=True,
+)
+def test_a_hanging_child_is_killed_at_its_deadline(shared: FaultsRun) -> None:
+    """--memray-timeout, memray_timeout or memray_isolate(timeout=...): killed, with its stack.
+
+    Where the deadline is given is read in pytest's process, before any mode takes part:
+    the command line in every mode (the runs with --memray-timeout=1), the ini file (a run
+    of its own) and the marker (on the test alone, in the fork run without a deadline) in
+    fork mode. Each run waits out the deadline once.
+    """
+    assert shared.result.duration < 60
+    assert shared.outcomes(_HANG) == {"passed": 1, "failed": 1}
+    shared.section("test_hangs").fnmatch_lines(
         [
             "Timeout after 1 s: the isolated child process running this test was killed.",
             "",
@@ -194,8 +207,8 @@ def test_hangs():
             "  File *, line * in test_hangs",
         ]
     )
-    assert gone(recorded_pids(pytester))
-    assert list(private_tmp.iterdir()) == []
+    assert gone(shared.pids(_HANG))
+    assert shared.leftovers == []
 
 
 @pytest.mark.parametrize("method", ["signal", "thread"])
@@ -239,50 +252,55 @@ def test_pytest_timeout_is_honoured_in_the_child_not_the_parent(
     result.stdout.no_fnmatch_line("*+ Timeout +*")
 
 
-def test_runaway_memory_is_stopped_at_the_ceiling(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, every_isolated_flag: str
-) -> None:
-    """--memray-max-rss kills a child before it can exhaust the machine; the test fails saying so."""
-    _suite(
-        pytester,
-        """
+_RUNAWAY = "test_runaway_memory_is_stopped_at_the_ceiling"
+_RUNAWAY_SUITE = (
+    _RECORD_PIDS
+    + """
 def test_runaway():
     start_grandchild()
     hoard = []
     for _ in range(200):  # 10 GiB if nothing stopped it
         hoard.append(bytearray(b"x") * (50 * 1024 * 1024))
-""",
-    )
-    result = run(every_isolated_flag, "--memray-max-rss=400 MB", "-rf")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
+"""
+    + _AFTER
+)
+
+
+@pytest.mark.parametrize(
+    "shared",
+    [pytest.param(f"ceiling-400-{mode}", id=mode) for mode in sorted(EVERY_ISOLATION_FLAG)],
+    indirect=True,
+)
+def test_runaway_memory_is_stopped_at_the_ceiling(shared: FaultsRun) -> None:
+    """--memray-max-rss kills a child before it can exhaust the machine; the test fails saying so.
+
+    Its run also holds the crash test that needs --memray-capture-format=all: the ceiling
+    watches the child's resident size, whatever the capture's format.
+    """
+    assert shared.outcomes(_RUNAWAY) == {"passed": 1, "failed": 1}
+    shared.section("test_runaway").fnmatch_lines(
         [
             "The isolated child process running this test grew by *MiB of resident memory"
             " (from *MiB at its start to *MiB), over the limit of 400.0MiB (--memray-max-rss),"
             " and was killed."
         ]
     )
-    assert gone(recorded_pids(pytester))
-    assert list(private_tmp.iterdir()) == []
+    assert gone(shared.pids(_RUNAWAY))
+    assert shared.leftovers == []
 
 
-def test_max_rss_counts_only_what_the_child_grows(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, every_isolated_flag: str
-) -> None:
-    """--memray-max-rss limits the child's growth beyond its start: a test that allocates nothing
-    passes though the child holds a session fixture bigger than the ceiling; one that grows is killed."""
-    pytester.makeconftest(
-        """
-        import pytest
+_GROWS = "test_max_rss_counts_only_what_the_child_grows"
+#: The conftest of the run with a ceiling of 150 MB: a session fixture bigger than it.
+_BIG_FIXTURE = """
+import pytest
 
-        @pytest.fixture(scope="session")
-        def big():
-            return bytearray(b"x") * (200 * 1024 * 1024)
-        """
-    )
-    _suite(
-        pytester,
-        """
+@pytest.fixture(scope="session")
+def big():
+    return bytearray(b"x") * (200 * 1024 * 1024)
+"""
+_GROWS_SUITE = (
+    _RECORD_PIDS
+    + """
 def test_allocates_nothing(big):
     assert len(big) == 200 * 1024 * 1024
 
@@ -291,21 +309,30 @@ def test_grows(big):
     hoard = []
     for _ in range(100):  # 5 GiB if nothing stopped it
         hoard.append(bytearray(b"x") * (50 * 1024 * 1024))
-""",
-    )
-    result = run(every_isolated_flag, "--memray-max-rss=150 MB", "-rf")
-    result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(
+"""
+    + _AFTER
+)
+
+
+@pytest.mark.parametrize(
+    "shared",
+    [pytest.param(f"ceiling-150-{mode}", id=mode) for mode in sorted(EVERY_ISOLATION_FLAG)],
+    indirect=True,
+)
+def test_max_rss_counts_only_what_the_child_grows(shared: FaultsRun) -> None:
+    """--memray-max-rss limits the child's growth beyond its start: a test that allocates nothing
+    passes though the child holds a session fixture bigger than the ceiling; one that grows is killed."""
+    assert shared.outcomes(_GROWS) == {"passed": 2, "failed": 1}
+    shared.section("test_grows").fnmatch_lines(
         [
-            "*_ test_grows _*",
             "The isolated child process running this test grew by *MiB of resident memory"
             " (from *MiB at its start to *MiB), over the limit of 150.0MiB (--memray-max-rss),"
             " and was killed.",
         ]
     )
-    result.stdout.no_fnmatch_line("*INTERNALERROR*")
-    assert gone(recorded_pids(pytester))
-    assert list(private_tmp.iterdir()) == []
+    shared.result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    assert gone(shared.pids(_GROWS))
+    assert shared.leftovers == []
 
 
 def test_max_rss_from_the_ini(pytester: pytest.Pytester, run: Runner, isolated_flag: str) -> None:
@@ -457,40 +484,41 @@ def test_ids_that_differ_only_in_replaced_characters_keep_one_file_each(
     assert list(private_tmp.iterdir()) == []
 
 
-def test_a_timeout_marker_follows_the_rule_of_memray_timeout(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, mode_flag: str
-) -> None:
+_TIMEOUT_MARKERS = "test_a_timeout_marker_follows_the_rule_of_memray_timeout"
+_TIMEOUT_MARKERS_SUITE = """
+import time
+import pytest
+
+@pytest.mark.memray_isolate(timeout=float("nan"))
+def test_nan():
+    pass
+
+@pytest.mark.memray_isolate(timeout=float("inf"))
+def test_inf():
+    pass
+
+@pytest.mark.memray_isolate(timeout=0)
+def test_no_limit():
+    time.sleep(1.5)
+"""
+
+
+@pytest.mark.parametrize(
+    "shared", [pytest.param(f"timeout-{mode}", id=mode) for mode in sorted(MODE_FLAGS)], indirect=True
+)
+def test_a_timeout_marker_follows_the_rule_of_memray_timeout(shared: FaultsRun) -> None:
     """memray_isolate(timeout=...) takes what --memray-timeout takes: nan and inf are refused
     naming the test, 0 means no limit (here: it lifts --memray-timeout for one test)."""
-    pytester.makepyfile(
-        """
-        import time
-        import pytest
-
-        @pytest.mark.memray_isolate(timeout=float("nan"))
-        def test_nan():
-            pass
-
-        @pytest.mark.memray_isolate(timeout=float("inf"))
-        def test_inf():
-            pass
-
-        @pytest.mark.memray_isolate(timeout=0)
-        def test_no_limit():
-            time.sleep(1.5)
-        """
-    )
-    result = run(mode_flag, "--memray-timeout=1", "-rE")
-    result.assert_outcomes(passed=1, errors=2)
+    assert shared.outcomes(_TIMEOUT_MARKERS) == {"passed": 1, "errors": 2}
     hint = "timeout must be a number of seconds, 0 (no limit) or more, or None"
-    result.stdout.fnmatch_lines(
+    shared.section("ERROR at setup of test_nan").fnmatch_lines(
         [f"*::test_nan: invalid marker @pytest.mark.memray_isolate(timeout=nan): {hint}; got nan"]
     )
-    result.stdout.fnmatch_lines(
+    shared.section("ERROR at setup of test_inf").fnmatch_lines(
         [f"*::test_inf: invalid marker @pytest.mark.memray_isolate(timeout=inf): {hint}; got inf"]
     )
-    result.stdout.no_fnmatch_line("*INTERNALERROR*")
-    assert list(private_tmp.iterdir()) == []
+    shared.result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    assert shared.leftovers == []
 
 
 @pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode())
@@ -620,47 +648,50 @@ def test_a_marked_test_without_a_temporary_directory_fails_alone(
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
 
 
+_ZERO = "test_a_zero_max_rss_means_no_ceiling"
+_ZERO_SUITE = """
+def test_allocates():
+    data = bytearray(b"x") * (32 * 1024 * 1024)
+    assert data
+"""
+#: The shared runs that hold the zero-ceiling test, and how each spells --memray-max-rss=0.
+_ZERO_CEILINGS = {"fork": "0 B", "forkserver": "0 B", "timeout-fork": "0"}
+
+
 @pytest.mark.parametrize(
-    ("ceiling", "isolated_flag"),
-    [
-        *(pytest.param("0 B", flag, id=f"0 B-{mode}") for mode, flag in sorted(ISOLATION_FLAGS.items())),
-        pytest.param("0", ISOLATION_FLAGS["fork"], id="0-fork"),
-    ],
+    "shared",
+    [pytest.param(key, id=f"{ceiling}-{key.rpartition('-')[2]}") for key, ceiling in _ZERO_CEILINGS.items()],
+    indirect=True,
 )
-def test_a_zero_max_rss_means_no_ceiling(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str, ceiling: str
-) -> None:
+def test_a_zero_max_rss_means_no_ceiling(shared: FaultsRun) -> None:
     """--memray-max-rss=0 switches the ceiling off, as --memray-timeout=0 does the deadline,
-    instead of killing every child (both spellings parse alike: "0" in fork mode only)."""
-    pytester.makepyfile(
-        """
-        def test_allocates():
-            data = bytearray(b"x") * (32 * 1024 * 1024)
-            assert data
-        """
-    )
-    result = run(isolated_flag, f"--memray-max-rss={ceiling}", "--memray-json=out.json")
-    result.assert_outcomes(passed=1)
-    assert json.loads((pytester.path / "out.json").read_text())["settings"]["max_rss"] is None
+    instead of killing every child (both spellings parse alike: "0" in fork mode only).
+
+    Its runs give the option to every test they hold; none of them has a ceiling of its own.
+    """
+    assert shared.outcomes(_ZERO) == {"passed": 1}
+    assert json.loads((shared.path / "out.json").read_text())["settings"]["max_rss"] is None
 
 
-# -- checks that share one run per isolation mode ----------------------------------------
+# -- the shared runs ---------------------------------------------------------------------
 #
 # Each module is the suite of the test of the same name, each recording into a directory
-# of its own; one run per mode (-rA, every test in the report, a TMPDIR of its own) holds
-# them all, and each test checks its own module's outcomes, lines and processes.
+# of its own; a run (-rA, every test in the report, a TMPDIR of its own) holds the modules
+# whose options agree, and each test checks its own module's outcomes, sections and
+# processes. Per isolation mode there are four: one without a deadline or a ceiling (the
+# tests below, the crashes, the marker's deadline, the zero ceiling), one with
+# --memray-timeout=1 (and one with it in the ini file), and one for each ceiling.
 
 
-def _shared_suites() -> Dict[str, str]:
-    """The modules of the shared run; ``{root!r}`` in one stands for its own directory."""
-    return {
-        "test_processes_a_passing_test_leaves_running_are_killed": _RECORD_PIDS
-        + """
+#: The modules of the tests below, which every run without a deadline or a ceiling holds.
+_PROCESS_SUITES: Dict[str, str] = {
+    "test_processes_a_passing_test_leaves_running_are_killed": _RECORD_PIDS
+    + """
 def test_starts_and_leaves():
     start_grandchild()
 """
-        + _AFTER,
-        "test_a_test_that_forks_closes_stdout_or_changes_directory": """
+    + _AFTER,
+    "test_a_test_that_forks_closes_stdout_or_changes_directory": """
 import os, time
 
 def test_forks():
@@ -682,8 +713,8 @@ def test_changes_directory():
 def test_after():
     pass
 """,
-        "test_a_crash_is_seen_while_a_process_the_test_started_still_runs": _RECORD_PIDS
-        + """
+    "test_a_crash_is_seen_while_a_process_the_test_started_still_runs": _RECORD_PIDS
+    + """
 import time
 
 def test_forks_then_dies():
@@ -694,8 +725,8 @@ def test_forks_then_dies():
     record(os.getpid(), pid)
     os._exit(3)
 """
-        + _AFTER,
-        "test_at_exit_clean_up_a_test_registers_runs_in_its_child": """
+    + _AFTER,
+    "test_at_exit_clean_up_a_test_registers_runs_in_its_child": """
 import atexit, multiprocessing, multiprocessing.util, os, tempfile
 
 KEPT = []
@@ -711,9 +742,9 @@ def test_registers_clean_up():
     with multiprocessing.get_context("forkserver").Pool(1) as pool:
         assert pool.map(abs, [-1]) == [1]
 """
-        + _AFTER,
-        "test_a_process_a_test_daemonizes_is_ended_with_its_child": _RECORD_PIDS
-        + """
+    + _AFTER,
+    "test_a_process_a_test_daemonizes_is_ended_with_its_child": _RECORD_PIDS
+    + """
 import time
 
 def test_daemonizes():
@@ -729,18 +760,81 @@ def test_daemonizes():
     while not os.path.exists(os.path.join({root!r}, "pids")) and time.monotonic() < give_up:
         time.sleep(0.01)
 """
-        + _AFTER,
-    }
+    + _AFTER,
+}
 
 
 @dataclass(frozen=True)
-class SharedRun:
-    """One run of the shared modules in one isolation mode: its result, where it ran, and
-    the TMPDIR it had."""
+class _RunSpec:
+    """What one shared run holds: its tracking mode's name, its options, its modules (and
+    a conftest), and the lines of an ini file if it has one."""
+
+    mode: str
+    flags: Tuple[str, ...]
+    suites: Dict[str, str]
+    ini: str = ""
+
+
+def _run_specs() -> Dict[str, _RunSpec]:
+    """Every shared run, by the key the tests parametrize ``shared`` with."""
+    runs: Dict[str, _RunSpec] = {}
+    for mode, flag in sorted(EVERY_ISOLATION_FLAG.items()):
+        suites = {**_PROCESS_SUITES, _CRASH: _CRASH_SUITE}
+        flags = [flag, "--most-allocations=0"]
+        if mode in _ZERO_CEILINGS:
+            suites[_ZERO] = _ZERO_SUITE
+            flags += [f"--memray-max-rss={_ZERO_CEILINGS[mode]}", "--memray-json=out.json"]
+        if mode == "fork":
+            suites[_HANG] = _hang_suite(f"@pytest.mark.memray_isolate({mode!r}, timeout=1)")
+        runs[mode] = _RunSpec(mode, tuple(flags), suites)
+        runs[f"ceiling-400-{mode}"] = _RunSpec(
+            mode,
+            (flag, "--memray-max-rss=400 MB", "--memray-capture-format=all"),
+            {_RUNAWAY: _RUNAWAY_SUITE, _CRASH_ALL: _CRASH_ALL_SUITE},
+        )
+        runs[f"ceiling-150-{mode}"] = _RunSpec(
+            mode, (flag, "--memray-max-rss=150 MB"), {"conftest": _BIG_FIXTURE, _GROWS: _GROWS_SUITE}
+        )
+    for mode, flag in sorted(EVERY_MODE_FLAG.items()):
+        key = f"timeout-{mode}"
+        suites = {}
+        flags = [flag, "--memray-timeout=1"]
+        if mode in EVERY_ISOLATION_FLAG:
+            suites[_HANG] = _hang_suite("")
+        if mode in MODE_FLAGS:
+            suites[_TIMEOUT_MARKERS] = _TIMEOUT_MARKERS_SUITE
+        if key in _ZERO_CEILINGS:
+            suites[_ZERO] = _ZERO_SUITE
+            flags += [f"--memray-max-rss={_ZERO_CEILINGS[key]}", "--memray-json=out.json"]
+        runs[key] = _RunSpec(mode, tuple(flags), suites)
+    runs["timeout-ini-fork"] = _RunSpec(
+        "fork", (ISOLATION_FLAGS["fork"],), {_HANG: _hang_suite("")}, ini="memray_timeout = 1"
+    )
+    return runs
+
+
+_RUNS = _run_specs()
+
+#: Where a shared run's directory keeps what was left in its TMPDIR.
+_LEFTOVERS = "tmpdir-leftovers.json"
+
+
+@dataclass(frozen=True)
+class FaultsRun:
+    """One shared run: its result, its mode, where it ran, and the names left in its TMPDIR."""
 
     result: pytest.RunResult
+    mode: str
     path: Path
-    tmp: Path
+    leftovers: List[str]
+
+    def outcomes(self, module: str) -> Dict[str, int]:
+        """How many of ``module``'s tests had each outcome."""
+        return outcomes_in(self.result, f"{module}.py")
+
+    def section(self, name: str) -> pytest.LineMatcher:
+        """The report section headed ``name`` (a test's name, or ``ERROR at setup of ...``)."""
+        return pytest.LineMatcher(report_sections(self.result.outlines)[name])
 
     def pids(self, module: str) -> List[int]:
         """The process ids ``module``'s tests recorded."""
@@ -748,68 +842,104 @@ class SharedRun:
         return [int(word) for word in path.read_text().split()] if path.exists() else []
 
 
-@pytest.fixture(scope="module", params=sorted(EVERY_ISOLATION_FLAG))
-def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedRun]:
-    """The shared modules run once per isolation mode, in a fresh interpreter."""
-    path = tmp_path_factory.mktemp(f"faults-{request.param}")
+def _left_in(tmp: Path, wait: float = 5.0) -> List[str]:
+    """What stays in ``tmp`` once the run is over: its names, after up to ``wait`` seconds
+    for processes that are ending to clean up (as ``gone`` waits for them to end)."""
+    give_up = time.monotonic() + wait
+    while True:
+        names = sorted(path.name for path in tmp.iterdir())
+        if not names or time.monotonic() > give_up:
+            return names
+        time.sleep(0.05)
+
+
+def _start(directory: Path, spec: _RunSpec) -> pytest.RunResult:
+    """Run ``spec``'s modules in ``directory`` with a TMPDIR of their own, and keep what the
+    run left in it: the TMPDIR is removed before any test checks it."""
     suites = {}
-    for name, source in _shared_suites().items():
-        (path / name).mkdir()
-        suites[name] = source.replace("{root!r}", repr(str(path / name)))
+    for name, source in spec.suites.items():
+        if "{root!r}" in source:
+            (directory / name).mkdir()
+            source = source.replace("{root!r}", repr(str(directory / name)))
+        suites[name] = source
+    if spec.ini:
+        (directory / "tox.ini").write_text(f"[pytest]\n{spec.ini}\n")
     tmp = Path(tempfile.mkdtemp(prefix="pmi-"))  # short: Unix sockets live there
     try:
-        flags = [EVERY_ISOLATION_FLAG[request.param], "-rA", "--most-allocations=0"]
-        yield SharedRun(run_suites(path, suites, *flags, environment={"TMPDIR": str(tmp)}), path, tmp)
+        result = run_suites(directory, suites, *spec.flags, "-rA", environment={"TMPDIR": str(tmp)})
+        (directory / _LEFTOVERS).write_text(json.dumps(_left_in(tmp)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return result
 
 
-def test_processes_a_passing_test_leaves_running_are_killed(shared: SharedRun) -> None:
+@pytest.fixture(scope="module")
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> FaultsRun:
+    """The shared run named by the test's parameter (a key of ``_RUNS``), once per session.
+
+    Shared by the crash, hang, runaway, ceiling, timeout-marker and zero-ceiling tests and
+    the tests below: each fails or passes alone, which is what the plugin promises of a
+    crash, a hang or a runaway child, and a run holds only tests whose options agree (one
+    deadline, one ceiling, one capture format), so no test sees an option given for
+    another. The whole run's exit status is no test's point here.
+    """
+    key = str(request.param)
+    spec = _RUNS[key]
+    result, path = run_once(tmp_path_factory, f"faults-{key}", lambda directory: _start(directory, spec))
+    return FaultsRun(result, spec.mode, path, json.loads((path / _LEFTOVERS).read_text()))
+
+
+@pytest.mark.parametrize("shared", sorted(EVERY_ISOLATION_FLAG), indirect=True)
+def test_processes_a_passing_test_leaves_running_are_killed(shared: FaultsRun) -> None:
     """A test that starts a process and returns does not leave it running after the child ends."""
     module = "test_processes_a_passing_test_leaves_running_are_killed"
-    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 2}
+    assert shared.outcomes(module) == {"passed": 2}
     pids = shared.pids(module)
     assert len(pids) == 3  # the test's process, the one it started, and their parent
     assert gone(pids)
 
 
-def test_a_test_that_forks_closes_stdout_or_changes_directory(shared: SharedRun) -> None:
+@pytest.mark.parametrize("shared", sorted(EVERY_ISOLATION_FLAG), indirect=True)
+def test_a_test_that_forks_closes_stdout_or_changes_directory(shared: FaultsRun) -> None:
     """The parent still gets exactly one report from a child that forks, closes fd 1 or moves."""
     module = "test_a_test_that_forks_closes_stdout_or_changes_directory"
-    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 5}
+    assert shared.outcomes(module) == {"passed": 5}
     shared.result.stdout.fnmatch_lines(
         [f"Allocation results for {module}.py::test_changes_directory at the high watermark"]
     )
 
 
-def test_a_crash_is_seen_while_a_process_the_test_started_still_runs(shared: SharedRun) -> None:
+@pytest.mark.parametrize("shared", sorted(EVERY_ISOLATION_FLAG), indirect=True)
+def test_a_crash_is_seen_while_a_process_the_test_started_still_runs(shared: FaultsRun) -> None:
     """A child that dies while a process it forked lives on, holding every descriptor it
     inherited, still fails its test with the cause; the process it left is killed."""
     module = "test_a_crash_is_seen_while_a_process_the_test_started_still_runs"
-    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 1, "failed": 1}
-    pytest.LineMatcher(report_sections(shared.result.outlines)["test_forks_then_dies"]).fnmatch_lines(
+    assert shared.outcomes(module) == {"passed": 1, "failed": 1}
+    shared.section("test_forks_then_dies").fnmatch_lines(
         ["*The isolated child process running this test exited with status 3*"]
     )
     assert gone(shared.pids(module))
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="only Linux lets the child adopt what a test detaches")
-def test_a_process_a_test_daemonizes_is_ended_with_its_child(shared: SharedRun) -> None:
+@pytest.mark.parametrize("shared", sorted(EVERY_ISOLATION_FLAG), indirect=True)
+def test_a_process_a_test_daemonizes_is_ended_with_its_child(shared: FaultsRun) -> None:
     """A test that detaches a process (fork, setsid, fork again) does not leave it running:
     the daemon is out of the child's process group, yet ends with the test's child."""
     module = "test_a_process_a_test_daemonizes_is_ended_with_its_child"
-    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 2}
+    assert shared.outcomes(module) == {"passed": 2}
     pids = shared.pids(module)
     assert len(pids) == 1
     assert gone(pids)
-    assert list(shared.tmp.iterdir()) == []
+    assert shared.leftovers == []
 
 
-def test_at_exit_clean_up_a_test_registers_runs_in_its_child(shared: SharedRun) -> None:
+@pytest.mark.parametrize("shared", sorted(EVERY_ISOLATION_FLAG), indirect=True)
+def test_at_exit_clean_up_a_test_registers_runs_in_its_child(shared: FaultsRun) -> None:
     """What a test registers for its process's exit runs when its child ends: atexit
     handlers, TemporaryDirectory finalizers, a multiprocessing forkserver pool's pymp-* dir."""
     module = "test_at_exit_clean_up_a_test_registers_runs_in_its_child"
-    assert outcomes_in(shared.result, f"{module}.py") == {"passed": 2}
+    assert shared.outcomes(module) == {"passed": 2}
     assert (shared.path / module / "atexit-ran").exists()
     assert len(list((shared.path / module).glob("kept-tmp*"))) == 1
-    assert list(shared.tmp.iterdir()) == []
+    assert shared.leftovers == []
