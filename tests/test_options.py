@@ -83,6 +83,14 @@ def test_per_parameter(mib):
 _TWELVE_ALLOCATIONS = "\n".join(f"    chunks.append(bytearray({100_000 + n * 1024}))" for n in range(12))
 _MANY = f'import pytest\n\n@pytest.mark.limit_memory("1 KB")\ndef test_many():\n    chunks = []\n{_TWELVE_ALLOCATIONS}\n'
 
+_ISOLATED_BY_ITS_MARKER = """
+import pytest
+
+@pytest.mark.memray_isolate
+def test_isolated():
+    pass
+"""
+
 _CRASHES = "import os\n\ndef test_crashes():\n    os._exit(3)\n"
 
 # The module each test's suite is written to in a shared run: the test's own name.
@@ -96,6 +104,7 @@ _NATIVE = "test_native_shows_native_frames"
 _TRACE = "test_trace_python_allocators_counts_small_objects"
 _DEFAULT_LIMIT = "test_default_limit_applies_to_unmarked_tests"
 _VERBOSITY = "test_verbosity_memray_ini_key"
+_MARKER_ISOLATED = "test_isolation_limits_with_an_isolated_test_do_not_warn"
 
 
 def _kept(folder: Path) -> list[Path]:
@@ -206,9 +215,14 @@ def _traced_ini_run(factory: pytest.TempPathFactory) -> SharedRun:
 
 def _failure_lists_run(factory: pytest.TempPathFactory, mode_flag: str) -> SharedRun:
     """--stacks=2 and a default limit of 2 MB: the frames test is marked, so the default
-    limit judges only its own test's unmarked tests."""
+    limit judges only its own test's unmarked tests. In pytest's process the run also
+    holds --memray-timeout=5 and a test its marker isolates, which only that test's
+    child is given (the other tests run in pytest's process)."""
     suites = {_STACKS: _OVER_LIMIT, _DEFAULT_LIMIT: _DEFAULT_LIMITED}
     args = [mode_flag, "--stacks=2", "--memray-limit-memory=2 MB", "-rA"]
+    if mode_flag == MODE_FLAGS["in-process"]:
+        suites[_MARKER_ISOLATED] = _ISOLATED_BY_ITS_MARKER
+        args.append("--memray-timeout=5")
     return _shared(factory, f"failure-lists-{_mode(mode_flag)}", suites, args)
 
 
@@ -505,20 +519,12 @@ def test_isolation_limits_without_isolation_warn_once(
     )
 
 
-def test_isolation_limits_with_an_isolated_test_do_not_warn(pytester: pytest.Pytester, run: Runner) -> None:
-    """One test isolated by its marker is enough for --memray-timeout to apply: no warning."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.memray_isolate
-        def test_isolated():
-            pass
-        """
-    )
-    result = run("--memray", "--memray-timeout=5")
-    result.assert_outcomes(passed=1)
-    result.stdout.no_fnmatch_line("*IgnoredSettingWarning*")
+def test_isolation_limits_with_an_isolated_test_do_not_warn(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One test isolated by its marker is enough for --memray-timeout to apply: no warning
+    (the warning would be the run's, once, whatever else it holds)."""
+    shared = _failure_lists_run(tmp_path_factory, MODE_FLAGS["in-process"])
+    assert outcomes_in(shared.result, f"{_MARKER_ISOLATED}.py") == {"passed": 1}
+    shared.result.stdout.no_fnmatch_line("*IgnoredSettingWarning*")
 
 
 def test_fail_on_increase_without_the_cache_warns_once(
