@@ -41,6 +41,11 @@ def test_multiprocessing_fork_context():
 """
 
 
+#: The kept-file test's suite: _FORKING with test names of its own in the shared run.
+_KEPT_MODULE = "test_kept_files_include_every_process"
+_KEPT = _FORKING.replace("def test_", "def test_kept_")
+
+
 def _tests(path: Any) -> Dict[str, Dict[str, Any]]:
     document: Dict[str, Any] = json.loads(path.read_text())
     return {test["nodeid"].split("::")[-1]: test for test in document["tests"]}
@@ -86,7 +91,7 @@ def test_leaves_a_child_running(children):
 
 @dataclass(frozen=True)
 class SharedRun:
-    """One run following forks, in one mode, of the modules of three tests below."""
+    """One run following forks, in one mode, of the modules of four tests below."""
 
     result: pytest.RunResult
     path: Path
@@ -117,13 +122,18 @@ class SharedRun:
 
 @pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
-    """Following forks, with -rA, every test in the report and a JSON report: one run per mode."""
+    """Following forks, with -rA, every test in the report, a JSON report and kept captures:
+    one run per mode. Keeping the captures changes where they are written, not what is
+    read from them; each test checks its own module's tests (the kept-file test's suite
+    is _FORKING under other names, to tell its tests apart)."""
     suites = {
         "test_memory_of_forked_processes_counts_only_when_followed": _FORKING,
         "test_tests_that_do_not_fork_are_unchanged": _NOT_FORKING,
         "test_a_process_still_running_when_the_call_ends_is_not_counted": _LEAVES_A_CHILD_RUNNING,
+        _KEPT_MODULE: _KEPT,
     }
     flags = ["--memray-follow-fork", "--memray-json=out.json", "-rA", "--most-allocations=0"]
+    flags += ["--memray-bin-path=kept", "--memray-bin-prefix=p"]
     flag = MODE_FLAGS[request.param]
     result, path = run_once(
         tmp_path_factory, f"follow-fork-{request.param}", lambda path: run_suites(path, suites, flag, *flags)
@@ -199,13 +209,14 @@ def test_tests_that_do_not_fork_are_unchanged(shared: SharedRun) -> None:
     assert process["counted"]
 
 
-def test_kept_files_include_every_process(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
+def test_kept_files_include_every_process(shared: SharedRun) -> None:
     """--memray-bin-path keeps the forked processes' captures beside the test's; memray reads each."""
-    pytester.makepyfile(_FORKING)
-    folder = pytester.path / "kept"
-    result = run(mode_flag, "--memray-follow-fork", f"--memray-bin-path={folder}", "--memray-bin-prefix=p")
-    result.stdout.fnmatch_lines([f"Created 4 binary dumps at {folder} with prefix p"])
-    stem = "p-test_kept_files_include_every_process.py-test_os_fork.bin"
+    assert outcomes_in(shared.result, f"{_KEPT_MODULE}.py") == {"failed": 2}
+    folder = shared.path / "kept"
+    every = sorted(folder.iterdir())
+    # The summary's count is the run's: every capture kept, forked processes' included.
+    shared.result.stdout.fnmatch_lines([f"Created {len(every)} binary dumps at {folder} with prefix p"])
+    stem = "p-test_kept_files_include_every_process.py-test_kept_os_fork.bin"
     own = folder / stem
     (forked,) = sorted(folder.glob(stem + ".*"))
     with FileReader(own) as reader:
@@ -213,7 +224,7 @@ def test_kept_files_include_every_process(pytester: pytest.Pytester, run: Runner
     with FileReader(forked) as reader:
         assert reader.metadata.pid == int(forked.suffix[1:])
         assert reader.metadata.peak_memory >= 8 * 1024 * 1024
-    assert len(list(folder.iterdir())) == 4
+    assert len([path for path in every if f"-{_KEPT_MODULE}.py-" in path.name]) == 4
 
 
 def test_a_process_still_running_when_the_call_ends_is_not_counted(shared: SharedRun) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Dict
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, run_once, run_suites
+from conftest import MODE_FLAGS, Runner, outcomes_in, run_once, run_suites
 
 _SUITE = """
 import os
@@ -47,7 +47,7 @@ _SHARED_MODULE = "test_summary_ends_with_the_highest_peak_and_the_mode"
 
 @dataclass(frozen=True)
 class SharedRun:
-    """One run of _SUITE in one mode, with --memray-json and --junitxml, and where it ran."""
+    """One shared run in one mode, and where it ran."""
 
     result: pytest.RunResult
     path: Path
@@ -97,32 +97,66 @@ def test_json_report_has_every_tracked_test(shared: SharedRun) -> None:
     assert [path.name for path in (shared.path / "reports").iterdir()] == ["memory.json"]
 
 
+_DEFAULT_LIMIT_MODULE = "test_json_report_names_a_default_limit_kept_files_and_crashes"
+_LEAKS_MODULE = "test_json_report_lists_the_leaks_that_counted"
+
+_LEAKS = """
+import pytest
+
+LEAKED = []
+
+def leak():
+    LEAKED.append(bytearray(2 * 1024 * 1024))
+
+@pytest.mark.limit_leaks("1 MB")
+def test_leaks():
+    leak()
+
+@pytest.mark.limit_leaks("1 MB")
+def test_clean():
+    data = bytearray(2 * 1024 * 1024)
+    del data
+
+def test_unchecked():
+    pass
+"""
+
+_UNDER_A_DEFAULT_LIMIT_AND_CRASHING = """
+import os
+
+def test_under_default_limit():
+    data = bytearray(1024 * 1024)
+    assert data is not None
+
+def test_crashes():
+    held = bytearray(8 * 1024 * 1024)
+    os._exit(3)
+"""
+
+
+def _json_run(factory: pytest.TempPathFactory, mode_flag: str) -> SharedRun:
+    """The leaks suite with --memray-json, once per mode; in fork mode the run also holds
+    the default-limit and crash suite, with --memray-limit-memory=64 MB and
+    --memray-bin-path: the leaks suite's tests stay far under 64 MB and check only their
+    leaks, and each test reads its own tests' entries of the report."""
+    mode = next(mode for mode, flag in MODE_FLAGS.items() if flag == mode_flag)
+    suites = {_LEAKS_MODULE: _LEAKS}
+    args = [mode_flag, "--memray-json=out.json", "-rA"]
+    if mode == "fork":
+        suites[_DEFAULT_LIMIT_MODULE] = _UNDER_A_DEFAULT_LIMIT_AND_CRASHING
+        args += ["--memray-limit-memory=64 MB", "--memray-bin-path=captures"]
+    result, path = run_once(factory, f"reports-json-{mode}", lambda path: run_suites(path, suites, *args))
+    return SharedRun(result, path, mode_flag)
+
+
 def test_json_report_names_a_default_limit_kept_files_and_crashes(
-    pytester: pytest.Pytester, run: Runner
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """The limit's source, the kept capture file, and how a crashed child ended, with
-    memray's figures up to the crash."""
-    pytester.makepyfile(
-        """
-        import os
-
-        def test_under_default_limit():
-            data = bytearray(1024 * 1024)
-            assert data is not None
-
-        def test_crashes():
-            held = bytearray(8 * 1024 * 1024)
-            os._exit(3)
-        """
-    )
-    result = run(
-        "--memray-isolate",
-        "--memray-limit-memory=64 MB",
-        "--memray-bin-path=captures",
-        "--memray-json=out.json",
-    )
-    result.assert_outcomes(passed=1, failed=1)
-    tests = _by_name(_load(pytester.path / "out.json"))
+    memray's figures up to the crash (fork mode)."""
+    shared = _json_run(tmp_path_factory, MODE_FLAGS["fork"])
+    assert outcomes_in(shared.result, f"{_DEFAULT_LIMIT_MODULE}.py") == {"passed": 1, "failed": 1}
+    tests = _by_name(_load(shared.path / "out.json"))
     under = tests["test_under_default_limit"]
     assert under["limit"] == {
         "kind": "limit_memory",
@@ -155,13 +189,13 @@ def test_json_report_from_the_ini_under_xdist(pytester: pytest.Pytester, run: Ru
 
 @pytest.mark.parametrize("flag", ["--memray-json", "--memray-html"])
 def test_report_path_that_is_a_directory_is_a_usage_error(
-    pytester: pytest.Pytester, run: Runner, flag: str
+    pytester: pytest.Pytester, run_inprocess: Runner, flag: str
 ) -> None:
     """The JSON report's and the HTML page's path must be a file name, checked before any
-    test runs."""
+    test runs (so in pytest's process: nothing is tracked)."""
     pytester.mkdir("reports")
     pytester.makepyfile("def test_nothing():\n    pass\n")
-    result = run("--memray", f"{flag}=reports")
+    result = run_inprocess("--memray", f"{flag}=reports")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [f"ERROR: {flag} = 'reports' (from the command line): */reports is a directory; expected a file name"]
@@ -196,33 +230,12 @@ def test_summary_ends_with_the_highest_peak_and_the_mode(shared: SharedRun) -> N
 
 
 def test_json_report_lists_the_leaks_that_counted(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
+    tmp_path_factory: pytest.TempPathFactory, mode_flag: str
 ) -> None:
     """For limit_leaks tests, the leaks over the limit, with size and place; null elsewhere."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        LEAKED = []
-
-        def leak():
-            LEAKED.append(bytearray(2 * 1024 * 1024))
-
-        @pytest.mark.limit_leaks("1 MB")
-        def test_leaks():
-            leak()
-
-        @pytest.mark.limit_leaks("1 MB")
-        def test_clean():
-            data = bytearray(2 * 1024 * 1024)
-            del data
-
-        def test_unchecked():
-            pass
-        """
-    )
-    run(mode_flag, "--memray-json=out.json").assert_outcomes(passed=2, failed=1)
-    tests = _by_name(_load(pytester.path / "out.json"))
+    shared = _json_run(tmp_path_factory, mode_flag)
+    assert outcomes_in(shared.result, f"{_LEAKS_MODULE}.py") == {"passed": 2, "failed": 1}
+    tests = _by_name(_load(shared.path / "out.json"))
     leaks = tests["test_leaks"]["leaks"]
     assert len(leaks) == 1
     assert leaks[0]["size"] >= 2 * 1024 * 1024

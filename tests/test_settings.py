@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import Runner
+from conftest import Runner, SharedRun, outcomes_in, run_once, run_suites
 from pytest_memray_isolate._options import ISOLATION_MODES, default_isolation_mode
 
 _TWO_TESTS = """
@@ -162,27 +162,54 @@ def test_a_path_after_memray_isolate_keeps_its_place(pytester: pytest.Pytester, 
     result.stdout.fnmatch_lines(["test_a.py::test_a PASSED*", "test_b.py::test_b PASSED*"])
 
 
+_ONE_MARKED = """
+import os
+import pytest
+
+PARENT = os.getpid()
+
+@pytest.mark.memray_isolate
+def test_isolated():
+    assert os.getpid() != PARENT
+
+def test_not_isolated():
+    assert os.getpid() == PARENT
+"""
+
+_CLASS_MARKED = """
+import os
+import pytest
+
+PARENT = os.getpid()
+
+class TestIsolated:
+    pytestmark = pytest.mark.memray_isolate("fork")
+
+    def test_one(self):
+        assert os.getpid() != PARENT
+
+    def test_two(self):
+        assert os.getpid() != PARENT
+"""
+
+_ONE_MARKED_MODULE = "test_memray_isolate_marker_isolates_one_test_without_any_flag"
+_CLASS_MARKED_MODULE = "test_memray_isolate_marker_through_pytestmark"
+
+
+def _markers_alone(factory: pytest.TempPathFactory) -> SharedRun:
+    """Both marker suites in one run without any flag: each marker isolates only the
+    tests it marks, so neither suite changes the other's."""
+    suites = {_ONE_MARKED_MODULE: _ONE_MARKED, _CLASS_MARKED_MODULE: _CLASS_MARKED}
+    return run_once(factory, "settings-markers-alone", lambda path: run_suites(path, suites, "-rA"))
+
+
 def test_memray_isolate_marker_isolates_one_test_without_any_flag(
-    pytester: pytest.Pytester, run: Runner
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """@pytest.mark.memray_isolate runs that test in a child even without --memray."""
-    pytester.makepyfile(
-        """
-        import os
-        import pytest
-
-        PARENT = os.getpid()
-
-        @pytest.mark.memray_isolate
-        def test_isolated():
-            assert os.getpid() != PARENT
-
-        def test_not_isolated():
-            assert os.getpid() == PARENT
-        """
-    )
-    result = run()
-    result.assert_outcomes(passed=2)
+    """@pytest.mark.memray_isolate runs that test in a child even without --memray; the run,
+    with no flag and only markers, prints no MEMRAY REPORT."""
+    result = _markers_alone(tmp_path_factory).result
+    assert outcomes_in(result, f"{_ONE_MARKED_MODULE}.py") == {"passed": 2}
     result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
 
 
@@ -209,27 +236,10 @@ def test_a_mode_is_read_alike_by_the_option_and_the_marker(pytester: pytest.Pyte
     }
 
 
-def test_memray_isolate_marker_through_pytestmark(pytester: pytest.Pytester, run: Runner) -> None:
+def test_memray_isolate_marker_through_pytestmark(tmp_path_factory: pytest.TempPathFactory) -> None:
     """A class's pytestmark isolates each of its tests."""
-    pytester.makepyfile(
-        """
-        import os
-        import pytest
-
-        PARENT = os.getpid()
-
-        class TestIsolated:
-            pytestmark = pytest.mark.memray_isolate("fork")
-
-            def test_one(self):
-                assert os.getpid() != PARENT
-
-            def test_two(self):
-                assert os.getpid() != PARENT
-        """
-    )
-    result = run()
-    result.assert_outcomes(passed=2)
+    result = _markers_alone(tmp_path_factory).result
+    assert outcomes_in(result, f"{_CLASS_MARKED_MODULE}.py") == {"passed": 2}
 
 
 @pytest.mark.parametrize(
