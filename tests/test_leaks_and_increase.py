@@ -287,9 +287,10 @@ def _mode_runs(factory: pytest.TempPathFactory, mode: str) -> Runs:
     --fail-on-increase; then the tolerance modules' second steps, one run per tolerance
     (the isolate(default fork) cases), and the increase module's second and third steps.
 
-    Shared by every test of this file but the xdist one and the markers-only cases. They
-    can share the first run: --fail-on-increase compares only limit_memory tests, with their
-    own last passing run, and no test of the other modules fails with or without it.
+    Shared by the tests of _SHARED_SUITES, the raising-filter test's cases with a tracking
+    option, the increase test's command-line cases and (fork) the tolerance test. They can
+    share the first run: --fail-on-increase compares only limit_memory tests, each with its
+    own last passing run, and there is none yet; the later runs name their own modules.
     """
     flag = MODE_FLAGS[mode]
 
