@@ -222,17 +222,14 @@ def _saved(result: pytest.RunResult) -> Dict[str, object]:
 
 @dataclass(frozen=True)
 class Runs:
-    """Runs made one after the other in one directory, by the name of each; the directory;
-    and what the first run left in the TMPDIR of its own it had."""
+    """Runs made one after the other in one directory, by the name of each; what the first
+    run left in the TMPDIR of its own it had; the process ids each module recorded (in
+    ``pids-MODULE``), and whether none of a module's runs any more."""
 
     results: Dict[str, pytest.RunResult]
-    path: Path
     leftovers: List[str]
-
-    def pids(self, module: str) -> List[int]:
-        """The process ids ``module``'s tests recorded."""
-        path = self.path / f"pids-{module}"
-        return [int(word) for word in path.read_text().split()] if path.exists() else []
+    pids: Dict[str, List[int]]
+    gone: Dict[str, bool]
 
 
 def _runs_once(
@@ -244,8 +241,11 @@ def _runs_once(
     runs made one after the other in one directory; every caller gets every run.
 
     ``start`` gives its first run ``tmp_environment`` (TMPDIR, a short directory of its own:
-    multiprocessing puts Unix sockets there); what is left in it is listed once that run
-    ends. The results and that listing are saved beside the runs, for the callers that
+    multiprocessing puts Unix sockets there); what is left in it is listed once the runs
+    end. Whether the processes each module recorded are gone is asked then too, here: a
+    test in pytest's own process records pytest's parent, the warm process of the xdist
+    worker that started the run, which ``gone`` leaves out only in that worker. The
+    results, the listing and the answers are saved beside the runs, for the callers that
     find the runs made already.
     """
 
@@ -256,9 +256,15 @@ def _runs_once(
             leftovers = sorted(path.name for path in tmp.iterdir())
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        pids = {
+            path.name[len("pids-") :]: [int(word) for word in path.read_text().split()]
+            for path in directory.glob("pids-*")
+        }
         saved = {
             "results": {name: _saved(result) for name, result in results.items()},
             "leftovers": leftovers,
+            "pids": pids,
+            "gone": {module: gone(numbers) for module, numbers in pids.items()},
         }
         (directory / "runs.json").write_text(json.dumps(saved))
         return next(iter(results.values()))
@@ -269,7 +275,7 @@ def _runs_once(
         name: pytest.RunResult(data["ret"], data["outlines"], data["errlines"], data["duration"])
         for name, data in saved["results"].items()
     }
-    return Runs(results, directory, saved["leftovers"])
+    return Runs(results, saved["leftovers"], saved["pids"], saved["gone"])
 
 
 def _increase_steps(directory: Path, *flags: str) -> Dict[str, pytest.RunResult]:
@@ -601,8 +607,7 @@ def test_a_leaks_filter_that_raises_fails_its_test_and_the_run_goes_on(
         ]
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
-    # Every process the run started, and the forkserver.
-    pids = runs.pids(module)
-    assert pids
-    assert gone(pids)
+    # Every process the run started, and the forkserver (asked right after the runs, _runs_once).
+    assert runs.pids[module]
+    assert runs.gone[module]
     assert runs.leftovers == []
