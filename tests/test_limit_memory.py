@@ -488,7 +488,7 @@ def test_malformed_markers_error_alike_in_every_isolation_mode(
         suites = {_MALFORMED_MODULE: _malformed_suite()}
         flags = [EVERY_ISOLATION_FLAG[mode], "-rA"]
         result = run_once(
-            tmp_path_factory, f"malformed-{mode}", lambda path: run_suites(path, suites, *flags)
+            tmp_path_factory, f"limit-memory-malformed-{mode}", lambda path: run_suites(path, suites, *flags)
         ).result
     assert outcomes_in(result, f"{_MALFORMED_MODULE}.py") == {"passed": 1, "errors": len(MALFORMED_MARKERS)}
     sections = report_sections(result.outlines)

@@ -318,15 +318,20 @@ def test_the_switch_repeats_every_limit_leaks_test(
     if where == "ini":
         ini = "[pytest]\nmemray_repeat_leaks = 1,2\n"
         result, path = _own_run(
-            tmp_path_factory, "switch-ini", suites, "--memray", "--memray-json=out.json", ini=ini
+            tmp_path_factory, "repeated-switch-ini", suites, "--memray", "--memray-json=out.json", ini=ini
         )
         switched_off, _ = _own_run(
-            tmp_path_factory, "switch-ini-off", suites, "--memray", "--memray-repeat-leaks=off", ini=ini
+            tmp_path_factory,
+            "repeated-switch-ini-off",
+            suites,
+            "--memray",
+            "--memray-repeat-leaks=off",
+            ini=ini,
         )
         switched_off.assert_outcomes(failed=2)
     else:
         flags = ["--memray", "--memray-repeat-leaks", "--memray-json=out.json"]
-        result, path = _own_run(tmp_path_factory, "switch-command-line", suites, *flags)
+        result, path = _own_run(tmp_path_factory, "repeated-switch-command-line", suites, *flags)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         ["*_ test_cache_opted_out _*", "Test was allowed to leak 1.0KiB per location but*"]
