@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Dict, List, Optional
 
 import pytest
 
@@ -14,11 +20,11 @@ from conftest import (
     Runner,
     gone,
     outcomes_in,
-    recorded_pids,
     report_sections,
     run_once,
-    run_suites,
     sources_by_mode,
+    warm_run,
+    without_plugins,
 )
 
 _LEAKY = """
@@ -46,11 +52,25 @@ def test_leak_filtered_out():
     leak(2 * 1024 * 1024)
 """
 
+_GROWING = """
+import os
+import pytest
 
-# -- checks that share one run per mode ----------------------------------------------
+@pytest.mark.limit_memory("100 MB")
+def test_grows():
+    data = bytearray(int(os.environ["MIB"]) * 1024 * 1024)
+    assert data is not None
+"""
+
+
+# -- checks that share runs -------------------------------------------------------------
 #
-# Each module is the suite of the test of the same name; one run per mode (-rA, every
-# test in the report) holds them all, and each test checks its own module's part.
+# Each module is the suite of the test of the same name (or of one of its cases); the
+# runs below hold them, and each test checks its own module's part: its outcomes in the
+# -rA summary, its tests' sections, the process ids it recorded. Runs that compare with
+# a last passing run (--fail-on-increase) keep pytest's cache in their directory and run
+# one after the other there: a case's modules read in each run which step it is (STEP)
+# and allocate that step's size.
 
 _OLD_PYTHON = sys.version_info < (3, 13, 3)
 
@@ -98,15 +118,267 @@ if _OLD_PYTHON:
             pass
         """
 
+#: The module of test_fail_on_increase_compares_with_the_last_passing_run, run in three
+#: steps (STEP 0, 1, 2). Two tests of 2, 3, 3 MiB and 2, 1, 2 MiB: the first shows that a
+#: failing run is not recorded (the third step compares with the first step's 2 MiB
+#: again), the second that a passing run is (its third step compares with 1 MiB).
+_INCREASE_MODULE = "test_fail_on_increase_compares_with_the_last_passing_run"
+_INCREASE = """
+import os
+import pytest
+
+STEP = int(os.environ["STEP"])
+
+@pytest.mark.limit_memory("100 MB")
+def test_grows_and_stays_grown():
+    data = bytearray([2, 3, 3][STEP] * 1024 * 1024)
+    assert data is not None
+
+@pytest.mark.limit_memory("100 MB")
+def test_shrinks_then_grows_back():
+    data = bytearray([2, 1, 2][STEP] * 1024 * 1024)
+    assert data is not None
+"""
+
+#: test_fail_on_increase_tolerance's cases: a tolerance and the outcome of growing from 2 to 3 MiB.
+_TOLERANCES = [("60%", "passed"), ("40%", "failed"), ("2 MB", "passed"), ("512 KB", "failed")]
+
+
+def _tolerance_module(tolerance: str) -> str:
+    """The name of the module of test_fail_on_increase_tolerance's case for ``tolerance``."""
+    return "test_fail_on_increase_tolerance_" + re.sub(r"\W", "_", tolerance)
+
+
+def _tolerance_suite(tolerance: str) -> str:
+    """A limited test of 2 MiB on step 0 and 3 MiB on step 1, named after its tolerance."""
+    name = re.sub(r"\W", "_", tolerance)
+    return f"""
+import os
+import pytest
+
+@pytest.mark.limit_memory("100 MB")
+def test_grows_{name}():
+    data = bytearray([2, 3][int(os.environ["STEP"])] * 1024 * 1024)
+    assert data is not None
+"""
+
+
+def _raising_filter_module(repeats: Optional[int]) -> str:
+    """The module of test_a_leaks_filter_that_raises_fails_its_test_and_the_run_goes_on's case."""
+    return f"test_raising_filter_repeats_{repeats}"
+
+
+def _raising_filter_suite(repeats: Optional[int]) -> str:
+    """A test whose limit_leaks filter raises, then one that passes; the first records its
+    process and that process's parent in ``pids-MODULE``. Test names carry ``repeats``:
+    two such modules share a run, and a section is named after its test alone."""
+    return f"""
+import os
+import pytest
+
+LEAKED = []
+
+def picky(stack):
+    raise ValueError("cannot judge this stack")
+
+@pytest.mark.limit_leaks("1 MB", filter_fn=picky, repeats={repeats})
+def test_leaks_{repeats}():
+    with open("pids-{_raising_filter_module(repeats)}", "a") as stream:  # the test's process and its parent
+        stream.write(f"{{os.getpid()}} {{os.getppid()}}\\n")
+    LEAKED.append(bytearray(2 * 1024 * 1024))
+
+def test_after_{repeats}():
+    pass
+"""
+
+
+_REPEATS = [None, 2]
+
+
+def _write(directory: Path, suites: Dict[str, str]) -> List[str]:
+    """Write each module of ``suites`` into ``directory``; their file names."""
+    for name, source in suites.items():
+        (directory / f"{name}.py").write_text(textwrap.dedent(source).strip("\n") + "\n")
+    return [f"{name}.py" for name in suites]
+
+
+def _run_in(directory: Path, *args: str, environment: Dict[str, str]) -> pytest.RunResult:
+    """pytest in ``directory`` (forked warm, as ``run`` does) keeping pytest's cache there, as
+    ``run(..., plugins=["xdist"], keep_cache=True)`` does; ``environment`` adds variables."""
+    variables = {name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"}
+    variables.update(environment)
+    arguments = [*without_plugins(["xdist"]), *args]
+    return warm_run(directory, arguments, environ=variables, cwd=directory, timeout=150)
+
+
+def _saved(result: pytest.RunResult) -> Dict[str, object]:
+    return {
+        "ret": int(result.ret),
+        "outlines": result.outlines,
+        "errlines": result.errlines,
+        "duration": result.duration,
+    }
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Runs made one after the other in one directory, by the name of each; what the first
+    run left in the TMPDIR of its own it had; the process ids each module recorded (in
+    ``pids-MODULE``), and whether none of a module's runs any more."""
+
+    results: Dict[str, pytest.RunResult]
+    leftovers: List[str]
+    pids: Dict[str, List[int]]
+    gone: Dict[str, bool]
+
+
+def _runs_once(
+    factory: pytest.TempPathFactory,
+    key: str,
+    start: Callable[[Path, Dict[str, str]], Dict[str, pytest.RunResult]],
+) -> Runs:
+    """``start(directory, tmp_environment)`` once per session (conftest's ``run_once``), for
+    runs made one after the other in one directory; every caller gets every run.
+
+    ``start`` gives its first run ``tmp_environment`` (TMPDIR, a short directory of its own:
+    multiprocessing puts Unix sockets there); what is left in it is listed once the runs
+    end. Whether the processes each module recorded are gone is asked then too, here: a
+    test in pytest's own process records pytest's parent, the warm process of the xdist
+    worker that started the run, which ``gone`` leaves out only in that worker. The
+    results, the listing and the answers are saved beside the runs, for the callers that
+    find the runs made already.
+    """
+
+    def start_and_save(directory: Path) -> pytest.RunResult:
+        tmp = Path(tempfile.mkdtemp(prefix="pmi-"))
+        try:
+            results = start(directory, {"TMPDIR": str(tmp)})
+            leftovers = sorted(path.name for path in tmp.iterdir())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        pids = {
+            path.name[len("pids-") :]: [int(word) for word in path.read_text().split()]
+            for path in directory.glob("pids-*")
+        }
+        saved = {
+            "results": {name: _saved(result) for name, result in results.items()},
+            "leftovers": leftovers,
+            "pids": pids,
+            "gone": {module: gone(numbers) for module, numbers in pids.items()},
+        }
+        (directory / "runs.json").write_text(json.dumps(saved))
+        return next(iter(results.values()))
+
+    _, directory = run_once(factory, key, start_and_save)
+    saved = json.loads((directory / "runs.json").read_text())
+    results = {
+        name: pytest.RunResult(data["ret"], data["outlines"], data["errlines"], data["duration"])
+        for name, data in saved["results"].items()
+    }
+    return Runs(results, saved["leftovers"], saved["pids"], saved["gone"])
+
+
+def _increase_steps(directory: Path, *flags: str) -> Dict[str, pytest.RunResult]:
+    """The increase module's second and third steps (STEP 1 and 2), with ``flags``."""
+    module = f"{_INCREASE_MODULE}.py"
+    return {
+        "second": _run_in(directory, *flags, "-rA", module, environment={"STEP": "1"}),
+        "third": _run_in(directory, *flags, "-rA", module, environment={"STEP": "2"}),
+    }
+
+
+def _mode_runs(factory: pytest.TempPathFactory, mode: str) -> Runs:
+    """One mode's runs: the first holds _SHARED_SUITES, the raising-filter modules, the
+    increase module's first step and (fork mode) the tolerance modules' first step, with
+    --fail-on-increase; then the tolerance modules' second steps, one run per tolerance
+    (the isolate(default fork) cases), and the increase module's second and third steps.
+
+    Shared by the tests of _SHARED_SUITES, the raising-filter test's cases with a tracking
+    option, the increase test's command-line cases and (fork) the tolerance test. They can
+    share the first run: --fail-on-increase compares only limit_memory tests, each with its
+    own last passing run, and there is none yet; the later runs name their own modules.
+    """
+    flag = MODE_FLAGS[mode]
+
+    def start(directory: Path, tmp_environment: Dict[str, str]) -> Dict[str, pytest.RunResult]:
+        suites = {**_SHARED_SUITES, _INCREASE_MODULE: _INCREASE}
+        suites.update(
+            {_raising_filter_module(repeats): _raising_filter_suite(repeats) for repeats in _REPEATS}
+        )
+        if mode == "fork":
+            suites.update(
+                {_tolerance_module(tolerance): _tolerance_suite(tolerance) for tolerance, _ in _TOLERANCES}
+            )
+        _write(directory, suites)
+        flags = [flag, "-rA", "--most-allocations=0", "--fail-on-increase"]
+        results = {"first": _run_in(directory, *flags, environment={"STEP": "0", **tmp_environment})}
+        if mode == "fork":
+            for tolerance, _ in _TOLERANCES:
+                results[f"tolerance {tolerance}"] = _run_in(
+                    directory,
+                    "--memray-isolate",
+                    f"--fail-on-increase={tolerance}",
+                    "-rA",
+                    f"{_tolerance_module(tolerance)}.py",
+                    environment={"STEP": "1"},
+                )
+        results.update(_increase_steps(directory, flag, "--fail-on-increase"))
+        return results
+
+    return _runs_once(factory, f"leaks-{mode}", start)
+
+
+def _ini_runs(factory: pytest.TempPathFactory, key: str) -> Runs:
+    """The increase module's three steps in fork mode, switched on by the ini key ``key``
+    (this project's and pytest-memray's spellings), in a directory of their own."""
+
+    def start(directory: Path, tmp_environment: Dict[str, str]) -> Dict[str, pytest.RunResult]:
+        (directory / "pytest.ini").write_text(f"[pytest]\n{key} = true\n")
+        _write(directory, {_INCREASE_MODULE: _INCREASE})
+        flag = MODE_FLAGS["fork"]
+        first = _run_in(directory, flag, "-rA", environment={"STEP": "0", **tmp_environment})
+        return {"first": first, **_increase_steps(directory, flag)}
+
+    return _runs_once(factory, f"leaks-ini-{key}", start)
+
+
+def _markers_only_runs(factory: pytest.TempPathFactory) -> Runs:
+    """No tracking option: ``--fail-on-increase suite_dir`` twice (2, then 3 MiB), the first
+    run also naming the raising-filter modules, which are outside suite_dir.
+
+    Shared by test_fail_on_increase_does_not_swallow_the_path_after_it and the markers-only
+    cases of the raising-filter test: --fail-on-increase does not change a limit_leaks test.
+    """
+
+    def start(directory: Path, tmp_environment: Dict[str, str]) -> Dict[str, pytest.RunResult]:
+        (directory / "suite_dir").mkdir()
+        (directory / "suite_dir" / "__init__.py").write_text("")
+        (directory / "suite_dir" / "test_inner.py").write_text(_GROWING)
+        filters = _write(
+            directory,
+            {_raising_filter_module(repeats): _raising_filter_suite(repeats) for repeats in _REPEATS},
+        )
+        first = _run_in(
+            directory,
+            "--fail-on-increase",
+            "suite_dir",
+            *filters,
+            "-rA",
+            environment={"MIB": "2", **tmp_environment},
+        )
+        second = _run_in(directory, "--fail-on-increase", "suite_dir", environment={"MIB": "3"})
+        return {"first": first, "second": second}
+
+    return _runs_once(factory, "leaks-markers-only", start)
+
+
+_MODE_OF_FLAG = {flag: mode for mode, flag in MODE_FLAGS.items()}
+
 
 @pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> pytest.RunResult:
-    """_SHARED_SUITES run once per tracking mode, in a fresh interpreter."""
-    flags = [MODE_FLAGS[request.param], "-rA", "--most-allocations=0"]
-    result, _ = run_once(
-        tmp_path_factory, f"leaks-{request.param}", lambda path: run_suites(path, _SHARED_SUITES, *flags)
-    )
-    return result
+    """The first run of each tracking mode's runs (_mode_runs), which holds _SHARED_SUITES."""
+    return _mode_runs(tmp_path_factory, request.param).results["first"]
 
 
 def test_limit_leaks_fails_only_the_leaking_test(shared: pytest.RunResult) -> None:
@@ -191,57 +463,60 @@ def test_limit_leaked_objects_reports_survivors(
     )
 
 
-_GROWING = """
-import os
-import pytest
-
-@pytest.mark.limit_memory("100 MB")
-def test_grows():
-    data = bytearray(int(os.environ["MIB"]) * 1024 * 1024)
-    assert data is not None
-"""
-
-
 def _run_with_cache(run: Runner, monkeypatch: pytest.MonkeyPatch, mib: int, *args: str) -> pytest.RunResult:
     """A run that keeps pytest's cache (the comparison's memory) and xdist (-n)."""
     monkeypatch.setenv("MIB", str(mib))
     return run(*args, plugins=["xdist"], keep_cache=True)
 
 
-@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode("ini", "pytest-memray's ini spelling"))
+#: The ini key of each ini source of sources_by_mode below.
+_INI_KEYS = {"ini": "fail_on_increase", "pytest-memray's ini spelling": "fail-on-increase"}
+
+
+@pytest.mark.parametrize(("where", "mode_flag"), sources_by_mode(*_INI_KEYS))
 def test_fail_on_increase_compares_with_the_last_passing_run(
-    pytester: pytest.Pytester, run: Runner, monkeypatch: pytest.MonkeyPatch, mode_flag: str, where: str
+    tmp_path_factory: pytest.TempPathFactory, mode_flag: str, where: str
 ) -> None:
-    """A limited test that grows past its last passing run fails; only passing runs are recorded."""
-    pytester.makepyfile(_GROWING)
-    flags = [mode_flag]
+    """A limited test that grows past its last passing run fails; only passing runs are recorded.
+
+    The command-line cases share their mode's runs (_mode_runs), each ini case has runs of its own.
+    """
     if where == "command line":
-        flags.append("--fail-on-increase")
+        runs = _mode_runs(tmp_path_factory, _MODE_OF_FLAG[mode_flag])
     else:
-        key = "fail_on_increase" if where == "ini" else "fail-on-increase"
-        pytester.makeini(f"[pytest]\n{key} = true\n")
-    _run_with_cache(run, monkeypatch, 2, *flags).assert_outcomes(passed=1)
-    grown = _run_with_cache(run, monkeypatch, 3, *flags)
-    grown.assert_outcomes(failed=1)
-    grown.stdout.fnmatch_lines(["Test previously used 2.0MiB but now uses 3.0MiB"])
-    again = _run_with_cache(run, monkeypatch, 3, *flags)
-    again.assert_outcomes(failed=1)
-    again.stdout.fnmatch_lines(["Test previously used 2.0MiB but now uses 3.0MiB"])
-    _run_with_cache(run, monkeypatch, 1, *flags).assert_outcomes(passed=1)
-    smaller_then_bigger = _run_with_cache(run, monkeypatch, 2, *flags)
-    smaller_then_bigger.stdout.fnmatch_lines(["Test previously used 1.0MiB but now uses 2.0MiB"])
+        runs = _ini_runs(tmp_path_factory, _INI_KEYS[where])
+    first, second, third = (runs.results[step] for step in ("first", "second", "third"))
+    grows = f"{_INCREASE_MODULE}.py::test_grows_and_stays_grown"
+    shrinks = f"{_INCREASE_MODULE}.py::test_shrinks_then_grows_back"
+    assert outcomes_in(first, grows) == {"passed": 1}  # 2 MiB, the first record
+    assert outcomes_in(first, shrinks) == {"passed": 1}  # 2 MiB, the first record
+    assert outcomes_in(second, grows) == {"failed": 1}  # 3 MiB
+    pytest.LineMatcher(report_sections(second.outlines)["test_grows_and_stays_grown"]).fnmatch_lines(
+        ["Test previously used 2.0MiB but now uses 3.0MiB"]
+    )
+    assert outcomes_in(third, grows) == {"failed": 1}  # 3 MiB again: the failed run was not recorded
+    pytest.LineMatcher(report_sections(third.outlines)["test_grows_and_stays_grown"]).fnmatch_lines(
+        ["Test previously used 2.0MiB but now uses 3.0MiB"]
+    )
+    assert outcomes_in(second, shrinks) == {"passed": 1}  # 1 MiB
+    assert outcomes_in(third, shrinks) == {"failed": 1}  # 2 MiB: the passing run was recorded
+    pytest.LineMatcher(report_sections(third.outlines)["test_shrinks_then_grows_back"]).fnmatch_lines(
+        ["Test previously used 1.0MiB but now uses 2.0MiB"]
+    )
 
 
-@pytest.mark.parametrize(
-    ("tolerance", "outcome"), [("60%", "passed"), ("40%", "failed"), ("2 MB", "passed"), ("512 KB", "failed")]
-)
+@pytest.mark.parametrize(("tolerance", "outcome"), _TOLERANCES)
 def test_fail_on_increase_tolerance(
-    pytester: pytest.Pytester, run: Runner, monkeypatch: pytest.MonkeyPatch, tolerance: str, outcome: str
+    tmp_path_factory: pytest.TempPathFactory, tolerance: str, outcome: str
 ) -> None:
-    """A percentage or a size of growth is allowed; more than that fails with the tolerance named."""
-    pytester.makepyfile(_GROWING)
-    _run_with_cache(run, monkeypatch, 2, "--memray-isolate").assert_outcomes(passed=1)
-    result = _run_with_cache(run, monkeypatch, 3, "--memray-isolate", f"--fail-on-increase={tolerance}")
+    """A percentage or a size of growth is allowed; more than that fails with the tolerance named.
+
+    The first step (2 MiB) is in fork mode's first run, the second (3 MiB) a run of its own
+    with the tolerance (_mode_runs).
+    """
+    runs = _mode_runs(tmp_path_factory, "fork")
+    assert outcomes_in(runs.results["first"], f"{_tolerance_module(tolerance)}.py") == {"passed": 1}
+    result = runs.results[f"tolerance {tolerance}"]
     result.assert_outcomes(**{outcome: 1})
     if outcome == "failed":
         result.stdout.fnmatch_lines(
@@ -250,14 +525,12 @@ def test_fail_on_increase_tolerance(
 
 
 def test_fail_on_increase_does_not_swallow_the_path_after_it(
-    pytester: pytest.Pytester, run: Runner, monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """pytest --fail-on-increase tests/ reads tests/ as the path to run."""
-    folder = pytester.mkpydir("suite_dir")
-    (folder / "test_inner.py").write_text(_GROWING)
-    _run_with_cache(run, monkeypatch, 2, "--fail-on-increase", "suite_dir").assert_outcomes(passed=1)
-    grown = _run_with_cache(run, monkeypatch, 3, "--fail-on-increase", "suite_dir")
-    grown.assert_outcomes(failed=1)
+    """pytest --fail-on-increase tests/ reads tests/ as the path to run (_markers_only_runs)."""
+    runs = _markers_only_runs(tmp_path_factory)
+    assert outcomes_in(runs.results["first"], "suite_dir/test_inner.py") == {"passed": 1}
+    runs.results["second"].assert_outcomes(failed=1)
 
 
 def test_fail_on_increase_works_under_xdist(
@@ -305,38 +578,27 @@ def test_public_names() -> None:
     assert isinstance(pytest_memray_isolate.MemoryRegion, type)
 
 
-@pytest.mark.parametrize("repeats", [None, 2])
+@pytest.mark.parametrize("repeats", _REPEATS)
 @pytest.mark.parametrize("flag", [None, *sorted(MODE_FLAGS.values())])
 def test_a_leaks_filter_that_raises_fails_its_test_and_the_run_goes_on(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, flag: Optional[str], repeats: Optional[int]
+    tmp_path_factory: pytest.TempPathFactory, flag: Optional[str], repeats: Optional[int]
 ) -> None:
     """A limit_leaks filter_fn that raises fails that test, naming the filter and its exception,
-    instead of aborting the session; later tests run; nothing is left in the temporary directory."""
-    pytester.makepyfile(
-        f"""
-        import os
-        import pytest
+    instead of aborting the session; later tests run; nothing is left in the temporary directory.
 
-        LEAKED = []
-
-        def picky(stack):
-            raise ValueError("cannot judge this stack")
-
-        @pytest.mark.limit_leaks("1 MB", filter_fn=picky, repeats={repeats})
-        def test_leaks():
-            with open("pids", "a") as stream:  # the test's process and its parent
-                stream.write(f"{{os.getpid()}} {{os.getppid()}}\\n")
-            LEAKED.append(bytearray(2 * 1024 * 1024))
-
-        def test_after():
-            pass
-        """
-    )
-    result = run(*([] if flag is None else [flag]), "-rf")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
+    Each mode's case is a module of that mode's first run (_mode_runs; no flag:
+    _markers_only_runs), which had a TMPDIR of its own: the check that nothing is left
+    there holds for every test of that run.
+    """
+    if flag is None:
+        runs = _markers_only_runs(tmp_path_factory)
+    else:
+        runs = _mode_runs(tmp_path_factory, _MODE_OF_FLAG[flag])
+    result = runs.results["first"]
+    module = _raising_filter_module(repeats)
+    assert outcomes_in(result, f"{module}.py") == {"passed": 1, "failed": 1}
+    pytest.LineMatcher(report_sections(result.outlines)[f"test_leaks_{repeats}"]).fnmatch_lines(
         [
-            "*_ test_leaks _*",
             "limit_leaks' filter_fn picky raised ValueError: cannot judge this stack",
             "*- memray-leaked-memory -*",
             "Traceback (most recent call last):",
@@ -345,6 +607,7 @@ def test_a_leaks_filter_that_raises_fails_its_test_and_the_run_goes_on(
         ]
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
-    # Every process the run started, and the forkserver; not this one (in-process runs).
-    assert gone([pid for pid in recorded_pids(pytester) if pid != os.getpid()])
-    assert list(private_tmp.iterdir()) == []
+    # Every process the run started, and the forkserver (asked right after the runs, _runs_once).
+    assert runs.pids[module]
+    assert runs.gone[module]
+    assert runs.leftovers == []

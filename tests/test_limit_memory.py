@@ -4,24 +4,43 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import List
+from typing import Dict, List
 
 import pytest
 
-from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
+from conftest import (
+    EVERY_ISOLATION_FLAG,
+    MODE_FLAGS,
+    Runner,
+    outcomes_in,
+    report_sections,
+    run_once,
+    run_suites,
+)
+
+#: The ways of tracking the limits apply with: --memray, each --memray-isolate mode, neither flag.
+_MODES = [*sorted(MODE_FLAGS), "markers only"]
 
 
-@pytest.fixture(params=[*sorted(MODE_FLAGS), "markers only"])
-def flags(request: pytest.FixtureRequest) -> list[str]:
-    """Limits apply with --memray, with --memray-isolate, and with neither flag."""
-    flag = MODE_FLAGS.get(request.param)
+def _mode_flags(mode: str) -> List[str]:
+    """The command line of a way of tracking (none for markers only)."""
+    flag = MODE_FLAGS.get(mode)
     return [flag] if flag else []
 
 
-# -- checks that share one run per way of tracking -------------------------------------
+def _twelve_allocations(name: str) -> str:
+    """A test ``name`` over its limit by twelve allocations from twelve lines (memray merges
+    allocations made at one place)."""
+    body = "\n".join(f"    chunks.append(bytearray({100_000 + n * 1024}))" for n in range(12))
+    return f'import pytest\n\n@pytest.mark.limit_memory("1 KB")\ndef {name}():\n    chunks = []\n{body}\n    assert chunks\n'
+
+
+# -- checks that share one run per way of tracking and verbosity ------------------------
 #
 # Each module is the suite of the test of the same name; one run (-rA) per way of
-# tracking holds them all, and each test checks its own module's outcomes and sections.
+# tracking at the default verbosity, and one at -vv, hold them all, and each test checks
+# its own module's outcomes and its own tests' sections. Test names differ across the
+# modules of a run, as sections are named after their test alone.
 
 _SHARED_SUITES = {
     "test_a_test_over_its_limit_fails_with_pytest_memrays_message": """
@@ -83,31 +102,82 @@ _SHARED_SUITES = {
         """,
 }
 
+_OVER_LIMIT_MODULE = "test_a_test_over_its_limit_fails_with_pytest_memrays_message"
+_VERBOSITY_MODULE = "test_verbosity_controls_how_many_allocations_are_listed"
+_EVERY_ALLOCATION_MODULE = "test_every_allocation_reaches_the_failure_section"
+_MALFORMED_MODULE = "test_malformed_markers_error_alike_in_every_isolation_mode"
+
+
+def _default_suites(mode: str) -> Dict[str, str]:
+    """The modules of a way of tracking's run at the default verbosity: _SHARED_SUITES; in
+    fork mode the verbosity test's default case; isolated, the malformed markers."""
+    suites = dict(_SHARED_SUITES)
+    if mode == "fork":
+        suites[_VERBOSITY_MODULE] = _twelve_allocations("test_many_by_verbosity")
+    if mode in EVERY_ISOLATION_FLAG:
+        suites[_MALFORMED_MODULE] = _malformed_suite()
+    return suites
+
+
+def _very_verbose_suites(mode: str) -> Dict[str, str]:
+    """The modules of a way of tracking's -vv run: the over-limit test's (for the verbose
+    status), every allocation's, and in fork mode the verbosity test's -vv case."""
+    suites = {
+        _OVER_LIMIT_MODULE: _SHARED_SUITES[_OVER_LIMIT_MODULE],
+        _EVERY_ALLOCATION_MODULE: _twelve_allocations("test_many"),
+    }
+    if mode == "fork":
+        suites[_VERBOSITY_MODULE] = _twelve_allocations("test_many_by_verbosity")
+    return suites
+
+
+def _default_run(factory: pytest.TempPathFactory, mode: str) -> pytest.RunResult:
+    """_default_suites run once with a way of tracking, at the default verbosity.
+
+    Shared by the tests of _SHARED_SUITES, the verbosity test's default case and the
+    isolation modes' malformed-marker cases: no option but the mode's, and markers
+    (malformed ones too) apply to their own test only.
+    """
+    key = f"limit-memory-{mode.replace(' ', '-')}"
+    suites = _default_suites(mode)
+    return run_once(factory, key, lambda path: run_suites(path, suites, *_mode_flags(mode), "-rA")).result
+
+
+def _very_verbose_run(factory: pytest.TempPathFactory, mode: str) -> pytest.RunResult:
+    """_very_verbose_suites run once with a way of tracking and -vv, which lists every
+    allocation of every test and gives each test's status in words.
+
+    Shared by the over-limit test's verbose status, every allocation's test and the
+    verbosity test's -vv case: -vv is the option each of them is about.
+    """
+    key = f"limit-memory-{mode.replace(' ', '-')}-vv"
+    suites = _very_verbose_suites(mode)
+    return run_once(
+        factory, key, lambda path: run_suites(path, suites, *_mode_flags(mode), "-vv", "-rA")
+    ).result
+
 
 @dataclass(frozen=True)
-class SharedRun:
-    """One run of _SHARED_SUITES with one way of tracking, and those flags."""
+class ModeRun:
+    """The default-verbosity run of one way of tracking, and that way's name."""
 
     result: pytest.RunResult
-    flags: List[str]
+    mode: str
 
 
-@pytest.fixture(scope="module", params=[*sorted(MODE_FLAGS), "markers only"])
-def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
-    """_SHARED_SUITES run once with --memray, with each --memray-isolate mode, and with neither."""
-    flag = MODE_FLAGS.get(request.param)
-    flags = [flag] if flag else []
-    key = f"limit-memory-{request.param.replace(' ', '-')}"
-    result, _ = run_once(tmp_path_factory, key, lambda path: run_suites(path, _SHARED_SUITES, *flags, "-rA"))
-    return SharedRun(result, flags)
+@pytest.fixture(scope="module", params=_MODES)
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ModeRun:
+    """_default_run with --memray, with each --memray-isolate mode, and with neither."""
+    return ModeRun(_default_run(tmp_path_factory, request.param), request.param)
 
 
 def test_a_test_over_its_limit_fails_with_pytest_memrays_message(
-    pytester: pytest.Pytester, run: Runner, shared: SharedRun
+    tmp_path_factory: pytest.TempPathFactory, shared: ModeRun
 ) -> None:
-    """The message, the section and the M status are pytest-memray's (and -v's status: a run of its own)."""
+    """The message, the section and the M status are pytest-memray's (and -v's status word,
+    from the way of tracking's -vv run)."""
     result = shared.result
-    module = "test_a_test_over_its_limit_fails_with_pytest_memrays_message"
+    module = _OVER_LIMIT_MODULE
     assert outcomes_in(result, f"{module}.py") == {"passed": 1, "failed": 1}
     pytest.LineMatcher(report_sections(result.outlines)["test_over"]).fnmatch_lines(
         [
@@ -119,26 +189,26 @@ def test_a_test_over_its_limit_fails_with_pytest_memrays_message(
         ]
     )
     result.stdout.fnmatch_lines([f"{module}.py M.*"])
-    pytester.makepyfile(**{module: _SHARED_SUITES[module]})
-    verbose = run(*shared.flags, "-v")
-    verbose.stdout.fnmatch_lines(["*::test_over MEMORY PROBLEMS*"])
+    verbose = _very_verbose_run(tmp_path_factory, shared.mode)
+    assert outcomes_in(verbose, f"{module}.py") == {"passed": 1, "failed": 1}
+    verbose.stdout.fnmatch_lines([f"{module}.py::test_over MEMORY PROBLEMS*"])
 
 
-def test_the_closest_marker_wins(shared: SharedRun) -> None:
+def test_the_closest_marker_wins(shared: ModeRun) -> None:
     """A test's own limit_memory overrides the module's pytestmark default."""
     module = "test_the_closest_marker_wins.py"
     assert outcomes_in(shared.result, module) == {"passed": 1, "failed": 1}
     shared.result.stdout.fnmatch_lines([f"MEMORY PROBLEMS {module}::test_module_default*"])
 
 
-def test_current_thread_only_ignores_other_threads(shared: SharedRun) -> None:
+def test_current_thread_only_ignores_other_threads(shared: ModeRun) -> None:
     """Memory allocated by a helper thread counts unless current_thread_only=True."""
     module = "test_current_thread_only_ignores_other_threads.py"
     assert outcomes_in(shared.result, module) == {"passed": 1, "failed": 1}
     shared.result.stdout.fnmatch_lines([f"MEMORY PROBLEMS {module}::test_all_threads*"])
 
 
-def test_limit_does_not_change_the_outcome_of_a_failing_test(shared: SharedRun) -> None:
+def test_limit_does_not_change_the_outcome_of_a_failing_test(shared: ModeRun) -> None:
     """A test that fails on its own keeps its own failure, not the memory message."""
     module = "test_limit_does_not_change_the_outcome_of_a_failing_test.py"
     assert outcomes_in(shared.result, module) == {"failed": 1}
@@ -149,48 +219,46 @@ def test_limit_does_not_change_the_outcome_of_a_failing_test(shared: SharedRun) 
     shared.result.stdout.no_fnmatch_line(f"*{module}::test_fails*Test was limited to*")
 
 
-def _twelve_allocations(pytester: pytest.Pytester) -> None:
-    """A test over its limit by twelve allocations from twelve lines (memray merges
-    allocations made at one place)."""
-    body = "\n".join(f"    chunks.append(bytearray({100_000 + n * 1024}))" for n in range(12))
-    pytester.makepyfile(
-        "import pytest\n\n"
-        '@pytest.mark.limit_memory("1 KB")\n'
-        "def test_many():\n"
-        "    chunks = []\n"
-        f"{body}\n"
-        "    assert chunks\n"
-    )
-
-
-def test_verbosity_controls_how_many_allocations_are_listed(pytester: pytest.Pytester, run: Runner) -> None:
+def test_verbosity_controls_how_many_allocations_are_listed(
+    pytester: pytest.Pytester, run: Runner, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """-q lists none, the default lists the 10 biggest, -vv lists all of them.
 
     pytest's process cuts the list by verbosity, whatever the mode: fork mode here, and
     test_every_allocation_reaches_the_failure_section shows the whole list in each mode.
+    The default and -vv cases are modules of fork mode's runs at those verbosities
+    (_default_run, _very_verbose_run); -q, which changes every test's report, is a run of its own.
     """
-    _twelve_allocations(pytester)
     flags = [MODE_FLAGS["fork"]]
+    pytester.makepyfile(**{_VERBOSITY_MODULE: _twelve_allocations("test_many_by_verbosity")})
     quiet = run(*flags, "-q")
     quiet.stdout.fnmatch_lines(["Test was limited to 1.0KiB but allocated *"])
     quiet.stdout.no_fnmatch_line("*memray-max-memory*")
-    default = run(*flags)
-    default.stdout.fnmatch_lines(["List of allocations:", "    ...and * more"], consecutive=False)
-    assert default.stdout.str().count("allocated here:") == 10
-    very_verbose = run(*flags, "-vv")
-    very_verbose.stdout.no_fnmatch_line("*...and * more*")
-    assert very_verbose.stdout.str().count("allocated here:") >= 12
+    default = _default_run(tmp_path_factory, "fork")
+    assert outcomes_in(default, f"{_VERBOSITY_MODULE}.py") == {"failed": 1}
+    section = report_sections(default.outlines)["test_many_by_verbosity"]
+    pytest.LineMatcher(section).fnmatch_lines(
+        ["List of allocations:", "    ...and * more"], consecutive=False
+    )
+    assert "\n".join(section).count("allocated here:") == 10
+    very_verbose = _very_verbose_run(tmp_path_factory, "fork")
+    assert outcomes_in(very_verbose, f"{_VERBOSITY_MODULE}.py") == {"failed": 1}
+    section = report_sections(very_verbose.outlines)["test_many_by_verbosity"]
+    pytest.LineMatcher(section).no_fnmatch_line("*...and * more*")
+    assert "\n".join(section).count("allocated here:") >= 12
 
 
+@pytest.mark.parametrize("mode", _MODES)
 def test_every_allocation_reaches_the_failure_section(
-    pytester: pytest.Pytester, run: Runner, flags: list[str]
+    tmp_path_factory: pytest.TempPathFactory, mode: str
 ) -> None:
-    """With -vv all twelve allocations are listed, whichever process measured them."""
-    _twelve_allocations(pytester)
-    very_verbose = run(*flags, "-vv")
-    very_verbose.stdout.fnmatch_lines(["Test was limited to 1.0KiB but allocated *"])
-    very_verbose.stdout.no_fnmatch_line("*...and * more*")
-    assert very_verbose.stdout.str().count("allocated here:") >= 12
+    """With -vv all twelve allocations are listed, whichever process measured them (_very_verbose_run)."""
+    very_verbose = _very_verbose_run(tmp_path_factory, mode)
+    assert outcomes_in(very_verbose, f"{_EVERY_ALLOCATION_MODULE}.py") == {"failed": 1}
+    section = report_sections(very_verbose.outlines)["test_many"]
+    pytest.LineMatcher(section).fnmatch_lines(["Test was limited to 1.0KiB but allocated *"])
+    pytest.LineMatcher(section).no_fnmatch_line("*...and * more*")
+    assert "\n".join(section).count("allocated here:") >= 12
 
 
 def test_sizes_as_the_reports_print_them_are_accepted(pytester: pytest.Pytester, run: Runner) -> None:
@@ -390,15 +458,8 @@ def test_a_malformed_marker_is_an_error_naming_the_test_marker_and_value(
     result.stdout.no_fnmatch_line("*must not run*")
 
 
-def test_malformed_markers_error_alike_in_every_isolation_mode(
-    pytester: pytest.Pytester, run: Runner, every_isolated_flag: str
-) -> None:
-    """Under each isolation mode every malformed marker gives the same error as in process,
-    in its test's own section, without starting a child that runs it; the other test runs.
-
-    One run holds every marker (``test_marked_N`` carries the Nth), so the modes cost one
-    run each instead of one per marker.
-    """
+def _malformed_suite() -> str:
+    """A module holding every malformed marker (``test_marked_N`` carries the Nth), and a test that passes."""
     tests = "".join(
         f"""
 @pytest.mark.{marker}
@@ -407,12 +468,30 @@ def test_marked_{index}():
 """
         for index, (marker, _) in enumerate(MALFORMED_MARKERS)
     )
-    pytester.makepyfile("import pytest\n" + tests + "\n\ndef test_other():\n    pass\n")
-    result = run(every_isolated_flag, "-rE")
-    result.assert_outcomes(passed=1, errors=len(MALFORMED_MARKERS))
+    return "import pytest\n" + tests + "\n\ndef test_other():\n    pass\n"
+
+
+@pytest.mark.parametrize("mode", sorted(EVERY_ISOLATION_FLAG))
+def test_malformed_markers_error_alike_in_every_isolation_mode(
+    tmp_path_factory: pytest.TempPathFactory, mode: str
+) -> None:
+    """Under each isolation mode every malformed marker gives the same error as in process,
+    in its test's own section, without starting a child that runs it; the other test runs.
+
+    One module holds every marker, so the modes cost one run each instead of one per
+    marker; in fork and forkserver mode it is a module of that mode's default run
+    (_default_run), spawn's run is its own.
+    """
+    if mode in MODE_FLAGS:
+        result = _default_run(tmp_path_factory, mode)
+    else:
+        suites = {_MALFORMED_MODULE: _malformed_suite()}
+        flags = [EVERY_ISOLATION_FLAG[mode], "-rA"]
+        result = run_once(
+            tmp_path_factory, f"limit-memory-malformed-{mode}", lambda path: run_suites(path, suites, *flags)
+        ).result
+    assert outcomes_in(result, f"{_MALFORMED_MODULE}.py") == {"passed": 1, "errors": len(MALFORMED_MARKERS)}
     sections = report_sections(result.outlines)
-    names = [f"test_marked_{index}" for index in range(len(MALFORMED_MARKERS))]
-    assert sorted(sections) == sorted(f"ERROR at setup of {name}" for name in names)
     for index, (_, expected) in enumerate(MALFORMED_MARKERS):
         own = expected.replace("::test_marked:", f"::test_marked_{index}:")
         pytest.LineMatcher(sections[f"ERROR at setup of test_marked_{index}"]).fnmatch_lines([own])
