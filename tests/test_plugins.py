@@ -81,44 +81,6 @@ def test_figures_do_not_depend_on_pytest_randomlys_order(pytester: pytest.Pytest
         assert (peak_a, count_a) == (peak_b, count_b) or arena_table_growth(peak_b - peak_a), nodeid
 
 
-def test_async_tests_are_tracked(pytester: pytest.Pytester, mode_flag: str) -> None:
-    """Coroutine tests run by pytest-asyncio or anyio's plugin are tracked like plain ones.
-
-    One module per plugin, both in one run with both plugins loaded; each module's test
-    gets its own block in the report.
-    """
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    for marker in ("asyncio", "anyio"):
-        backend = (
-            '@pytest.fixture\ndef anyio_backend():\n    return "asyncio"\n\n' if marker == "anyio" else ""
-        )
-        pytester.makepyfile(
-            **{
-                f"test_{marker}_marker": "import asyncio\nimport pytest\n\n"
-                + backend
-                + f"@pytest.mark.{marker}\n"
-                + "async def test_awaits():\n"
-                + "    await asyncio.sleep(0)\n"
-                + "    data = bytearray(3 * 1024 * 1024)\n"
-                + "    await asyncio.sleep(0)\n"
-                + "    assert data is not None\n"
-            }
-        )
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", *without_plugins(["asyncio", "anyio"]), mode_flag, "-rA"
-    )
-    result.assert_outcomes(passed=2)
-    for marker in ("asyncio", "anyio"):
-        assert outcomes_in(result, f"test_{marker}_marker.py") == {"passed": 1}
-        result.stdout.fnmatch_lines(
-            [
-                f"Allocation results for test_{marker}_marker.py::test_awaits at the high watermark",
-                "",
-                "\t 📦 Total memory allocated: 3.0MiB",
-            ]
-        )
-
-
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]])
 def test_coverage_of_code_run_in_children_is_kept(
     pytester: pytest.Pytester, run: Runner, workers: List[str], every_isolated_flag: str
@@ -184,7 +146,23 @@ def test_pytest_randomly_gives_a_test_the_same_numbers_in_every_mode(pytester: p
     assert len(drawn) == 1, drawn
 
 
-# -- rerunfailures and doctests: one run per mode ------------------------------------------
+# -- rerunfailures, doctests and coroutine tests: one run per mode ------------------------
+
+
+def _coroutine_module(marker: str) -> str:
+    """A module whose coroutine test is run by pytest-asyncio or anyio's plugin (``marker``)."""
+    backend = '@pytest.fixture\ndef anyio_backend():\n    return "asyncio"\n\n' if marker == "anyio" else ""
+    return (
+        "import asyncio\nimport pytest\n\n"
+        + backend
+        + f"@pytest.mark.{marker}\n"
+        + "async def test_awaits():\n"
+        + "    await asyncio.sleep(0)\n"
+        + "    data = bytearray(3 * 1024 * 1024)\n"
+        + "    await asyncio.sleep(0)\n"
+        + "    assert data is not None\n"
+    )
+
 
 _RERUN_AND_DOCTEST_SUITES = {
     "test_reruns_of_isolated_tests": """
@@ -206,6 +184,8 @@ _RERUN_AND_DOCTEST_SUITES = {
             """
             return bytearray(mib * 1024 * 1024)
         ''',
+    "test_asyncio_marker": _coroutine_module("asyncio"),
+    "test_anyio_marker": _coroutine_module("anyio"),
 }
 
 
@@ -213,14 +193,24 @@ _RERUN_AND_DOCTEST_SUITES = {
 def reruns_and_doctests(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> SharedRun:
-    """_RERUN_AND_DOCTEST_SUITES run once per mode with pytest-rerunfailures (--reruns=2)
-    and --doctest-modules: only the flaky test fails, so only it is rerun, and only textmod
-    has a doctest."""
-    flags = [MODE_FLAGS[str(request.param)], "-rA", "--reruns=2", "--doctest-modules"]
+    """_RERUN_AND_DOCTEST_SUITES run once per mode with pytest-rerunfailures (--reruns=2),
+    --doctest-modules, pytest-asyncio and anyio's plugin: they do not meet, as only the
+    flaky test fails (so only it is rerun), only textmod has a doctest, and only the two
+    coroutine modules have async tests."""
+    flags = [
+        MODE_FLAGS[str(request.param)],
+        "-rA",
+        "--reruns=2",
+        "--doctest-modules",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+    ]
     return run_once(
         tmp_path_factory,
         f"plugins-{request.param}",
-        lambda path: run_suites(path, _RERUN_AND_DOCTEST_SUITES, *flags, keep=["rerunfailures"]),
+        lambda path: run_suites(
+            path, _RERUN_AND_DOCTEST_SUITES, *flags, keep=["rerunfailures", "asyncio", "anyio"]
+        ),
     )
 
 
@@ -239,3 +229,18 @@ def test_doctests_are_tracked(reruns_and_doctests: SharedRun) -> None:
     result = reruns_and_doctests.result
     assert outcomes_in(result, "textmod.py") == {"passed": 1}
     result.stdout.fnmatch_lines(["Allocation results for textmod.py::textmod.buffer at the high watermark"])
+
+
+def test_async_tests_are_tracked(reruns_and_doctests: SharedRun) -> None:
+    """Coroutine tests run by pytest-asyncio or anyio's plugin are tracked like plain ones.
+
+    One module per plugin, both in one run with both plugins loaded; each module's test
+    gets its own block in the report.
+    """
+    result = reruns_and_doctests.result
+    for marker in ("asyncio", "anyio"):
+        assert outcomes_in(result, f"test_{marker}_marker.py") == {"passed": 1}
+        heading = result.outlines.index(
+            f"Allocation results for test_{marker}_marker.py::test_awaits at the high watermark"
+        )
+        assert result.outlines[heading + 1 : heading + 3] == ["", "\t 📦 Total memory allocated: 3.0MiB"]
