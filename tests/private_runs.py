@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -29,7 +30,8 @@ def run_with_private_tmp(
     environment: Optional[Dict[str, str]] = None,
     keep: Sequence[str] = (),
 ) -> pytest.RunResult:
-    """``run_suites`` with a TMPDIR of the run's own, listed when the run ends (``left_in_tmp``).
+    """``run_suites`` with a TMPDIR of the run's own, listed when the run ends (``left_in_tmp``),
+    or up to five seconds later while it is not empty, as ``conftest.gone`` waits for processes.
 
     The directory is short (directly in the system's temporary directory): multiprocessing
     puts Unix sockets in it, whose paths may not be longer than about 100 bytes.
@@ -38,6 +40,11 @@ def run_with_private_tmp(
     try:
         variables = {**(environment or {}), "TMPDIR": str(tmp)}
         result = run_suites(directory, suites, *args, environment=variables, keep=keep)
+        # The run's processes may still be ending (a forkserver removes its files as it
+        # exits, after pytest has): what is left is read once they had time to end.
+        give_up = time.monotonic() + 5
+        while any(tmp.iterdir()) and time.monotonic() < give_up:
+            time.sleep(0.05)
         (directory / _LEFT_IN_TMP).write_text(json.dumps(sorted(path.name for path in tmp.iterdir())))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
