@@ -368,7 +368,6 @@ def test_subtests_are_reported_as_without_isolation(isolated: SharedRun, in_proc
     assert outcomes_in(isolated.result, module) == outcomes_in(in_process.result, module)
     assert _counted(isolated.result, module) == _counted(in_process.result, module)
     assert outcomes_in(in_process.result, module).get("failed", 0) >= 1
-    assert any(line.startswith("SUBFAILED") for line in plain)
     assert _summary_of(isolated.result, module) == plain
 
 
