@@ -189,24 +189,44 @@ _MAPPING = _touching(64) + textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module", params=sorted(EVERY_MODE_FLAG))
-def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
-    """The mapping suite run once per way of tracking, with its JSON report and JUnit XML."""
-    flag = EVERY_MODE_FLAG[request.param]
-    key = f"limit-rss-{request.param}"
-    shared_run = run_once(
-        tmp_path_factory,
-        key,
-        lambda path: run_suites(
-            path, {"test_mapping": _MAPPING}, flag, "-rA", "--memray-json=out.json", "--junitxml=junit.xml"
-        ),
-    )
+#: A memray_region test's resident growth, judged over its whole call: in process only
+#: (where the judging is decided), in the in-process shared run, after test_mapping.
+_WHOLE_CALL = (
+    _TOUCHING
+    + "\n@pytest.mark.limit_rss('4 MB')\ndef test_over(memray_region):\n    touched()\n"
+    + "    with memray_region():\n        pass\n"
+    + "\n@pytest.mark.limit_rss('1 GB')\ndef test_under(memray_region):\n    touched()\n"
+    + "    with memray_region():\n        pass\n"
+)
+
+
+def _shared(factory: pytest.TempPathFactory, mode: str) -> Dict[str, Any]:
+    """The mapping suite run once in ``mode``, with its JSON report and JUnit XML; in
+    process, with _WHOLE_CALL's module too (its tests run after the mapping's, whose
+    figures they cannot change: each test's growth is measured from its own start)."""
+    suites = {"test_mapping": _MAPPING}
+    if mode == "in-process":
+        suites["test_whole_call"] = _WHOLE_CALL
+    flags = [EVERY_MODE_FLAG[mode], "-rA", "--memray-json=out.json", "--junitxml=junit.xml"]
+    shared_run = run_once(factory, f"limit-rss-{mode}", lambda path: run_suites(path, suites, *flags))
     document = json.loads((shared_run.path / "out.json").read_text())
     return {
         "result": shared_run.result,
         "tests": {test["nodeid"].split("::")[1]: test for test in document["tests"]},
         "junit": ElementTree.parse(shared_run.path / "junit.xml").getroot(),
     }
+
+
+@pytest.fixture(scope="module", params=sorted(EVERY_MODE_FLAG))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    """The mapping suite run once per way of tracking, with its JSON report and JUnit XML."""
+    return _shared(tmp_path_factory, str(request.param))
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    """The in-process run of the mapping suite, which also holds _WHOLE_CALL's module."""
+    return _shared(tmp_path_factory, "in-process")
 
 
 def test_touched_pages_show_as_resident_growth(shared: Dict[str, Any]) -> None:
@@ -328,19 +348,12 @@ def test_limit_rss_combines_with_the_other_limits(pytester: pytest.Pytester, run
 
 
 def test_limit_rss_judges_a_test_that_measures_regions_over_its_whole_call(
-    pytester: pytest.Pytester, run: Runner
+    in_process: Dict[str, Any],
 ) -> None:
     """A memray_region test's resident growth is its whole call's, regions or not: 16 MiB
     touched outside its region fail a 4 MB limit_rss, and pass a 1 GB one."""
-    pytester.makepyfile(
-        _TOUCHING
-        + "\n@pytest.mark.limit_rss('4 MB')\ndef test_over(memray_region):\n    touched()\n"
-        + "    with memray_region():\n        pass\n"
-        + "\n@pytest.mark.limit_rss('1 GB')\ndef test_under(memray_region):\n    touched()\n"
-        + "    with memray_region():\n        pass\n"
-    )
-    result = run("--memray", "-rA")
-    result.assert_outcomes(passed=1, failed=1)
+    result: pytest.RunResult = in_process["result"]
+    assert outcomes_in(result, "test_whole_call.py") == {"passed": 1, "failed": 1}
     pytest.LineMatcher(report_sections(result.outlines)["test_over"]).fnmatch_lines(
         ["Test *::test_over was limited to 4.0MiB of resident memory growth but grew by 1*MiB"]
     )

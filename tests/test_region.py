@@ -8,7 +8,8 @@ from typing import Any, Dict, List
 
 import pytest
 
-from conftest import EVERY_MODE_FLAG, Runner, SharedRun, outcomes_in, report_sections, run_once, run_suites
+from conftest import EVERY_MODE_FLAG, Runner, SharedRun, outcomes_in, report_sections, run_once
+from private_runs import left_in_tmp, run_with_private_tmp
 
 MIB = 1024 * 1024
 
@@ -70,15 +71,170 @@ _SHARED_SUITES = {
 }
 
 
+_IN_PROCESS_SUITES = {
+    "test_setup": """
+        import pytest
+
+        @pytest.fixture
+        def measured_setup(memray_region):
+            with memray_region() as region:
+                data = bytearray(3 * 1024 * 1024)
+            return region, data
+
+        def test_uses_it(measured_setup):
+            region, data = measured_setup
+            assert 3 * 1024 * 1024 <= region.peak_memory < 4 * 1024 * 1024
+            assert len(data)
+        """,
+    "test_limits": """
+        import pytest
+
+        KEPT = []
+
+        @pytest.mark.limit_leaks("64 KB")
+        def test_leaks_in_a_region(memray_region):
+            KEPT.append(bytearray(1024 * 1024))  # outside every region: not counted
+            with memray_region():
+                pass
+            with memray_region():
+                KEPT.append(bytearray(512 * 1024))
+
+        @pytest.mark.limit_allocations(100)
+        def test_allocates_outside(memray_region):
+            outside = [bytearray(1000) for _ in range(1000)]
+            with memray_region():
+                inside = bytearray(1000)
+            assert outside and inside
+
+        @pytest.mark.limit_allocations(100)
+        def test_allocates_inside(memray_region):
+            with memray_region():
+                inside = [bytearray(1000) for _ in range(1000)]
+            assert inside
+        """,
+    "test_misuse": """
+        import memray
+        import pytest
+
+        def test_nested(memray_region):
+            with memray_region():
+                with memray_region():
+                    pass
+
+        def test_tracker_active(memray_region, tmp_path):
+            with memray.Tracker(tmp_path / "own.bin"):
+                with memray_region():
+                    pass
+
+        def test_read_inside(memray_region):
+            with memray_region() as region:
+                region.peak_memory
+
+        def test_read_before(memray_region):
+            region = memray_region()
+            region.allocations
+
+        def test_leaks_not_asked(memray_region):
+            with memray_region() as region:
+                pass
+            region.leaked_memory
+
+        def test_used_twice(memray_region):
+            region = memray_region()
+            with region:
+                pass
+            with region:
+                pass
+
+        @pytest.mark.limit_leaks("1 KB", repeats=2)
+        def test_repeated(memray_region):
+            pass
+
+        def test_after_them(memray_region):
+            with memray_region() as region:
+                data = bytearray(1024 * 1024)
+            assert region.peak_memory >= 1024 * 1024
+        """,
+}
+
+_FORK_SUITES = {
+    "test_regions_work_in_asyncio_and_anyio_tests": """
+        import asyncio
+        import pytest
+
+        async def build():
+            await asyncio.sleep(0)
+            return bytearray(3 * 1024 * 1024)
+
+        @pytest.mark.asyncio
+        async def test_asyncio(memray_region):
+            setup = bytearray(20 * 1024 * 1024)
+            with memray_region() as region:
+                data = await build()
+            assert 3 * 1024 * 1024 <= region.peak_memory < 6 * 1024 * 1024
+            assert len(setup) and len(data)
+
+        @pytest.mark.anyio
+        async def test_anyio(memray_region):
+            with memray_region() as region:
+                data = await build()
+            assert 3 * 1024 * 1024 <= region.peak_memory < 6 * 1024 * 1024
+            assert len(data)
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+        """,
+    "test_dies": """
+        import os
+
+        def test_dies(memray_region):
+            setup = bytearray(40 * 1024 * 1024)
+            with memray_region():
+                pass
+            with memray_region():
+                rows = bytearray(8 * 1024 * 1024)
+                os._exit(3)
+        """,
+}
+
+
+def _region_run(factory: pytest.TempPathFactory, mode: str) -> SharedRun:
+    """The run of one way of tracking (started once per session, see ``run_once``):
+    _SHARED_SUITES, with _IN_PROCESS_SUITES in pytest's process and _FORK_SUITES (under
+    pytest-asyncio and anyio's plugin) in fork mode, in a TMPDIR of its own."""
+    suites = {**_SHARED_SUITES}
+    flags = [EVERY_MODE_FLAG[mode], "-rA", "--memray-json=report.json"]
+    keep: List[str] = []
+    if mode == "in-process":
+        suites.update(_IN_PROCESS_SUITES)
+    if mode == "fork":
+        suites.update(_FORK_SUITES)
+        flags += ["-o", "asyncio_default_fixture_loop_scope=function"]
+        keep += ["asyncio", "anyio"]
+    return run_once(
+        factory, f"region-{mode}", lambda path: run_with_private_tmp(path, suites, *flags, keep=keep)
+    )
+
+
 @pytest.fixture(scope="module", params=sorted(EVERY_MODE_FLAG))
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
-    """_SHARED_SUITES run once in process (--memray) and once in each isolation mode."""
-    flag = EVERY_MODE_FLAG[request.param]
-    return run_once(
-        tmp_path_factory,
-        f"region-{request.param}",
-        lambda path: run_suites(path, _SHARED_SUITES, flag, "-rA", "--memray-json=report.json"),
-    )
+    """_SHARED_SUITES run once in process (--memray) and once in each isolation mode. The
+    modules do not meet: each test measures its own regions, and its limits are markers."""
+    return _region_run(tmp_path_factory, str(request.param))
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """The run in pytest's process, which also holds what is decided there alone: a region
+    in a fixture, the other limit markers, the misuses (none compares an exact figure)."""
+    return _region_run(tmp_path_factory, "in-process")
+
+
+@pytest.fixture(scope="module")
+def forked(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """The fork run, which also holds the coroutine tests and a child dying in a region."""
+    return _region_run(tmp_path_factory, "fork")
 
 
 def _tests(run: SharedRun) -> Dict[str, Dict[str, Any]]:
@@ -188,34 +344,6 @@ def test_without_memray_the_fixture_tracks_on_its_own(pytester: pytest.Pytester,
     assert test["regions"][0]["peak_memory"] == test["peak_memory"] > 0
 
 
-def test_a_region_opened_in_a_fixture_measures_on_its_own(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path
-) -> None:
-    """A region a fixture opens during setup, outside the test's call, measures with a
-    capture of its own, removed once read; the test's record lists no region of it."""
-    pytester.makepyfile(
-        test_setup="""
-        import pytest
-
-        @pytest.fixture
-        def measured_setup(memray_region):
-            with memray_region() as region:
-                data = bytearray(3 * 1024 * 1024)
-            return region, data
-
-        def test_uses_it(measured_setup):
-            region, data = measured_setup
-            assert 3 * 1024 * 1024 <= region.peak_memory < 4 * 1024 * 1024
-            assert len(data)
-        """
-    )
-    result = run("--memray", "--memray-json=out.json")
-    result.assert_outcomes(passed=1)
-    [test] = json.loads((pytester.path / "out.json").read_text())["tests"]
-    assert (test["regions"], test["peak_memory"]) == ([], None)
-    assert list(private_tmp.iterdir()) == []  # its capture, and the run's scratch, are gone
-
-
 def test_regions_under_xdist_reach_the_controllers_report(pytester: pytest.Pytester, run: Runner) -> None:
     """Under pytest-xdist the regions travel from the worker with the test's record: the
     controller's MEMRAY REPORT and JSON show them."""
@@ -229,82 +357,11 @@ def test_regions_under_xdist_reach_the_controllers_report(pytester: pytest.Pytes
     assert [region["number"] for region in regions["test_build.py::test_build"]] == [1]
 
 
-def test_regions_work_in_asyncio_and_anyio_tests(pytester: pytest.Pytester, run: Runner) -> None:
-    """A region inside a coroutine test measures its block, under pytest-asyncio and anyio."""
-    pytester.makepyfile(
-        """
-        import asyncio
-        import pytest
-
-        async def build():
-            await asyncio.sleep(0)
-            return bytearray(3 * 1024 * 1024)
-
-        @pytest.mark.asyncio
-        async def test_asyncio(memray_region):
-            setup = bytearray(20 * 1024 * 1024)
-            with memray_region() as region:
-                data = await build()
-            assert 3 * 1024 * 1024 <= region.peak_memory < 6 * 1024 * 1024
-            assert len(setup) and len(data)
-
-        @pytest.mark.anyio
-        async def test_anyio(memray_region):
-            with memray_region() as region:
-                data = await build()
-            assert 3 * 1024 * 1024 <= region.peak_memory < 6 * 1024 * 1024
-            assert len(data)
-
-        @pytest.fixture
-        def anyio_backend():
-            return "asyncio"
-        """
-    )
-    result = run(
-        "--memray-isolate=fork",
-        "--memray-json=out.json",
-        "-o",
-        "asyncio_default_fixture_loop_scope=function",
-        plugins=("asyncio", "anyio"),
-    )
-    result.assert_outcomes(passed=2)
-    tests = json.loads((pytester.path / "out.json").read_text())["tests"]
-    assert all(3 * MIB <= test["peak_memory"] < 6 * MIB for test in tests)
-
-
-def test_the_other_limit_markers_apply_to_each_region(pytester: pytest.Pytester, run: Runner) -> None:
+def test_the_other_limit_markers_apply_to_each_region(in_process: SharedRun) -> None:
     """limit_leaks and limit_allocations judge the regions' captures, not what the test
     does outside them: a leak or many allocations outside every region pass; inside one,
     the failure names that region."""
-    pytester.makepyfile(
-        test_limits="""
-        import pytest
-
-        KEPT = []
-
-        @pytest.mark.limit_leaks("64 KB")
-        def test_leaks_in_a_region(memray_region):
-            KEPT.append(bytearray(1024 * 1024))  # outside every region: not counted
-            with memray_region():
-                pass
-            with memray_region():
-                KEPT.append(bytearray(512 * 1024))
-
-        @pytest.mark.limit_allocations(100)
-        def test_allocates_outside(memray_region):
-            outside = [bytearray(1000) for _ in range(1000)]
-            with memray_region():
-                inside = bytearray(1000)
-            assert outside and inside
-
-        @pytest.mark.limit_allocations(100)
-        def test_allocates_inside(memray_region):
-            with memray_region():
-                inside = [bytearray(1000) for _ in range(1000)]
-            assert inside
-        """
-    )
-    result = run("--memray", "-rA")
+    result = in_process.result
     assert outcomes_in(result, "test_limits.py") == {"passed": 1, "failed": 2}
     sections = report_sections(result.outlines)
     pytest.LineMatcher(sections["test_leaks_in_a_region"]).fnmatch_lines(
@@ -319,27 +376,12 @@ def test_the_other_limit_markers_apply_to_each_region(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines(["PASSED test_limits.py::test_allocates_outside"])
 
 
-def test_a_child_that_dies_in_a_region_reports_that_regions_peak(
-    pytester: pytest.Pytester, run: Runner
-) -> None:
+def test_a_child_that_dies_in_a_region_reports_that_regions_peak(forked: SharedRun) -> None:
     """A child that exits inside its second region fails the test with memray's figures of
     that region (its capture keeps every allocation, so it survives the crash), not the
     40 MiB set up before it; the JSON's regions are null, as nothing was reported."""
-    pytester.makepyfile(
-        test_dies="""
-        import os
-
-        def test_dies(memray_region):
-            setup = bytearray(40 * 1024 * 1024)
-            with memray_region():
-                pass
-            with memray_region():
-                rows = bytearray(8 * 1024 * 1024)
-                os._exit(3)
-        """
-    )
-    result = run("--memray-isolate=fork", "--memray-json=out.json")
-    result.assert_outcomes(failed=1)
+    result = forked.result
+    assert outcomes_in(result, "test_dies.py") == {"failed": 1}
     pytest.LineMatcher(report_sections(result.outlines)["test_dies"]).fnmatch_lines(
         [
             "The isolated child process running this test exited with status 3 before reporting a result.",
@@ -348,60 +390,16 @@ def test_a_child_that_dies_in_a_region_reports_that_regions_peak(
             "\t- test_dies:*test_dies.py:8 -> 8.0MiB",
         ]
     )
-    [test] = json.loads((pytester.path / "out.json").read_text())["tests"]
+    test = _tests(forked)["test_dies"]
     assert (test["regions"], test["child"]["exit_code"]) == (None, 3)
 
 
-def test_each_misuse_fails_its_test_saying_what_to_do(pytester: pytest.Pytester, run: Runner) -> None:
+def test_each_misuse_fails_its_test_saying_what_to_do(in_process: SharedRun) -> None:
     """Nesting regions, a Tracker already running, figures read too early, leaks not asked
     for, a region used twice and a repeated limit_leaks each fail the test alone (no
-    INTERNALERROR), with a message naming the test; the regions before still count."""
-    pytester.makepyfile(
-        test_misuse="""
-        import memray
-        import pytest
-
-        def test_nested(memray_region):
-            with memray_region():
-                with memray_region():
-                    pass
-
-        def test_tracker_active(memray_region, tmp_path):
-            with memray.Tracker(tmp_path / "own.bin"):
-                with memray_region():
-                    pass
-
-        def test_read_inside(memray_region):
-            with memray_region() as region:
-                region.peak_memory
-
-        def test_read_before(memray_region):
-            region = memray_region()
-            region.allocations
-
-        def test_leaks_not_asked(memray_region):
-            with memray_region() as region:
-                pass
-            region.leaked_memory
-
-        def test_used_twice(memray_region):
-            region = memray_region()
-            with region:
-                pass
-            with region:
-                pass
-
-        @pytest.mark.limit_leaks("1 KB", repeats=2)
-        def test_repeated(memray_region):
-            pass
-
-        def test_after_them(memray_region):
-            with memray_region() as region:
-                data = bytearray(1024 * 1024)
-            assert region.peak_memory >= 1024 * 1024
-        """
-    )
-    result = run("--memray", "-rA")
+    INTERNALERROR in the whole run), with a message naming the test; the regions before
+    still count."""
+    result = in_process.result
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
     assert outcomes_in(result, "test_misuse.py") == {"failed": 6, "errors": 1, "passed": 1}
@@ -465,3 +463,23 @@ def test_kept_captures_include_each_regions_file(pytester: pytest.Pytester, run:
     assert kept == pytester.path / "bins" / "p-test_build.py-test_build-region1.bin"
     assert kept.stat().st_size > 0
     result.stdout.fnmatch_lines([f"Created 1 binary dumps at {pytester.path / 'bins'} with prefix p"])
+
+
+def test_a_region_opened_in_a_fixture_measures_on_its_own(in_process: SharedRun) -> None:
+    """A region a fixture opens during setup, outside the test's call, measures with a
+    capture of its own, removed once read; the test's record lists no region of it. The
+    run leaves nothing in its TMPDIR (every test of the run counts)."""
+    assert outcomes_in(in_process.result, "test_setup.py") == {"passed": 1}
+    test = _tests(in_process)["test_uses_it"]
+    assert (test["regions"], test["peak_memory"]) == ([], None)
+    assert left_in_tmp(in_process.path) == []  # its capture, and the run's scratch, are gone
+
+
+def test_regions_work_in_asyncio_and_anyio_tests(forked: SharedRun) -> None:
+    """A region inside a coroutine test measures its block, under pytest-asyncio and anyio."""
+    module = "test_regions_work_in_asyncio_and_anyio_tests.py"
+    assert outcomes_in(forked.result, module) == {"passed": 2}
+    document = json.loads((forked.path / "report.json").read_text())
+    tests = [test for test in document["tests"] if test["nodeid"].startswith(f"{module}::")]
+    assert len(tests) == 2
+    assert all(3 * MIB <= test["peak_memory"] < 6 * MIB for test in tests)

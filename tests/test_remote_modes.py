@@ -19,14 +19,15 @@ import pytest
 
 from conftest import (
     EVERY_ISOLATION_FLAG,
+    ISOLATION_FLAGS,
     QUIET_PLUGINS,
     Runner,
     gone,
     outcomes_in,
     report_sections,
     run_once,
-    run_suites,
 )
+from private_runs import left_in_tmp, run_with_private_tmp
 
 REMOTE_FLAGS = [EVERY_ISOLATION_FLAG["forkserver"], EVERY_ISOLATION_FLAG["spawn"]]
 
@@ -63,37 +64,6 @@ def test_after():
 """
 
 
-def test_fork_runs_the_tests_whose_fixtures_cannot_travel(pytester: pytest.Pytester, run: Runner) -> None:
-    """The same tests pass under fork, which shares the parent's objects."""
-    pytester.makepyfile(_UNPICKLABLE)
-    run(EVERY_ISOLATION_FLAG["fork"]).assert_outcomes(passed=3)
-
-
-def test_the_module_is_imported_afresh_in_the_child(
-    pytester: pytest.Pytester, run: Runner, isolated_flag: str
-) -> None:
-    """A fork sees what the parent did to module globals; spawn and forkserver children do not."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        SEEN = []
-
-        @pytest.fixture(scope="module")
-        def remember():
-            SEEN.append("set up in pytest's process")
-
-        def test_globals(remember):
-            print("globals:", SEEN)
-        """
-    )
-    result = run(isolated_flag, "-s")
-    result.assert_outcomes(passed=1)
-    fresh = isolated_flag != EVERY_ISOLATION_FLAG["fork"]
-    expected = "globals: []" if fresh else 'globals: ["set up in pytest\'s process"]'
-    assert expected in result.stdout.str()
-
-
 def test_the_marker_chooses_the_mode_of_one_test(pytester: pytest.Pytester, run: Runner) -> None:
     """memray_isolate("spawn") and ("forkserver") isolate one test each, whatever the run's mode."""
     pytester.makepyfile(
@@ -128,55 +98,6 @@ def test_the_marker_chooses_the_mode_of_one_test(pytester: pytest.Pytester, run:
     }
 
 
-def test_a_fixture_made_in_the_child_that_fails_there_fails_the_test(
-    pytester: pytest.Pytester,
-    run: Runner,
-    remote_flag: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Installed plugins' fixtures are made again in the child; a failure there is reported."""
-    mode = remote_flag.partition("=")[2]
-    plugins = tmp_path_factory.mktemp("installed")  # outside the rootdir: not the project's
-    (plugins / "picky_plugin.py").write_text(
-        "import sys\n"
-        "import pytest\n\n"
-        "@pytest.fixture\n"
-        "def picky():\n"
-        "    if '--capture=no' in sys.argv:  # the plugin's child sessions run with it\n"
-        "        raise RuntimeError('picky cannot be made in a child')\n"
-    )
-    pytester.makepyfile("def test_uses_it(picky):\n    pass\n")
-    monkeypatch.setenv("PYTHONPATH", str(plugins))
-    result = run(remote_flag, "-p", "picky_plugin")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            f"The {mode} child process could not set the test up:",
-            "*RuntimeError: picky cannot be made in a child",
-        ]
-    )
-
-
-def test_no_warning_about_forking_a_threaded_pytest(
-    pytester: pytest.Pytester, run: Runner, remote_flag: str
-) -> None:
-    """The children do not come from pytest's process, so its threads never meet a fork."""
-    pytester.makeconftest(
-        """
-        import threading
-        import time
-
-        def pytest_configure():
-            threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
-        """
-    )
-    pytester.makepyfile("def test_one():\n    pass\n")
-    result = run(remote_flag, "-W", "error::DeprecationWarning")
-    result.assert_outcomes(passed=1)
-    result.stdout.no_fnmatch_line("*fork*may lead to deadlocks*")
-
-
 def test_a_forkserver_that_dies_fails_its_test_and_a_new_one_takes_over(
     pytester: pytest.Pytester, run: Runner
 ) -> None:
@@ -206,110 +127,6 @@ def test_a_forkserver_that_dies_fails_its_test_and_a_new_one_takes_over(
             " a new one starts for the next test."
         ]
     )
-
-
-_XUNIT = """
-import os
-import unittest
-
-LOG = os.path.join(os.path.dirname(__file__), "log")
-RESOURCE = None
-
-def log(what):
-    with open(LOG, "a") as stream:
-        stream.write(f"{what} {os.getpid()} {os.getppid()}\\n")
-
-def setup_module(module):
-    global RESOURCE
-    log("setup_module")
-    RESOURCE = "made by setup_module"
-
-def teardown_module(module):
-    log("teardown_module")
-
-def setup_function(function):
-    log("setup_function")
-
-def teardown_function(function):
-    log("teardown_function")
-
-def test_a():
-    log("test_a")
-    assert RESOURCE == "made by setup_module"
-
-class TestClass:
-    @classmethod
-    def setup_class(cls):
-        log("setup_class")
-        cls.shared = ["made by setup_class"]
-
-    @classmethod
-    def teardown_class(cls):
-        log("teardown_class")
-
-    def setup_method(self, method):
-        log("setup_method")
-        self.own = "made by setup_method"
-
-    def teardown_method(self, method):
-        log("teardown_method")
-
-    def test_b(self):
-        log("test_b")
-        assert (RESOURCE, self.shared, self.own) == (
-            "made by setup_module", ["made by setup_class"], "made by setup_method"
-        )
-
-class TestCase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        log("setUpClass")
-        cls.connection = "made by setUpClass"
-
-    @classmethod
-    def tearDownClass(cls):
-        log("tearDownClass")
-
-    def setUp(self):
-        log("setUp")
-
-    def test_c(self):
-        log("test_c")
-        self.assertEqual(self.connection, "made by setUpClass")
-"""
-
-#: Each setup and teardown once, as pytest runs them without the plugin.
-_XUNIT_ORDER = [
-    "setup_module",
-    "setup_function",
-    "test_a",
-    "teardown_function",
-    "setup_class",
-    "setup_method",
-    "test_b",
-    "teardown_method",
-    "teardown_class",
-    "setUpClass",
-    "setUp",
-    "test_c",
-    "tearDownClass",
-    "teardown_module",
-]
-
-
-def test_xunit_and_unittest_setup_run_once_in_pytests_process(
-    pytester: pytest.Pytester, run: Runner, private_tmp: Path, isolated_flag: str
-) -> None:
-    """setup_module, setup_class, setup_function, setup_method and setUpClass run once, in
-    pytest's process, and are torn down there; what they set reaches the test's child."""
-    pytester.makepyfile(_XUNIT)
-    result = run(isolated_flag)
-    result.assert_outcomes(passed=3)
-    lines = [line.split() for line in (pytester.path / "log").read_text().splitlines()]
-    assert [what for what, _, _ in lines] == _XUNIT_ORDER
-    # Every process the run started, and the forkserver (the tests' parent); not this one.
-    assert gone([int(pid) for _, *pids in lines for pid in pids if int(pid) != os.getpid()])
-    assert list(private_tmp.iterdir()) == []
 
 
 def test_a_conftest_can_tell_the_sessions_the_plugin_starts(
@@ -342,63 +159,6 @@ def test_a_conftest_can_tell_the_sessions_the_plugin_starts(
     run(remote_flag).assert_outcomes(passed=2)
     sessions = (pytester.path / "log").read_text().split()
     assert sorted(sessions) == sorted(["pytest", *[mode] * (2 if mode == "spawn" else 1)])
-
-
-def test_a_spawned_child_that_crashes_in_the_test_shows_no_start_up_output(
-    pytester: pytest.Pytester, run: Runner
-) -> None:
-    """A child that reached the test and crashed there: the failure has the test's output, not the
-    child session's own header or what it printed while starting."""
-    pytester.makeconftest('print("printed while the session starts")')
-    pytester.makepyfile(
-        """
-        import os
-
-        def test_crashes():
-            print("printed by the test")
-            os._exit(3)
-        """
-    )
-    result = run(EVERY_ISOLATION_FLAG["spawn"])
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "The isolated child process running this test exited with status 3 before reporting a result.",
-            "*- Captured stdout call -*",
-            "printed by the test",
-        ]
-    )
-    result.stdout.no_fnmatch_line("Its output before it reached the test:")
-    assert result.stdout.str().count("test session starts") == 1
-
-
-def test_a_spawned_child_that_dies_before_the_test_shows_its_start_up_output(
-    pytester: pytest.Pytester, run: Runner
-) -> None:
-    """A child that died while starting (here: importing the test module) shows what it printed."""
-    pytester.makepyfile(
-        """
-        import os, sys
-
-        if os.environ.get("PYTEST_MEMRAY_ISOLATE_CHILD"):
-            print("printed while the child starts")
-            sys.stdout.flush()
-            os._exit(4)
-
-        def test_never_reached():
-            pass
-        """
-    )
-    result = run(EVERY_ISOLATION_FLAG["spawn"])
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "The isolated child process running this test exited with status 4 before reporting a result.",
-            "*",
-            "Its output before it reached the test:",
-            "*printed while the child starts",
-        ]
-    )
 
 
 _READS_STDIN = """
@@ -457,10 +217,14 @@ def test_a_forked_child_reads_pytests_standard_input_with_s(pytester: pytest.Pyt
     result.stdout.fnmatch_lines(["*read: 'hello\\n'*"])
 
 
-# -- checks that share one run per remote mode -------------------------------------------
+# -- checks that share one run per mode ---------------------------------------------------
 #
-# Each module is the suite of the test of the same name; one run per mode (-rA) holds
-# them all, and each test checks its own module's outcomes and its tests' sections.
+# Each module is the suite of the test of the same name; one run per mode (-rA, a TMPDIR
+# of its own) holds them all, and each test checks its own module's outcomes and its tests'
+# sections. The remote modes' runs also have a thread running in pytest's process, -W
+# error::DeprecationWarning and an installed plugin's fixture (the picky plugin), for the
+# tests about those; none of them touches the other modules. The spawn run's conftest
+# prints while each session starts, for the tests about a spawned child's start-up output.
 
 _SHARED_SUITES = {
     "test_unpicklable_fixture_values_fail_their_test_naming_the_fixture": _UNPICKLABLE,
@@ -553,11 +317,171 @@ _SHARED_SUITES = {
 }
 
 
+_XUNIT = """
+import os
+import unittest
+
+LOG = os.path.join(os.path.dirname(__file__), "xunit-log")
+RESOURCE = None
+
+def log(what):
+    with open(LOG, "a") as stream:
+        stream.write(f"{what} {os.getpid()} {os.getppid()}\\n")
+
+def setup_module(module):
+    global RESOURCE
+    log("setup_module")
+    RESOURCE = "made by setup_module"
+
+def teardown_module(module):
+    log("teardown_module")
+
+def setup_function(function):
+    log("setup_function")
+
+def teardown_function(function):
+    log("teardown_function")
+
+def test_a():
+    log("test_a")
+    assert RESOURCE == "made by setup_module"
+
+class TestClass:
+    @classmethod
+    def setup_class(cls):
+        log("setup_class")
+        cls.shared = ["made by setup_class"]
+
+    @classmethod
+    def teardown_class(cls):
+        log("teardown_class")
+
+    def setup_method(self, method):
+        log("setup_method")
+        self.own = "made by setup_method"
+
+    def teardown_method(self, method):
+        log("teardown_method")
+
+    def test_b(self):
+        log("test_b")
+        assert (RESOURCE, self.shared, self.own) == (
+            "made by setup_module", ["made by setup_class"], "made by setup_method"
+        )
+
+class TestCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        log("setUpClass")
+        cls.connection = "made by setUpClass"
+
+    @classmethod
+    def tearDownClass(cls):
+        log("tearDownClass")
+
+    def setUp(self):
+        log("setUp")
+
+    def test_c(self):
+        log("test_c")
+        self.assertEqual(self.connection, "made by setUpClass")
+"""
+
+#: Each setup and teardown once, as pytest runs them without the plugin.
+_XUNIT_ORDER = [
+    "setup_module",
+    "setup_function",
+    "test_a",
+    "teardown_function",
+    "setup_class",
+    "setup_method",
+    "test_b",
+    "teardown_method",
+    "teardown_class",
+    "setUpClass",
+    "setUp",
+    "test_c",
+    "tearDownClass",
+    "teardown_module",
+]
+
+_GLOBALS = """
+import pytest
+
+SEEN = []
+
+@pytest.fixture(scope="module")
+def remember():
+    SEEN.append("set up in pytest's process")
+
+def test_globals(remember):
+    print("globals:", SEEN)
+"""
+
+#: An installed plugin (outside the runs' rootdir: not the project's) whose fixture
+#: cannot be made in a child session.
+_PICKY_PLUGIN = (
+    "import sys\n"
+    "import pytest\n\n"
+    "@pytest.fixture\n"
+    "def picky():\n"
+    "    if '--capture=no' in sys.argv:  # the plugin's child sessions run with it\n"
+    "        raise RuntimeError('picky cannot be made in a child')\n"
+)
+
+#: A thread in pytest's process from its configuration on, in every session.
+_THREAD_CONFTEST = """
+import threading
+import time
+
+def pytest_configure():
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+"""
+
+#: The suites of each mode's run: what is particular to the remote modes in both; module
+#: globals and xunit setups in fork and forkserver (forkserver standing for both remote
+#: modes, as their children run the test alike); a spawned child's start-up in spawn.
+_REMOTE_SUITES = {
+    **_SHARED_SUITES,
+    "test_a_fixture_made_in_the_child_that_fails_there_fails_the_test": """
+        def test_uses_picky(picky):
+            pass
+        """,
+    "test_no_warning_about_forking_a_threaded_pytest": """
+        def test_beside_a_thread():
+            pass
+        """,
+}
+_FORK_AND_FORKSERVER_SUITES = {
+    "test_the_module_is_imported_afresh_in_the_child": _GLOBALS,
+    "test_xunit_and_unittest_setup_run_once_in_pytests_process": _XUNIT,
+}
+_SUITES = {
+    "fork": {
+        "test_fork_runs_the_tests_whose_fixtures_cannot_travel": _UNPICKLABLE,
+        **_FORK_AND_FORKSERVER_SUITES,
+    },
+    "forkserver": {**_REMOTE_SUITES, **_FORK_AND_FORKSERVER_SUITES, "conftest": _THREAD_CONFTEST},
+    "spawn": {
+        **_REMOTE_SUITES,
+        "conftest": _THREAD_CONFTEST + 'print("printed while the session starts")\n',
+        "test_a_spawned_child_that_crashes_in_the_test_shows_no_start_up_output": """
+            import os
+
+            def test_crashes():
+                print("printed by the test")
+                os._exit(3)
+            """,
+    },
+}
+
+
 @dataclass(frozen=True)
-class SharedRun:
-    """One run of _SHARED_SUITES in one remote mode."""
+class ModeRun:
+    """One run of a mode's suites (_SUITES)."""
 
     result: pytest.RunResult
+    path: Path
     mode: str
 
     def outcomes(self, module: str) -> Dict[str, int]:
@@ -567,18 +491,154 @@ class SharedRun:
         return pytest.LineMatcher(report_sections(self.result.outlines)[name])
 
 
+def _mode_run(factory: pytest.TempPathFactory, mode: str) -> ModeRun:
+    """The run of ``_SUITES[mode]``, started once per session (``run_once``)."""
+
+    def start(path: Path) -> pytest.RunResult:
+        if mode == "fork":
+            return run_with_private_tmp(path, _SUITES[mode], EVERY_ISOLATION_FLAG[mode], "-rA")
+        plugins = factory.mktemp("installed")
+        (plugins / "picky_plugin.py").write_text(_PICKY_PLUGIN)
+        return run_with_private_tmp(
+            path,
+            _SUITES[mode],
+            EVERY_ISOLATION_FLAG[mode],
+            "-rA",
+            "-p",
+            "picky_plugin",
+            "-W",
+            "error::DeprecationWarning",
+            environment={"PYTHONPATH": str(plugins)},
+        )
+
+    result, path = run_once(factory, f"remote-{mode}", start)
+    return ModeRun(result, path, mode)
+
+
 @pytest.fixture(scope="module", params=REMOTE_FLAGS, ids=["forkserver", "spawn"])
-def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
-    """_SHARED_SUITES run once per remote mode, in a fresh interpreter."""
-    flag = str(request.param)
-    mode = flag.partition("=")[2]
-    result, _ = run_once(
-        tmp_path_factory, f"remote-{mode}", lambda path: run_suites(path, _SHARED_SUITES, flag, "-rA")
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ModeRun:
+    """The forkserver and spawn runs: every check of a remote mode."""
+    return _mode_run(tmp_path_factory, str(request.param).partition("=")[2])
+
+
+@pytest.fixture(scope="module", params=sorted(ISOLATION_FLAGS))
+def isolated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ModeRun:
+    """The fork and forkserver runs, for checks that compare a fork with a child that is not one."""
+    return _mode_run(tmp_path_factory, str(request.param))
+
+
+@pytest.fixture(scope="module")
+def forked(tmp_path_factory: pytest.TempPathFactory) -> ModeRun:
+    """The fork run: the controls of the remote modes' checks."""
+    return _mode_run(tmp_path_factory, "fork")
+
+
+@pytest.fixture(scope="module")
+def spawned(tmp_path_factory: pytest.TempPathFactory) -> ModeRun:
+    """The spawn run, for what is particular to a spawned child's start."""
+    return _mode_run(tmp_path_factory, "spawn")
+
+
+def test_fork_runs_the_tests_whose_fixtures_cannot_travel(forked: ModeRun) -> None:
+    """The same tests pass under fork, which shares the parent's objects."""
+    assert forked.outcomes("test_fork_runs_the_tests_whose_fixtures_cannot_travel") == {"passed": 3}
+
+
+def test_the_module_is_imported_afresh_in_the_child(isolated: ModeRun) -> None:
+    """A fork sees what the parent did to module globals; spawn and forkserver children do not."""
+    assert isolated.outcomes("test_the_module_is_imported_afresh_in_the_child") == {"passed": 1}
+    fresh = isolated.mode != "fork"
+    expected = "globals: []" if fresh else 'globals: ["set up in pytest\'s process"]'
+    assert expected in report_sections(isolated.result.outlines)["test_globals"]
+
+
+def test_xunit_and_unittest_setup_run_once_in_pytests_process(isolated: ModeRun) -> None:
+    """setup_module, setup_class, setup_function, setup_method and setUpClass run once, in
+    pytest's process, and are torn down there; what they set reaches the test's child.
+    The run leaves nothing in its TMPDIR (every test of the run counts)."""
+    assert isolated.outcomes("test_xunit_and_unittest_setup_run_once_in_pytests_process") == {"passed": 3}
+    lines = [line.split() for line in (isolated.path / "xunit-log").read_text().splitlines()]
+    assert [what for what, _, _ in lines] == _XUNIT_ORDER
+    # Every process the run started, and the forkserver (the tests' parent); not this one,
+    # nor the warm process pytest was forked from (setup_module's parent), which may be
+    # another xdist worker's: the worker that started the shared run.
+    harness = {os.getpid(), int(lines[0][2])}
+    assert gone([int(pid) for _, *pids in lines for pid in pids if int(pid) not in harness])
+    assert left_in_tmp(isolated.path) == []
+
+
+def test_a_fixture_made_in_the_child_that_fails_there_fails_the_test(shared: ModeRun) -> None:
+    """Installed plugins' fixtures are made again in the child; a failure there is reported."""
+    assert shared.outcomes("test_a_fixture_made_in_the_child_that_fails_there_fails_the_test") == {
+        "failed": 1
+    }
+    shared.section("test_uses_picky").fnmatch_lines(
+        [
+            f"The {shared.mode} child process could not set the test up:",
+            "*RuntimeError: picky cannot be made in a child",
+        ]
     )
-    return SharedRun(result, mode)
 
 
-def test_unpicklable_fixture_values_fail_their_test_naming_the_fixture(shared: SharedRun) -> None:
+def test_no_warning_about_forking_a_threaded_pytest(shared: ModeRun) -> None:
+    """The children do not come from pytest's process, so its threads never meet a fork
+    (the run has a thread from its configuration on, and DeprecationWarning an error)."""
+    assert shared.outcomes("test_no_warning_about_forking_a_threaded_pytest") == {"passed": 1}
+    shared.result.stdout.no_fnmatch_line("*fork*may lead to deadlocks*")
+
+
+def test_a_spawned_child_that_crashes_in_the_test_shows_no_start_up_output(spawned: ModeRun) -> None:
+    """A child that reached the test and crashed there: the failure has the test's output, not the
+    child session's own header or what it printed while starting."""
+    module = "test_a_spawned_child_that_crashes_in_the_test_shows_no_start_up_output"
+    assert spawned.outcomes(module) == {"failed": 1}
+    section = report_sections(spawned.result.outlines)["test_crashes"]
+    pytest.LineMatcher(section).fnmatch_lines(
+        [
+            "The isolated child process running this test exited with status 3 before reporting a result.",
+            "*- Captured stdout call -*",
+            "printed by the test",
+        ]
+    )
+    pytest.LineMatcher(section).no_fnmatch_line("Its output before it reached the test:")
+    pytest.LineMatcher(section).no_fnmatch_line("*printed while the session starts*")
+    assert spawned.result.stdout.str().count("test session starts") == 1
+
+
+def test_a_spawned_child_that_dies_before_the_test_shows_its_start_up_output(
+    pytester: pytest.Pytester, run: Runner
+) -> None:
+    """A child that died while starting (here: importing the test module) shows what it printed.
+
+    A run of its own: what the child printed includes its session's header, which the
+    shared spawn run checks that no other child shows.
+    """
+    pytester.makepyfile(
+        """
+        import os, sys
+
+        if os.environ.get("PYTEST_MEMRAY_ISOLATE_CHILD"):
+            print("printed while the child starts")
+            sys.stdout.flush()
+            os._exit(4)
+
+        def test_never_reached():
+            pass
+        """
+    )
+    result = run(EVERY_ISOLATION_FLAG["spawn"])
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "The isolated child process running this test exited with status 4 before reporting a result.",
+            "*",
+            "Its output before it reached the test:",
+            "*printed while the child starts",
+        ]
+    )
+
+
+def test_unpicklable_fixture_values_fail_their_test_naming_the_fixture(shared: ModeRun) -> None:
     """An open socket, a closure over a lock: the test fails saying which fixture and why."""
     mode = shared.mode
     assert shared.outcomes("test_unpicklable_fixture_values_fail_their_test_naming_the_fixture") == {
@@ -606,18 +666,18 @@ def test_unpicklable_fixture_values_fail_their_test_naming_the_fixture(shared: S
     shared.result.stdout.no_fnmatch_line("*During handling of the above exception*")
 
 
-def test_closures_and_shared_objects_travel_by_value(shared: SharedRun) -> None:
+def test_closures_and_shared_objects_travel_by_value(shared: ModeRun) -> None:
     """cloudpickle sends a lambda and its captured values; objects two fixtures share stay shared."""
     assert shared.outcomes("test_closures_and_shared_objects_travel_by_value") == {"passed": 2}
 
 
-def test_fixtures_made_in_the_child_and_state_the_parent_set_up(shared: SharedRun) -> None:
+def test_fixtures_made_in_the_child_and_state_the_parent_set_up(shared: ModeRun) -> None:
     """tmp_path is the parent's directory; environment and working directory follow the parent;
     capsys, monkeypatch and request are the child's own and work as usual."""
     assert shared.outcomes("test_fixtures_made_in_the_child_and_state_the_parent_set_up") == {"passed": 1}
 
 
-def test_a_test_the_child_cannot_collect_fails_saying_so(shared: SharedRun) -> None:
+def test_a_test_the_child_cannot_collect_fails_saying_so(shared: ModeRun) -> None:
     """A test whose id differs from one process to the next cannot be found again by the child."""
     assert shared.outcomes("test_a_test_the_child_cannot_collect_fails_saying_so") == {
         "passed": 1,
@@ -631,7 +691,7 @@ def test_a_test_the_child_cannot_collect_fails_saying_so(shared: SharedRun) -> N
     )
 
 
-def test_values_that_cannot_be_loaded_in_the_child_fail_their_test(shared: SharedRun) -> None:
+def test_values_that_cannot_be_loaded_in_the_child_fail_their_test(shared: ModeRun) -> None:
     """A value that pickles but refuses to unpickle: the child's traceback is the failure."""
     assert shared.outcomes("test_values_that_cannot_be_loaded_in_the_child_fail_their_test") == {"failed": 1}
     shared.section("test_uses_it").fnmatch_lines(
@@ -642,7 +702,7 @@ def test_values_that_cannot_be_loaded_in_the_child_fail_their_test(shared: Share
     )
 
 
-def test_what_a_setup_sets_that_cannot_travel_fails_the_test_naming_it(shared: SharedRun) -> None:
+def test_what_a_setup_sets_that_cannot_travel_fails_the_test_naming_it(shared: ModeRun) -> None:
     """A value setup_module set that does not pickle fails the module's tests, saying which
     name and which setup, and how to run them; the run goes on."""
     mode = shared.mode

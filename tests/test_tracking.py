@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import List
 
 import pytest
 
 from conftest import (
     EVERY_MODE_FLAG,
     MODE_FLAGS,
-    Runner,
     SharedRun,
     outcomes_in,
     report_sections,
@@ -22,154 +23,15 @@ def _summary_nodeids(output: str) -> list[str]:
     return re.findall(r"^Allocation results for (\S+) at the high watermark$", output, re.MULTILINE)
 
 
-def test_report_lists_each_tracked_test_with_its_figures(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """The MEMRAY REPORT has pytest-memray's layout, biggest peak first."""
-    pytester.makepyfile(
-        """
-        def test_big():
-            data = bytearray(8 * 1024 * 1024)
-            assert len(data)
-
-        def test_small():
-            data = bytearray(64 * 1024)
-            assert len(data)
-        """
-    )
-    result = run(mode_flag)
-    assert result.ret == 0
-    result.stdout.fnmatch_lines(
-        [
-            "*= MEMRAY REPORT =*",
-            "Allocation results for test_report_lists_each_tracked_test_with_its_figures.py::test_big"
-            " at the high watermark",
-            "",
-            "\t 📦 Total memory allocated: 8.0MiB",
-            "\t 📏 Total allocations: *",
-            "\t 📊 Histogram of allocation sizes: |*|",
-            "\t 🥇 Biggest allocating functions:",
-            "\t\t- test_big:*test_report_lists_each_tracked_test_with_its_figures.py:2 -> 8.0MiB",
-            "\t 🧠 Resident memory growth: *",
-            "",
-            "",
-            "Allocation results for *::test_small at the high watermark",
-            "",
-            "\t 📦 Total memory allocated: 64.0KiB",
-        ]
-    )
-
-
-def test_fixture_setup_and_teardown_are_not_counted(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """Only the call phase is measured: a fixture's 32 MiB does not show in the test's peak."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.fixture
-        def big():
-            data = bytearray(32 * 1024 * 1024)
-            yield data
-            del data[:]
-            junk = bytearray(32 * 1024 * 1024)
-
-        def test_uses_big(big):
-            own = bytearray(100 * 1024)
-            assert len(big) == 32 * 1024 * 1024
-            assert own is not None
-        """
-    )
-    result = run(mode_flag)
-    assert result.ret == 0
-    peaks = re.findall(r"Total memory allocated: (\S+)", result.stdout.str())
-    assert len(peaks) == 1
-    assert peaks[0].endswith("KiB")
-    assert float(peaks[0][:-3]) < 200
-
-
-def test_warnings_made_errors_by_the_user_fail_the_test(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """filterwarnings = error applies inside the tracked call as it does without tracking."""
-    pytester.makeini("[pytest]\nfilterwarnings = error\n")
-    pytester.makepyfile(
-        """
-        import warnings
-
-        def test_warns():
-            warnings.warn("now an error", DeprecationWarning)
-        """
-    )
-    result = run(mode_flag)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E       DeprecationWarning: now an error"])
-
-
-def test_most_allocations_limits_the_report(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
-    """--most-allocations N lists the N biggest; 0 lists every tracked test.
-
-    pytest's process sorts and cuts the list, whatever the mode: the default (5, biggest
-    first) is checked in every mode, 2 and 0 in fork mode.
-    """
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.parametrize("mib", [1, 2, 3, 4, 5, 6, 7])
-        def test_allocates(mib):
-            data = bytearray(mib * 1024 * 1024)
-            assert data is not None
-        """
-    )
-    default = _summary_nodeids(run(mode_flag).stdout.str())
-    assert [nodeid.split("[")[1] for nodeid in default] == ["7]", "6]", "5]", "4]", "3]"]
-    if mode_flag != MODE_FLAGS["fork"]:
-        return
-    two = _summary_nodeids(run(mode_flag, "--most-allocations=2").stdout.str())
-    assert [nodeid.split("[")[1] for nodeid in two] == ["7]", "6]"]
-    everything = _summary_nodeids(run(mode_flag, "--most-allocations=0").stdout.str())
-    assert len(everything) == 7
-
-
-def test_hide_memray_summary_hides_the_report(pytester: pytest.Pytester, run: Runner, mode_flag: str) -> None:
-    """--hide-memray-summary keeps tracking and limits but prints no MEMRAY REPORT."""
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.limit_memory("1 MB")
-        def test_over():
-            data = bytearray(2 * 1024 * 1024)
-            assert data is not None
-        """
-    )
-    result = run(mode_flag, "--hide-memray-summary")
-    result.assert_outcomes(failed=1)
-    result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
-
-
-def test_async_test_functions_keep_pytests_own_verdict(
-    pytester: pytest.Pytester, run: Runner, mode_flag: str
-) -> None:
-    """Tracking does not hide that an async test needs an async plugin: pytest says so as usual."""
-    pytester.makepyfile(
-        """
-        async def test_coroutine():
-            pass
-        """
-    )
-    result = run(mode_flag, "-p", "no:asyncio", "-p", "no:anyio")
-    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
-    result.stdout.no_fnmatch_line("*never awaited*")
-
-
 # -- checks that share one run per mode -----------------------------------------------
 #
 # Each module below is the suite of the test of the same name; one run per mode holds
 # them all, with -rA (per-module outcomes), --most-allocations=0 (every test's block) and
-# --junitxml. Each test checks its own module's part: its outcomes, its sections.
+# --junitxml. Each test checks its own module's part: its outcomes, its sections, its
+# tests' blocks of the MEMRAY REPORT. _SHARED_SUITES run in every mode, spawn included;
+# _THREE_MODE_SUITES join them in pytest's process, fork and forkserver (``mode_flag``'s
+# modes). What changes the whole report (--hide-memray-summary, how many tests it lists)
+# or every test's warnings (filterwarnings = error) has runs of its own, further down.
 
 _SHARED_SUITES = {
     "test_outcomes_and_sections_are_reported_as_without_tracking": """
@@ -264,20 +126,83 @@ _SHARED_SUITES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(EVERY_MODE_FLAG))
-def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
-    """_SHARED_SUITES run once per tracking mode, in a fresh interpreter."""
+_THREE_MODE_SUITES = {
+    "test_report_lists_each_tracked_test_with_its_figures": """
+        def test_big():
+            data = bytearray(8 * 1024 * 1024)
+            assert len(data)
+
+        def test_small():
+            data = bytearray(64 * 1024)
+            assert len(data)
+        """,
+    "test_fixture_setup_and_teardown_are_not_counted": """
+        import pytest
+
+        @pytest.fixture
+        def big():
+            data = bytearray(32 * 1024 * 1024)
+            yield data
+            del data[:]
+            junk = bytearray(32 * 1024 * 1024)
+
+        def test_uses_big(big):
+            own = bytearray(100 * 1024)
+            assert len(big) == 32 * 1024 * 1024
+            assert own is not None
+        """,
+    "test_async_test_functions_keep_pytests_own_verdict": """
+        async def test_coroutine():
+            pass
+        """,
+    "test_most_allocations_limits_the_report": """
+        import pytest
+
+        @pytest.mark.parametrize("mib", [1, 2, 3, 4, 5, 6, 7])
+        def test_allocates(mib):
+            data = bytearray(mib * 1024 * 1024)
+            assert data is not None
+        """,
+}
+
+
+def _shared_run(factory: pytest.TempPathFactory, mode: str) -> SharedRun:
+    """The shared run of ``mode`` (started once per session, see ``run_once``)."""
+    suites = _SHARED_SUITES if mode == "spawn" else {**_SHARED_SUITES, **_THREE_MODE_SUITES}
     flags = [
-        EVERY_MODE_FLAG[request.param],
+        EVERY_MODE_FLAG[mode],
         "-rA",
         "--most-allocations=0",
         "--junitxml=out.xml",
         "-o",
         "junit_family=xunit1",
     ]
-    return run_once(
-        tmp_path_factory, f"tracking-{request.param}", lambda path: run_suites(path, _SHARED_SUITES, *flags)
-    )
+    return run_once(factory, f"tracking-{mode}", lambda path: run_suites(path, suites, *flags))
+
+
+@pytest.fixture(scope="module", params=sorted(EVERY_MODE_FLAG))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """_SHARED_SUITES run once per tracking mode: their modules do not meet (each has its
+    own files, names and outcomes), and -rA, --most-allocations=0 and --junitxml only add
+    to what the run prints and writes."""
+    return _shared_run(tmp_path_factory, str(request.param))
+
+
+@pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
+def shared_of_three(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """The same runs in pytest's process, fork and forkserver, which also hold _THREE_MODE_SUITES."""
+    return _shared_run(tmp_path_factory, str(request.param))
+
+
+def _block(result: pytest.RunResult, nodeid: str) -> List[str]:
+    """The MEMRAY REPORT's block of one test: its heading, and the lines up to the next
+    test's heading or the report's end."""
+    lines = result.outlines
+    start = lines.index(f"Allocation results for {nodeid} at the high watermark")
+    end = start + 1
+    while end < len(lines) and not lines[end].startswith(("Allocation results for ", "Highest peak", "=")):
+        end += 1
+    return lines[start:end]
 
 
 def test_outcomes_and_sections_are_reported_as_without_tracking(shared: SharedRun) -> None:
@@ -376,3 +301,149 @@ def test_unittest_testcases_are_tracked(shared: SharedRun) -> None:
     pytest.LineMatcher(report_sections(result.outlines)["TestBuffers.test_fails"]).fnmatch_lines(
         ["E       AssertionError: 1 != 2"]
     )
+
+
+def test_report_lists_each_tracked_test_with_its_figures(shared_of_three: SharedRun) -> None:
+    """The MEMRAY REPORT has pytest-memray's layout, biggest peak first."""
+    result = shared_of_three.result
+    module = "test_report_lists_each_tracked_test_with_its_figures.py"
+    assert outcomes_in(result, module) == {"passed": 2}
+    result.stdout.fnmatch_lines(["*= MEMRAY REPORT =*", f"Allocation results for {module}::test_big *"])
+    pytest.LineMatcher(_block(result, f"{module}::test_big")).fnmatch_lines(
+        [
+            f"Allocation results for {module}::test_big at the high watermark",
+            "",
+            "\t 📦 Total memory allocated: 8.0MiB",
+            "\t 📏 Total allocations: *",
+            "\t 📊 Histogram of allocation sizes: |*|",
+            "\t 🥇 Biggest allocating functions:",
+            f"\t\t- test_big:*{module}:2 -> 8.0MiB",
+            "\t 🧠 Resident memory growth: *",
+            "",
+            "",
+        ],
+        consecutive=True,
+    )
+    small = _block(result, f"{module}::test_small")
+    pytest.LineMatcher(small).fnmatch_lines(
+        [
+            f"Allocation results for {module}::test_small at the high watermark",
+            "",
+            "\t 📦 Total memory allocated: 64.0KiB",
+        ],
+        consecutive=True,
+    )
+    listed = _summary_nodeids(result.stdout.str())
+    assert listed.index(f"{module}::test_big") < listed.index(f"{module}::test_small")
+
+
+def test_fixture_setup_and_teardown_are_not_counted(shared_of_three: SharedRun) -> None:
+    """Only the call phase is measured: a fixture's 32 MiB does not show in the test's peak."""
+    result = shared_of_three.result
+    module = "test_fixture_setup_and_teardown_are_not_counted.py"
+    assert outcomes_in(result, module) == {"passed": 1}
+    assert [nodeid for nodeid in _summary_nodeids(result.stdout.str()) if nodeid.startswith(module)] == [
+        f"{module}::test_uses_big"
+    ]
+    block = "\n".join(_block(result, f"{module}::test_uses_big"))
+    peaks = re.findall(r"Total memory allocated: (\S+)", block)
+    assert len(peaks) == 1
+    assert peaks[0].endswith("KiB")
+    assert float(peaks[0][:-3]) < 200
+
+
+def test_async_test_functions_keep_pytests_own_verdict(shared_of_three: SharedRun) -> None:
+    """Tracking does not hide that an async test needs an async plugin: pytest says so as usual
+    (the run loads neither pytest-asyncio nor anyio's plugin; this module's is the run's
+    only coroutine test, a failure from pytest 9 on, a skip with a warning before)."""
+    result = shared_of_three.result
+    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
+    result.stdout.no_fnmatch_line("*never awaited*")
+
+
+def test_most_allocations_limits_the_report(tmp_path_factory: pytest.TempPathFactory, mode_flag: str) -> None:
+    """--most-allocations N lists the N biggest; 0 lists every tracked test.
+
+    pytest's process sorts and cuts the list, whatever the mode: the default (5, biggest
+    first) is checked in every mode, in a run of this module alone (the list is the
+    run's); 0 in each mode's shared run (test_most_allocations_zero_lists_every_test); 2 in fork
+    mode, in a run of its own.
+    """
+    module = "test_most_allocations_limits_the_report.py"
+    mode = next(name for name, flag in MODE_FLAGS.items() if flag == mode_flag)
+    suites = {"test_most_allocations_limits_the_report": _THREE_MODE_SUITES[module[:-3]]}
+
+    def listed(*options: str) -> List[str]:
+        key = f"tracking-most-{mode}{''.join(options)}"
+        run = run_once(tmp_path_factory, key, lambda path: run_suites(path, suites, mode_flag, *options))
+        return _summary_nodeids(run.result.stdout.str())
+
+    default = listed()
+    assert [nodeid.split("[")[1] for nodeid in default] == ["7]", "6]", "5]", "4]", "3]"]
+    if mode_flag != MODE_FLAGS["fork"]:
+        return
+    two = listed("--most-allocations=2")
+    assert [nodeid.split("[")[1] for nodeid in two] == ["7]", "6]"]
+
+
+def test_most_allocations_zero_lists_every_test(shared_of_three: SharedRun) -> None:
+    """--most-allocations=0 (the shared runs' setting) lists every tracked test: the seven
+    of test_most_allocations_limits_the_report's module are all there."""
+    module = "test_most_allocations_limits_the_report.py"
+    assert outcomes_in(shared_of_three.result, module) == {"passed": 7}
+    everything = [
+        nodeid
+        for nodeid in _summary_nodeids(shared_of_three.result.stdout.str())
+        if nodeid.startswith(module)
+    ]
+    assert len(everything) == 7
+
+
+# -- options that change every test of a run: one run per mode ---------------------------
+
+_OPTION_SUITES = {
+    "test_hide_memray_summary_hides_the_report": """
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_over():
+            data = bytearray(2 * 1024 * 1024)
+            assert data is not None
+        """,
+    "test_warnings_made_errors_by_the_user_fail_the_test": """
+        import warnings
+
+        def test_warns():
+            warnings.warn("now an error", DeprecationWarning)
+        """,
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MODE_FLAGS))
+def with_options(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """_OPTION_SUITES run once per mode with --hide-memray-summary and, in the ini file,
+    filterwarnings = error: the two do not meet (neither module's test warns but the one
+    that checks it, and neither reads the report the other hides)."""
+    flag = MODE_FLAGS[str(request.param)]
+
+    def start(path: Path) -> pytest.RunResult:
+        (path / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n")
+        return run_suites(path, _OPTION_SUITES, flag, "-rA", "--hide-memray-summary")
+
+    return run_once(tmp_path_factory, f"tracking-options-{request.param}", start)
+
+
+def test_warnings_made_errors_by_the_user_fail_the_test(with_options: SharedRun) -> None:
+    """filterwarnings = error applies inside the tracked call as it does without tracking."""
+    result = with_options.result
+    assert outcomes_in(result, "test_warnings_made_errors_by_the_user_fail_the_test.py") == {"failed": 1}
+    pytest.LineMatcher(report_sections(result.outlines)["test_warns"]).fnmatch_lines(
+        ["E       DeprecationWarning: now an error"]
+    )
+
+
+def test_hide_memray_summary_hides_the_report(with_options: SharedRun) -> None:
+    """--hide-memray-summary keeps tracking and limits but prints no MEMRAY REPORT."""
+    result = with_options.result
+    assert outcomes_in(result, "test_hide_memray_summary_hides_the_report.py") == {"failed": 1}
+    result.stdout.no_fnmatch_line("*MEMRAY REPORT*")
