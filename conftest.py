@@ -1,8 +1,9 @@
 """Shared test helpers: the suite drives pytest itself through pytester.
 
 Three layers, cheapest first: unit tests call the plugin's pure parts; ``run_inprocess``
-runs pytest inside the test's process for what never forks; ``run`` starts a fresh
-interpreter for whatever forks, spawns, crashes, handles signals or measures memory.
+runs pytest inside the test's process for what never forks; ``run`` runs it in a process
+of its own (forked from a warm one) for whatever forks, spawns, crashes, handles signals
+or measures memory.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ QUIET_PLUGINS = tuple(without_plugins())
 
 @pytest.fixture
 def run(pytester: pytest.Pytester) -> Runner:
-    """Run pytest in a fresh interpreter, as users do; -p no:cacheprovider keeps the tree clean.
+    """Run pytest in a process of its own, as users do; -p no:cacheprovider keeps the tree clean.
 
     Use it for every run that tracks isolated tests (it forks, spawns or starts a
     forkserver), crashes, sends or handles signals, or whose figures are the point: such a
@@ -131,19 +132,16 @@ def run(pytester: pytest.Pytester) -> Runner:
     keeps installed plugins the run is about; the others are left out (OTHER_PLUGINS).
 
     The run is forked from a warm process that has imported pytest and memray already
-    (warm_pytest.py), which halves its cost; ``fresh=True`` starts a new interpreter
-    instead, for runs whose every line users see (the docs' transcripts, where a stack
-    dump shows the frames that started pytest) or that depend on how Python started.
+    (warm_pytest.py), which halves its cost. What users would see differently is only
+    the frames below ``pytest.main`` in a stack dump of pytest's process or a forked
+    child, which the docs' transcripts leave out (``...``); a run that depends on how
+    Python started uses ``pytester.runpytest_subprocess`` (tests/test_startup.py).
     ``keep_cache=True`` keeps pytest's cache, for runs that remember for the next
     (``--fail-on-increase``).
     """
 
-    def run_pytest(
-        *args: str, plugins: Sequence[str] = (), fresh: bool = False, keep_cache: bool = False
-    ) -> pytest.RunResult:
+    def run_pytest(*args: str, plugins: Sequence[str] = (), keep_cache: bool = False) -> pytest.RunResult:
         arguments = (*([] if keep_cache else ["-p", "no:cacheprovider"]), *without_plugins(plugins), *args)
-        if fresh:
-            return pytester.runpytest_subprocess(*arguments)
         return warm_run(pytester.path, arguments, environ=_subprocess_environ(Path.cwd()), cwd=Path.cwd())
 
     return run_pytest

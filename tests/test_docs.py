@@ -185,7 +185,7 @@ def test_transcript_shows_what_its_command_prints(path: Path, project: Path, run
     transcript = Transcript.read(path)
     module_args = transcript.module_args()
     if module_args is None:
-        output = shown_output(run(*transcript.pytest_args(), fresh=True), project)
+        output = shown_output(run(*transcript.pytest_args()), project)
     else:
         done = subprocess.run(
             [sys.executable, "-m", "pytest_memray_isolate", *module_args],
@@ -232,7 +232,7 @@ def test_reports_page_shows_the_files_its_run_writes(project: Path, run: Runner)
 
     Field by field, except the counts that vary; the JUnit figures must be the JSON's.
     """
-    assert run(*REPORTS.pytest_args(), fresh=True).ret == pytest.ExitCode.TESTS_FAILED
+    assert run(*REPORTS.pytest_args()).ret == pytest.ExitCode.TESTS_FAILED
     written = json.loads((project / "report.json").read_text(encoding="utf-8"))
     shown = json.loads((TRANSCRIPTS / "report.json").read_text(encoding="utf-8"))
     assert _comparable(written, project) == _comparable(shown, project)
@@ -277,7 +277,7 @@ def test_readme_use_commands_run_as_their_comments_say(
     monkeypatch.chdir(project / "examples")
     program, *args = shlex.split(command)
     assert program == "pytest"
-    result = run(*args, fresh=True)
+    result = run(*args)
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         ["*= MEMRAY REPORT =*", "Highest peak: * in test_example.py::test_build_a_list"]
