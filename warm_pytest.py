@@ -5,11 +5,16 @@ project's 2-core machine about half of each such run (0.4 of 0.8 s) was Python s
 and importing pytest, memray and the plugin. A *warm* process here imports them once,
 then forks one child per run: the child takes the run's working directory, umask, environment,
 ``sys.path`` additions (``PYTHONPATH``) and standard streams, runs ``pytest.main()`` as
-``python -m pytest`` does, and exits with its status. The plugin itself is not imported
-ahead: the run loads it through its entry point, and pytest rewrites its assertions, as
-in a fresh interpreter; what the fork saves is importing Python's, pytest's (its own
-plugins included) and memray's modules. A run that must see a truly fresh interpreter (what a start imports, options
-read when Python starts) uses a plain subprocess instead (``fresh=True`` in conftest.py).
+``python -m pytest`` does, and exits with its status.
+
+The plugin's modules are imported ahead as a run's pytest would import them: those its
+entry points import, through pytest's assertion-rewriting import hook, so their asserts
+are rewritten and the run's pytest, finding them imported by such a hook, takes them as
+they are. They keep no state from the warm process: none reads the environment, the
+process or the time when imported. Modules the plugin imports only when a run needs them
+(an isolation mode's) are imported by the run. A run that must see a truly fresh
+interpreter (what a start imports, options read when Python starts) uses
+``pytester.runpytest_subprocess`` instead (tests/test_startup.py).
 
 The warm process is started once per pytest-xdist worker, single-threaded, and never
 runs pytest itself, so every child starts from the same state.
@@ -35,10 +40,16 @@ __all__ = ["WarmStarter"]
 _SERVER = r"""
 import gc, importlib, json, os, sys
 import pytest, _pytest.pytester, memray, memray._memray, psutil
-from _pytest.config import default_plugins
+from _pytest.assertion import install_importhook
+from _pytest.config import default_plugins, get_config
 # pytest's own plugins, which every run imports as it configures, before any test runs.
 for name in default_plugins:
     importlib.import_module("_pytest." + name)
+# The plugin's entry points, imported through a rewriting hook as a run would import them.
+hook = install_importhook(get_config())
+hook.mark_rewrite("pytest_memray_isolate")
+import pytest_memray_isolate.plugin, pytest_memray_isolate._conflict
+sys.meta_path.remove(hook)
 # What is imported here lives as long as every run: no run's collections need look at it.
 gc.freeze()
 
