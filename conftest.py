@@ -335,6 +335,25 @@ def report_sections(lines: List[str]) -> Dict[str, List[str]]:
     return sections
 
 
+def report_block(lines: List[str], name: str) -> List[str]:
+    """The MEMRAY REPORT block of test ``name`` (``Allocation results for ...::NAME ...``), up
+    to the next test's block or the report's closing lines; for runs holding several tests."""
+    start = next(
+        index
+        for index, line in enumerate(lines)
+        if line.startswith("Allocation results for ") and f"::{name} " in line
+    )
+    end = next(
+        (
+            index
+            for index in range(start + 1, len(lines))
+            if lines[index].startswith(("Allocation results for ", "Highest peak:"))
+        ),
+        len(lines),
+    )
+    return lines[start:end]
+
+
 def run_suites(
     directory: Path,
     suites: Dict[str, str],

@@ -10,7 +10,7 @@ from typing import Any, Dict
 import pytest
 from memray import FileFormat, FileReader, Tracker
 
-from conftest import MODE_FLAGS, Runner, outcomes_in, report_sections, run_once, run_suites
+from conftest import MODE_FLAGS, Runner, outcomes_in, report_block, report_sections, run_once, run_suites
 from pytest_memray_isolate._capture_files import forked_captures
 from pytest_memray_isolate._judging.capture import STILL_RUNNING, UNREADABLE, read_capture
 
@@ -103,21 +103,7 @@ class SharedRun:
 
     def block(self, name: str) -> pytest.LineMatcher:
         """The MEMRAY REPORT block of test ``name``, up to the next block or the report's end."""
-        lines = self.result.outlines
-        start = next(
-            i
-            for i, line in enumerate(lines)
-            if line.startswith("Allocation results for ") and f"::{name} " in line
-        )
-        end = next(
-            (
-                i
-                for i in range(start + 1, len(lines))
-                if lines[i].startswith(("Allocation results for ", "Highest peak:"))
-            ),
-            len(lines),
-        )
-        return pytest.LineMatcher(lines[start:end])
+        return pytest.LineMatcher(report_block(self.result.outlines, name))
 
 
 @pytest.fixture(scope="module", params=sorted(MODE_FLAGS))

@@ -16,6 +16,7 @@ from conftest import (
     Runner,
     SharedRun,
     outcomes_in,
+    report_block,
     report_sections,
     run_once,
     run_suites,
@@ -239,22 +240,8 @@ def _section(shared: SharedRun, name: str) -> pytest.LineMatcher:
 
 
 def _block(shared: SharedRun, name: str) -> List[str]:
-    """The MEMRAY REPORT block of test ``name``, up to the next block or the report's end."""
-    lines = shared.result.outlines
-    start = next(
-        i
-        for i, line in enumerate(lines)
-        if line.startswith("Allocation results for ") and f"::{name} " in line
-    )
-    end = next(
-        (
-            i
-            for i in range(start + 1, len(lines))
-            if lines[i].startswith(("Allocation results for ", "Highest peak:"))
-        ),
-        len(lines),
-    )
-    return lines[start:end]
+    """The MEMRAY REPORT block of test ``name`` in the shared run."""
+    return report_block(shared.result.outlines, name)
 
 
 def _created_line(shared: SharedRun, folder: Path, prefix: str) -> None:
