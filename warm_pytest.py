@@ -12,7 +12,8 @@ entry points import, through pytest's assertion-rewriting import hook, so their 
 are rewritten and the run's pytest, finding them imported by such a hook, takes them as
 they are. They keep no state from the warm process: none reads the environment, the
 process or the time when imported. Modules the plugin imports only when a run needs them
-(an isolation mode's) are imported by the run. A run that must see a truly fresh
+(an isolation mode's) are imported by the run, as is the whole plugin under a pytest that
+cannot rewrite before it parses a configuration (8.2). A run that must see a truly fresh
 interpreter (what a start imports, options read when Python starts) uses
 ``pytester.runpytest_subprocess`` instead (tests/test_startup.py).
 
@@ -46,10 +47,16 @@ from _pytest.config import default_plugins, get_config
 for name in default_plugins:
     importlib.import_module("_pytest." + name)
 # The plugin's entry points, imported through a rewriting hook as a run would import them.
-hook = install_importhook(get_config())
-hook.mark_rewrite("pytest_memray_isolate")
-import pytest_memray_isolate.plugin, pytest_memray_isolate._conflict
-sys.meta_path.remove(hook)
+# Where pytest cannot make the hook before a configuration is parsed (8.2, the oldest this
+# project supports, has no ini values until then), each run imports the plugin itself.
+try:
+    hook = install_importhook(get_config())
+except AttributeError:
+    hook = None
+if hook is not None:
+    hook.mark_rewrite("pytest_memray_isolate")
+    import pytest_memray_isolate.plugin, pytest_memray_isolate._conflict
+    sys.meta_path.remove(hook)
 # What is imported here lives as long as every run: no run's collections need look at it.
 gc.freeze()
 
