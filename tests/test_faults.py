@@ -12,11 +12,9 @@ test checks its own module's outcomes and its own tests' sections of the shared 
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +34,9 @@ from conftest import (
     recorded_pids,
     report_sections,
     run_once,
-    run_suites,
     sources_by_mode,
 )
+from private_runs import left_in_tmp, run_with_private_tmp
 
 _AFTER = """
 
@@ -815,9 +813,6 @@ def _run_specs() -> Dict[str, _RunSpec]:
 
 _RUNS = _run_specs()
 
-#: Where a shared run's directory keeps what was left in its TMPDIR.
-_LEFTOVERS = "tmpdir-leftovers.json"
-
 
 @dataclass(frozen=True)
 class FaultsRun:
@@ -842,17 +837,6 @@ class FaultsRun:
         return [int(word) for word in path.read_text().split()] if path.exists() else []
 
 
-def _left_in(tmp: Path, wait: float = 5.0) -> List[str]:
-    """What stays in ``tmp`` once the run is over: its names, after up to ``wait`` seconds
-    for processes that are ending to clean up (as ``gone`` waits for them to end)."""
-    give_up = time.monotonic() + wait
-    while True:
-        names = sorted(path.name for path in tmp.iterdir())
-        if not names or time.monotonic() > give_up:
-            return names
-        time.sleep(0.05)
-
-
 def _start(directory: Path, spec: _RunSpec) -> pytest.RunResult:
     """Run ``spec``'s modules in ``directory`` with a TMPDIR of their own, and keep what the
     run left in it: the TMPDIR is removed before any test checks it."""
@@ -864,13 +848,7 @@ def _start(directory: Path, spec: _RunSpec) -> pytest.RunResult:
         suites[name] = source
     if spec.ini:
         (directory / "tox.ini").write_text(f"[pytest]\n{spec.ini}\n")
-    tmp = Path(tempfile.mkdtemp(prefix="pmi-"))  # short: Unix sockets live there
-    try:
-        result = run_suites(directory, suites, *spec.flags, "-rA", environment={"TMPDIR": str(tmp)})
-        (directory / _LEFTOVERS).write_text(json.dumps(_left_in(tmp)))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return result
+    return run_with_private_tmp(directory, suites, *spec.flags, "-rA")
 
 
 @pytest.fixture(scope="module")
@@ -886,7 +864,7 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     key = str(request.param)
     spec = _RUNS[key]
     result, path = run_once(tmp_path_factory, f"faults-{key}", lambda directory: _start(directory, spec))
-    return FaultsRun(result, spec.mode, path, json.loads((path / _LEFTOVERS).read_text()))
+    return FaultsRun(result, spec.mode, path, left_in_tmp(path))
 
 
 @pytest.mark.parametrize("shared", sorted(EVERY_ISOLATION_FLAG), indirect=True)
