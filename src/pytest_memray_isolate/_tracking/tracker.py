@@ -233,6 +233,18 @@ def tracked(
     return run_tracked
 
 
+@contextmanager
+def _resident_growth(notes: TrackerNotes) -> Iterator[None]:
+    """Note in ``notes`` how much the process's peak resident size grows within the block."""
+    probe = ResidentProbe()
+    probe.reset()
+    try:
+        yield
+    finally:
+        probe.read_peak()
+        notes.resident = probe.figures()
+
+
 def resident_only(function: Callable[..., Any], notes: TrackerNotes) -> Callable[..., Any]:
     """Wrap ``function`` of a test that measures regions: no Tracker around its call (each
     region has its own), but its resident growth, as every tracked test gets."""
@@ -242,26 +254,16 @@ def resident_only(function: Callable[..., Any], notes: TrackerNotes) -> Callable
         @functools.wraps(function)
         async def run_measured_async(*args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True  # pytest shows the test's frames, not these
-            probe = ResidentProbe()
-            probe.reset()
-            try:
+            with _resident_growth(notes):
                 return await function(*args, **kwargs)
-            finally:
-                probe.read_peak()
-                notes.resident = probe.figures()
 
         return run_measured_async
 
     @functools.wraps(function)
     def run_measured(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # pytest shows the test's frames, not these
-        probe = ResidentProbe()
-        probe.reset()
-        try:
+        with _resident_growth(notes):
             return function(*args, **kwargs)
-        finally:
-            probe.read_peak()
-            notes.resident = probe.figures()
 
     return run_measured
 
