@@ -108,6 +108,11 @@ class RegionFigures:
     #: The size histogram of its high watermark, for the MEMRAY REPORT (not in the JSON).
     histogram: str = ""
 
+    @property
+    def opened_at(self) -> str:
+        """Where the test opened it, as reports name it: ``test_x.py:14``."""
+        return f"{os.path.basename(self.filename)}:{self.lineno}"
+
     def as_dict(self) -> Dict[str, Any]:
         """Its entry in a test's ``regions`` (--memray-json), in the schema's order of keys."""
         return {

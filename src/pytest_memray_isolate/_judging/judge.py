@@ -10,7 +10,6 @@ answered once, for the figures and the limits alike (see ``capture.OpenCapture``
 from __future__ import annotations
 
 import heapq
-import os
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -318,7 +317,7 @@ def _judge_regions(plan: TrackingPlan, job: Job, *, passed: bool, context: Judge
             allocated = judgement.allocated  # the highest region's, for --fail-on-increase
         verdict = judgement.verdict
         if verdict is not None:
-            where = f"memray_region {region.number}, opened at {os.path.basename(region.filename)}:{region.lineno}"
+            where = f"memray_region {region.number}, opened at {region.opened_at}"
             verdict = replace(verdict, message=f"{verdict.message} (in {where})")
             return replace(judgement, verdict=verdict, allocated=None, regions=regions, graphed=path)
     return Judgement(result, regions=regions, graphed=graphed, allocated=allocated)

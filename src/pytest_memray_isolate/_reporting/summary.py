@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Iterable, List, Optional
 
 from .._judging.capture import MemoryResult, RegionFigures, process_lines
@@ -49,7 +48,7 @@ def summary_block(result: MemoryResult) -> List[str]:
 def region_line(region: RegionFigures) -> str:
     """One region of a test: its number, where it was opened, its peak and allocations."""
     line = (
-        f"region {region.number} ({os.path.basename(region.filename)}:{region.lineno}):"
+        f"region {region.number} ({region.opened_at}):"
         f" {format_size(region.peak_memory)} at its peak, {region.total_allocations}"
         f" allocation{'' if region.total_allocations == 1 else 's'}"
     )
