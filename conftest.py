@@ -438,6 +438,21 @@ class SharedRun(NamedTuple):
     path: Path
 
 
+def saved_result(result: pytest.RunResult) -> Dict[str, Any]:
+    """What a run's result keeps in JSON, for the workers that read a run another started."""
+    return {
+        "ret": int(result.ret),
+        "outlines": result.outlines,
+        "errlines": result.errlines,
+        "duration": result.duration,
+    }
+
+
+def result_from_saved(data: Dict[str, Any]) -> pytest.RunResult:
+    """The result :func:`saved_result` kept."""
+    return pytest.RunResult(data["ret"], data["outlines"], data["errlines"], data["duration"])
+
+
 def run_once(
     factory: pytest.TempPathFactory, key: str, start: Callable[[Path], pytest.RunResult]
 ) -> SharedRun:
@@ -455,16 +470,8 @@ def run_once(
     with open(root / f"shared-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if saved.exists():
-            data = json.loads(saved.read_text())
-            outcome = pytest.RunResult(data["ret"], data["outlines"], data["errlines"], data["duration"])
-            return SharedRun(outcome, directory)
+            return SharedRun(result_from_saved(json.loads(saved.read_text())), directory)
         directory.mkdir()
         outcome = start(directory)
-        data = {
-            "ret": int(outcome.ret),
-            "outlines": outcome.outlines,
-            "errlines": outcome.errlines,
-            "duration": outcome.duration,
-        }
-        saved.write_text(json.dumps(data))
+        saved.write_text(json.dumps(saved_result(outcome)))
         return SharedRun(outcome, directory)

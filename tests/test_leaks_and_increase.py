@@ -21,7 +21,9 @@ from conftest import (
     gone,
     outcomes_in,
     report_sections,
+    result_from_saved,
     run_once,
+    saved_result,
     sources_by_mode,
     warm_run,
     without_plugins,
@@ -211,15 +213,6 @@ def _run_in(directory: Path, *args: str, environment: Dict[str, str]) -> pytest.
     return warm_run(directory, arguments, environ=variables, cwd=directory, timeout=150)
 
 
-def _saved(result: pytest.RunResult) -> Dict[str, object]:
-    return {
-        "ret": int(result.ret),
-        "outlines": result.outlines,
-        "errlines": result.errlines,
-        "duration": result.duration,
-    }
-
-
 @dataclass(frozen=True)
 class Runs:
     """Runs made one after the other in one directory, by the name of each; what the first
@@ -261,7 +254,7 @@ def _runs_once(
             for path in directory.glob("pids-*")
         }
         saved = {
-            "results": {name: _saved(result) for name, result in results.items()},
+            "results": {name: saved_result(result) for name, result in results.items()},
             "leftovers": leftovers,
             "pids": pids,
             "gone": {module: gone(numbers) for module, numbers in pids.items()},
@@ -271,10 +264,7 @@ def _runs_once(
 
     _, directory = run_once(factory, key, start_and_save)
     saved = json.loads((directory / "runs.json").read_text())
-    results = {
-        name: pytest.RunResult(data["ret"], data["outlines"], data["errlines"], data["duration"])
-        for name, data in saved["results"].items()
-    }
+    results = {name: result_from_saved(data) for name, data in saved["results"].items()}
     return Runs(results, saved["leftovers"], saved["pids"], saved["gone"])
 
 
