@@ -361,6 +361,7 @@ def run_suites(
     environment: Optional[Dict[str, str]] = None,
     timeout: float = 150,
     keep: Sequence[str] = (),
+    keep_cache: bool = False,
 ) -> pytest.RunResult:
     """Run pytest once, in a process of its own (forked warm, as ``run`` does), on several
     small test modules at once.
@@ -372,23 +373,17 @@ def run_suites(
     each test's part apart), so a mode costs one interpreter and not one per check.
     ``environment`` adds to the variables the run inherits; a run that outlives ``timeout``
     seconds (under the suite's own timeout, in pyproject.toml) is killed and fails the tests
-    that share it; ``keep`` names the installed
-    plugins it loads (as ``run``'s ``plugins``).
+    that share it; ``keep`` names the installed plugins it loads (as ``run``'s ``plugins``);
+    ``keep_cache`` keeps pytest's cache in ``directory``, for runs made one after the other
+    there that remember for the next (as ``run``'s).
     """
     for name, source in suites.items():
         (directory / f"{name}.py").write_text(textwrap.dedent(source).strip("\n") + "\n")
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        f"--basetemp={directory / 'basetemp'}",
-        "-p",
-        "no:cacheprovider",
-    ]
+    arguments = [f"--basetemp={directory / 'basetemp'}", *([] if keep_cache else ["-p", "no:cacheprovider"])]
     variables = {name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"}
     variables.update(environment or {})
     return _WARM.run(
-        [*command[3:], *without_plugins(keep), *args],
+        [*arguments, *without_plugins(keep), *args],
         cwd=directory,
         output=directory,
         environ=variables,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -23,10 +22,9 @@ from conftest import (
     report_sections,
     result_from_saved,
     run_once,
+    run_suites,
     saved_result,
     sources_by_mode,
-    warm_run,
-    without_plugins,
 )
 
 _LEAKY = """
@@ -205,12 +203,9 @@ def _write(directory: Path, suites: Dict[str, str]) -> List[str]:
 
 
 def _run_in(directory: Path, *args: str, environment: Dict[str, str]) -> pytest.RunResult:
-    """pytest in ``directory`` (forked warm, as ``run`` does) keeping pytest's cache there, as
+    """pytest in ``directory`` keeping pytest's cache there, with pytest-xdist loaded, as
     ``run(..., plugins=["xdist"], keep_cache=True)`` does; ``environment`` adds variables."""
-    variables = {name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"}
-    variables.update(environment)
-    arguments = [*without_plugins(["xdist"]), *args]
-    return warm_run(directory, arguments, environ=variables, cwd=directory, timeout=150)
+    return run_suites(directory, {}, *args, environment=environment, keep=["xdist"], keep_cache=True)
 
 
 @dataclass(frozen=True)
