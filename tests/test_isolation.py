@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from typing import Dict, List
 
@@ -355,17 +356,37 @@ def _counted(result: pytest.RunResult, module: str) -> Dict[str, int]:
     return dict(kinds)
 
 
+def _fixture_subtest_lines(result: pytest.RunResult, module: str) -> Dict[str, int]:
+    """How many -v progress lines ``module``'s subtests fixture test printed, by word
+    (``SUBPASSED``). pytest prints no such line for unittest's subTest: it logs those
+    while the test's output is captured."""
+    words = Counter(
+        match[1]
+        for match in (
+            re.match(rf"{re.escape(module)}::test_fixture_subtests (SUB[A-Z]+)\(", line)
+            for line in result.outlines
+        )
+        if match is not None
+    )
+    return dict(words)
+
+
 def test_subtests_are_reported_as_without_isolation(isolated: SharedRun, in_process: SharedRun) -> None:
     """unittest's subTest and pytest's subtests fixture: the same outcomes, subtest by subtest.
 
     Subtests are logged while the test runs, in the child; it sends them with the call
     report and the parent logs them. A failed subtest must never turn into a pass. Tracked
     in process, the same module is the reference: the same outcomes, the same counts in
-    pytest's final line, the same lines in the short summary.
+    pytest's final line, the same lines in the short summary, and each fixture subtest's
+    progress line shown once (the parent's: a forked child's own would show on the same
+    terminal).
     """
     module = "test_subtests_are_reported_as_without_isolation.py"
     plain = _summary_of(in_process.result, module)
     assert outcomes_in(isolated.result, module) == outcomes_in(in_process.result, module)
+    if _SUBTESTS_FIXTURE:
+        assert _fixture_subtest_lines(in_process.result, module) == {"SUBPASSED": 2, "SUBFAILED": 1}
+        assert _fixture_subtest_lines(isolated.result, module) == {"SUBPASSED": 2, "SUBFAILED": 1}
     assert _counted(isolated.result, module) == _counted(in_process.result, module)
     assert outcomes_in(in_process.result, module).get("failed", 0) >= 1
     assert _summary_of(isolated.result, module) == plain

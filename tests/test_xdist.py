@@ -152,3 +152,24 @@ def test_the_report_is_the_same_with_or_without_workers(pytester: pytest.Pyteste
 
     assert tests("workers.json") == tests("alone.json")
     assert [test["outcome"] for test in tests("alone.json")] == ["passed"] * 3 + ["failed"] * 2
+
+
+_SUBTESTS = """
+def test_fixture_subtests(subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            assert i != 2
+"""
+
+
+@pytest.mark.skipif(
+    int(pytest.__version__.split(".")[0]) < 9, reason="the subtests fixture is new in pytest 9"
+)
+def test_a_forked_childs_subtests_reach_the_controller_once(pytester: pytest.Pytester, run: Runner) -> None:
+    """A forked child's subtests reach the controller through its parent only: the child
+    never writes to the worker's channel, which would show each subtest twice."""
+    pytester.makepyfile(test_subs=_SUBTESTS)
+    result = run("--memray-isolate=fork", "-n", "1", "-v", plugins=("xdist",))
+    result.assert_outcomes(failed=2)  # the test and its failed subtest, as pytest counts them
+    shown = [line for line in result.outlines if re.search(r"\bSUB[A-Z]+\(", line) and "[gw0]" in line]
+    assert [line.split()[2].partition("(")[0] for line in shown] == ["SUBPASSED", "SUBPASSED", "SUBFAILED"]

@@ -21,7 +21,7 @@ import sys
 import traceback
 import warnings
 from dataclasses import replace
-from typing import Callable, Generator, List, NoReturn, Optional, Sequence, TextIO, final
+from typing import Callable, Generator, List, NoReturn, Optional, Sequence, TextIO, Tuple, final
 
 import pytest
 
@@ -61,9 +61,10 @@ def become_child(
     *,
     own_group: bool,
     report_signal: Optional[int] = None,
-    replaces: Sequence[str] = (),
+    replaces: Sequence[object] = (),
 ) -> ChildPlugin:
-    """Make this freshly forked process the test's child: its plugin replaces ``replaces``.
+    """Make this freshly forked process the test's child: its plugin replaces the plugins
+    ``replaces`` (in a forked child, the parent's: their work is not the child's).
 
     It gets a process group of its own (so the parent can kill whatever it starts), its
     warnings are recorded for the parent, and faulthandler writes its stacks to the
@@ -75,10 +76,8 @@ def become_child(
     """
     try:
         plugin = ChildPlugin(config, spec, notes, own_group=own_group, report_signal=report_signal)
-        for name in replaces:
-            found = config.pluginmanager.get_plugin(name)
-            if found is not None:
-                config.pluginmanager.unregister(found)
+        for replaced in replaces:
+            config.pluginmanager.unregister(replaced)
         config.pluginmanager.register(plugin, _names.CHILD)
     except BaseException:
         cannot_run(
@@ -151,6 +150,14 @@ class ChildPlugin:
         if self._call_done:
             escaped()
         self._keep_for_parent(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Optional[Tuple[str, str, str]]:
+        """A report logged during the call (a subtest's) shows no progress here: the parent
+        logs it again, and a forked child's terminal is the parent's, so it would show twice."""
+        if not self._call_done and report.when == "call":
+            return "", "", ""
+        return None
 
     def _keep_for_parent(self, report: pytest.TestReport) -> None:
         """Keep a subtest's report to be logged in the parent, and write it to the logged

@@ -12,11 +12,12 @@ import faulthandler
 import os
 import random
 import warnings
-from typing import Callable
+from typing import Callable, List
 
 import pytest
 
 from .. import _names
+from .._integrations.xdist import controller_link
 from .._tracking.tracker import prepare_for_forks
 from . import leftovers
 from .child import become_child
@@ -83,7 +84,7 @@ class ForkRunner:
                     job.notes,
                     own_group=self._own_group,
                     report_signal=report_signal,
-                    replaces=_names.PARENT_ONLY,
+                    replaces=self._parent_only(),
                 )
                 plugin.run_call(runtest)
                 return  # back up pytest's stack in the child, to the call report
@@ -97,6 +98,13 @@ class ForkRunner:
             )
 
         return run_isolated
+
+    def _parent_only(self) -> List[object]:
+        """The plugins whose work is the parent's: the plugin's own parent roles, and
+        pytest-xdist's link to the controller."""
+        manager = self._config.pluginmanager
+        own = [manager.get_plugin(name) for name in _names.PARENT_ONLY]
+        return [plugin for plugin in own if plugin is not None] + controller_link(self._config)
 
     def close(self) -> None:
         """Reap the last child; nothing else outlives a test in fork mode."""
