@@ -219,7 +219,7 @@ def test_pytest_timeout_is_honoured_in_the_child_not_the_parent(
         import time
         import pytest
 
-        @pytest.mark.timeout(1)
+        @pytest.mark.timeout(0.5)
         def test_marked():
             time.sleep(600)
 
@@ -234,17 +234,17 @@ def test_pytest_timeout_is_honoured_in_the_child_not_the_parent(
         "-p",
         "timeout",
         isolated_flag,
-        "--timeout=2",
+        "--timeout=1",
         f"--timeout-method={method}",
         "-rf",
         plugins=["timeout"],
     )
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
-        ["Timeout after 1 s: the isolated child process running this test was killed."]
+        ["Timeout after 0.5 s: the isolated child process running this test was killed."]
     )
     result.stdout.fnmatch_lines(
-        ["Timeout after 2 s: the isolated child process running this test was killed."]
+        ["Timeout after 1 s: the isolated child process running this test was killed."]
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
     result.stdout.no_fnmatch_line("*+ Timeout +*")
