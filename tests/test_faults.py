@@ -191,7 +191,7 @@ def test_a_hanging_child_is_killed_at_its_deadline(shared: FaultsRun) -> None:
     """--memray-timeout, memray_timeout or memray_isolate(timeout=...): killed, with its stack.
 
     Where the deadline is given is read in pytest's process, before any mode takes part:
-    the command line in every mode (the runs with --memray-timeout=1), the ini file (a run
+    the command line in every mode (the runs with --memray-timeout=0.5), the ini file (a run
     of its own) and the marker (on the test alone, in the fork run without a deadline) in
     fork mode. Each run waits out the deadline once.
     """
@@ -199,7 +199,7 @@ def test_a_hanging_child_is_killed_at_its_deadline(shared: FaultsRun) -> None:
     assert shared.outcomes(_HANG) == {"passed": 1, "failed": 1}
     shared.section("test_hangs").fnmatch_lines(
         [
-            "Timeout after 1 s: the isolated child process running this test was killed.",
+            "Timeout after 0.5 s: the isolated child process running this test was killed.",
             "",
             "*hread * (most recent call first):",
             "  File *, line * in test_hangs",
@@ -497,7 +497,7 @@ def test_inf():
 
 @pytest.mark.memray_isolate(timeout=0)
 def test_no_limit():
-    time.sleep(1.5)
+    time.sleep(1.0)
 """
 
 
@@ -678,7 +678,7 @@ def test_a_zero_max_rss_means_no_ceiling(shared: FaultsRun) -> None:
 # whose options agree, and each test checks its own module's outcomes, sections and
 # processes. Per isolation mode there are four: one without a deadline or a ceiling (the
 # tests below, the crashes, the marker's deadline, the zero ceiling), one with
-# --memray-timeout=1 (and one with it in the ini file), and one for each ceiling.
+# --memray-timeout=0.5 (and one with it in the ini file), and one for each ceiling.
 
 
 #: The modules of the tests below, which every run without a deadline or a ceiling holds.
@@ -783,7 +783,7 @@ def _run_specs() -> Dict[str, _RunSpec]:
             suites[_ZERO] = _ZERO_SUITE
             flags += [f"--memray-max-rss={_ZERO_CEILINGS[mode]}", "--memray-json=out.json"]
         if mode == "fork":
-            suites[_HANG] = _hang_suite(f"@pytest.mark.memray_isolate({mode!r}, timeout=1)")
+            suites[_HANG] = _hang_suite(f"@pytest.mark.memray_isolate({mode!r}, timeout=0.5)")
         runs[mode] = _RunSpec(mode, tuple(flags), suites)
         runs[f"ceiling-400-{mode}"] = _RunSpec(
             mode,
@@ -796,7 +796,7 @@ def _run_specs() -> Dict[str, _RunSpec]:
     for mode, flag in sorted(EVERY_MODE_FLAG.items()):
         key = f"timeout-{mode}"
         suites = {}
-        flags = [flag, "--memray-timeout=1"]
+        flags = [flag, "--memray-timeout=0.5"]
         if mode in EVERY_ISOLATION_FLAG:
             suites[_HANG] = _hang_suite("")
         if mode in MODE_FLAGS:
@@ -806,7 +806,7 @@ def _run_specs() -> Dict[str, _RunSpec]:
             flags += [f"--memray-max-rss={_ZERO_CEILINGS[key]}", "--memray-json=out.json"]
         runs[key] = _RunSpec(mode, tuple(flags), suites)
     runs["timeout-ini-fork"] = _RunSpec(
-        "fork", (ISOLATION_FLAGS["fork"],), {_HANG: _hang_suite("")}, ini="memray_timeout = 1"
+        "fork", (ISOLATION_FLAGS["fork"],), {_HANG: _hang_suite("")}, ini="memray_timeout = 0.5"
     )
     return runs
 

@@ -205,11 +205,11 @@ def test_a_timed_out_child_reports_memrays_peak(
             time.sleep(60)
         """
     )
-    result = run(isolated_flag, "--memray-timeout=2")
+    result = run(isolated_flag, "--memray-timeout=1")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "Timeout after 2 s: the isolated child process running this test was killed.",
+            "Timeout after 1 s: the isolated child process running this test was killed.",
             "Memory allocated at the peak before it was killed: 12.0MiB (memray).",
             "Biggest allocating places at that peak:",
             "*- test_hangs_holding_memory:*.py:* -> 12.0MiB",
