@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from conftest import EVERY_MODE_FLAG, Runner, SharedRun, outcomes_in, report_sections, run_once
+from conftest import EVERY_MODE_FLAG, Runner, SharedRun, outcomes_in, report_block, report_sections, run_once
 from private_runs import left_in_tmp, run_with_private_tmp
 
 MIB = 1024 * 1024
@@ -379,7 +379,8 @@ def test_the_other_limit_markers_apply_to_each_region(in_process: SharedRun) -> 
 def test_a_child_that_dies_in_a_region_reports_that_regions_peak(forked: SharedRun) -> None:
     """A child that exits inside its second region fails the test with memray's figures of
     that region (its capture keeps every allocation, so it survives the crash), not the
-    40 MiB set up before it; the JSON's regions are null, as nothing was reported."""
+    40 MiB set up before it. The reports keep both regions: the first as it ended, the
+    second up to the crash (the child logged each as it started and ended)."""
     result = forked.result
     assert outcomes_in(result, "test_dies.py") == {"failed": 1}
     pytest.LineMatcher(report_sections(result.outlines)["test_dies"]).fnmatch_lines(
@@ -391,7 +392,18 @@ def test_a_child_that_dies_in_a_region_reports_that_regions_peak(forked: SharedR
         ]
     )
     test = _tests(forked)["test_dies"]
-    assert (test["regions"], test["child"]["exit_code"]) == (None, 3)
+    assert test["child"]["exit_code"] == 3
+    first, second = test["regions"]
+    assert (first["number"], first["lineno"], second["number"], second["lineno"]) == (1, 5, 2, 7)
+    assert first["peak_memory"] < 64 * 1024
+    assert second["peak_memory"] >= 8 * 1024 * 1024
+    assert second["top_locations"][0]["lineno"] == 8
+    assert (second["leaked_memory"], test["peak_memory"]) == (None, second["peak_memory"])
+    block = report_block(result.outlines, "test_dies")
+    assert [line.split(":")[0] for line in block if line.startswith("\t\t- region")] == [
+        "\t\t- region 1 (test_dies.py",
+        "\t\t- region 2 (test_dies.py",
+    ]
 
 
 def test_each_misuse_fails_its_test_saying_what_to_do(in_process: SharedRun) -> None:

@@ -13,13 +13,12 @@ import pickle
 import signal
 import sys
 import warnings
-from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import pytest
 
 from .._capture_files import region_capture
-from .._judging.capture import MemoryResult, read_capture
+from .._judging.capture import MemoryResult, RegionFigures, read_capture, read_region
 from .._sizes import format_size
 from .._tracking.window import close_window, quiet_memray, trim_padding
 from .messages import (
@@ -28,6 +27,8 @@ from .messages import (
     ExitFacts,
     Job,
     Logged,
+    RegionMeasured,
+    RegionOpened,
     Reply,
     Reported,
     ReportLost,
@@ -123,15 +124,19 @@ def await_child(
     window_closed = spec.window_marker is not None and close_window(spec.capture, spec.window_marker)
     reply = read_reply(spec)
     reported = reply if isinstance(reply, Reported) else None
+    during_call, regions = (
+        (reported.during_call, reported.regions) if reported is not None else read_logged(spec)
+    )
     job.child = ChildOutcome(
         reported=reported,
-        during_call=reported.during_call if reported is not None else read_logged(spec),
+        during_call=during_call,
+        regions=regions,
         exit_facts=None if reported is not None else exit_facts(end),
         window_closed=window_closed,
         output_captured_here=output_captured_here,
     )
     if end.killed_for is not None:
-        pytest.fail(_killed_text(spec, end), pytrace=False)
+        pytest.fail(_killed_text(spec, end, regions), pytrace=False)
     if isinstance(reply, Reported):
         _reissue(reply.warnings)
         return
@@ -146,10 +151,11 @@ def await_child(
             "The isolated child process running this test could not send its report:\n" + reply.error,
             pytrace=False,
         )
-    pytest.fail(_crash_text(spec, end, None if started_rss is None else started_rss()), pytrace=False)
+    started = None if started_rss is None else started_rss()
+    pytest.fail(_crash_text(spec, end, started, regions), pytrace=False)
 
 
-def _killed_text(spec: CallSpec, end: ChildEnd) -> str:
+def _killed_text(spec: CallSpec, end: ChildEnd, regions: Tuple[RegionFigures, ...]) -> str:
     if end.killed_for == "timeout":
         text = f"Timeout after {spec.timeout:g} s: the isolated child process running this test was killed."
     else:
@@ -161,14 +167,16 @@ def _killed_text(spec: CallSpec, end: ChildEnd) -> str:
             f" {format_size(end.rss_when_killed)}), over the limit of {format_size(spec.max_rss)}"
             " (--memray-max-rss), and was killed."
         )
-    lines = [text, *_memray_lines(_figures_from_capture(spec), "it was killed", _region_note(spec))]
+    lines = [text, *_memray_lines(*_figures_at_death(spec, regions), "it was killed")]
     stacks = _read_text(spec.faults_file)
     if stacks:
         lines += ["", stacks]
     return "\n".join(lines)
 
 
-def _crash_text(spec: CallSpec, end: ChildEnd, started_rss: Optional[int]) -> str:
+def _crash_text(
+    spec: CallSpec, end: ChildEnd, started_rss: Optional[int], regions: Tuple[RegionFigures, ...]
+) -> str:
     lines = [
         f"The isolated child process running this test {describe_exit(end.status)} before reporting a result."
     ]
@@ -177,8 +185,8 @@ def _crash_text(spec: CallSpec, end: ChildEnd, started_rss: Optional[int]) -> st
             f"The plugin's temporary directory {spec.scratch.parent} no longer exists (a test removed it):"
             " the child could not send its report."
         )
-    figures = _figures_from_capture(spec)
-    lines += _memray_lines(figures, "the crash", _region_note(spec))
+    figures, region_note = _figures_at_death(spec, regions)
+    lines += _memray_lines(figures, region_note, "the crash")
     unreadable = (
         ""
         if figures is not None or spec.regions
@@ -204,49 +212,40 @@ def _crash_text(spec: CallSpec, end: ChildEnd, started_rss: Optional[int]) -> st
     return "\n".join(lines)
 
 
-def _last_region(spec: CallSpec) -> Optional[Tuple[int, Path]]:
-    """The number and capture of the last region a test measuring regions started."""
+def _last_region_started(spec: CallSpec) -> int:
+    """The number of the last region a test measuring regions started (its capture exists)."""
     number = 0
     while region_capture(spec.capture, number + 1).exists():
         number += 1
-    return None if number == 0 else (number, region_capture(spec.capture, number))
+    return number
 
 
-def _figures_from_capture(spec: CallSpec) -> Optional[MemoryResult]:
-    """memray's figures from the capture of a child that did not report, where its format
-    survives a crash (an aggregated capture is written only when its Tracker stops).
+def _figures_at_death(
+    spec: CallSpec, regions: Tuple[RegionFigures, ...]
+) -> Tuple[Union[MemoryResult, RegionFigures, None], str]:
+    """memray's figures of a child that did not report, and which region they are of.
 
-    A test measuring regions has the figures of the last region it started (regions keep
-    the "all" format): the one it died in, or the last before it died.
+    A test measuring regions has the figures of the last region it started: the one it
+    died in (read from its capture by ``read_logged``), or the last before it died. Other
+    tests have those of their capture, where its format survives a crash (an aggregated
+    capture is written only when its Tracker stops).
     """
     if spec.regions:
-        last = _last_region(spec)
-        if last is None:
-            return None
-        trim_padding(last[1])
-        with quiet_memray():
-            try:
-                return read_capture(last[1], spec.nodeid)
-            except Exception:  # nothing written yet
-                return None
+        number = _last_region_started(spec)
+        last = next((region for region in regions if region.number == number), None)
+        return last, "" if last is None else f", in memray_region {number}"
     if not (spec.tracker.all_allocations or spec.tracker.ends_open) or spec.repeats > 1:
-        return None
+        return None, ""
     if spec.window_marker is None:
         trim_padding(spec.capture)  # close_window trimmed the others
     with quiet_memray():
         try:
-            return read_capture(spec.capture, spec.nodeid)
+            return read_capture(spec.capture, spec.nodeid), ""
         except Exception:  # nothing written yet, or not a capture at all
-            return None
+            return None, ""
 
 
-def _region_note(spec: CallSpec) -> str:
-    """Which region the figures of a test measuring regions are of."""
-    last = _last_region(spec) if spec.regions else None
-    return "" if last is None else f", in memray_region {last[0]}"
-
-
-def _memray_lines(figures: Optional[MemoryResult], until: str, note: str = "") -> List[str]:
+def _memray_lines(figures: Union[MemoryResult, RegionFigures, None], note: str, until: str) -> List[str]:
     """memray's peak up to ``until`` and the biggest allocating places at that peak (nothing
     for a test that had allocated nothing yet); ``note`` says which region they are of."""
     if figures is None or figures.peak_memory == 0:
@@ -262,20 +261,44 @@ def _memray_lines(figures: Optional[MemoryResult], until: str, note: str = "") -
     return lines
 
 
-def read_logged(spec: CallSpec) -> Tuple[SerializedReport, ...]:
-    """The reports a child that sent no call report had logged (see ``ChildPlugin``); a
-    record torn by its death ends the list."""
+def read_logged(spec: CallSpec) -> Tuple[Tuple[SerializedReport, ...], Tuple[RegionFigures, ...]]:
+    """What a child that sent no call report had logged (see ``ChildPlugin`` and region.py):
+    the subtests' reports, and the regions it measured, with the one it died in read from
+    that region's capture. A record torn by its death ends the file."""
     logged: List[SerializedReport] = []
+    measured: List[RegionFigures] = []
+    opened: Optional[RegionOpened] = None
     try:
         with open(spec.logged_file, "rb") as stream:
             while True:
                 entry = pickle.load(stream)
-                if not isinstance(entry, Logged):
+                if isinstance(entry, Logged):
+                    logged.append(entry.report)
+                elif isinstance(entry, RegionOpened):
+                    opened = entry
+                elif isinstance(entry, RegionMeasured):
+                    measured.append(entry.figures)
+                else:
                     break
-                logged.append(entry.report)
     except Exception:  # no file, its end, or a torn last record
         pass
-    return tuple(logged)
+    if opened is not None and all(region.number != opened.number for region in measured):
+        died_in = _unfinished_region(spec, opened)
+        if died_in is not None:
+            measured.append(died_in)
+    return tuple(logged), tuple(measured)
+
+
+def _unfinished_region(spec: CallSpec, opened: RegionOpened) -> Optional[RegionFigures]:
+    """The figures of the region a child died in, up to its death (none if its capture has
+    no allocation yet); what it leaked is not known, as the region never ended."""
+    capture = region_capture(spec.capture, opened.number)
+    trim_padding(capture)
+    with quiet_memray():
+        try:
+            return read_region(capture, opened.number, opened.filename, opened.lineno, leaks=False)
+        except Exception:  # nothing written yet
+            return None
 
 
 def read_reply(spec: CallSpec) -> Optional[Reply]:

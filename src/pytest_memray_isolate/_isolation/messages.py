@@ -5,7 +5,9 @@ go, what to track, and what the child may spend. Coming back, one :class:`Reply`
 to the spec's reply file: the call report (:class:`Reported`), a stop request
 (:class:`Stopped`), why the test could not run (:class:`Unrunnable`), or why the report
 could not be sent (:class:`ReportLost`). Subtests' reports are appended to the logged
-file one :class:`Logged` at a time as the child goes, so a crash later keeps them.
+file one :class:`Logged` at a time as the child goes, and each ``memray_region`` as it
+starts (:class:`RegionOpened`) and ends (:class:`RegionMeasured`), so a crash later
+keeps them.
 
 The parent's own view of the call, which never crosses, is :class:`Job`: the spec, what
 the tracker noted where the test ran (:class:`TrackerNotes`) and, for an isolated test,
@@ -34,6 +36,9 @@ __all__ = [
     "ExitFacts",
     "Job",
     "Logged",
+    "LoggedRecord",
+    "RegionMeasured",
+    "RegionOpened",
     "Reply",
     "ReportLost",
     "Reported",
@@ -187,6 +192,29 @@ class Logged:
     report: SerializedReport
 
 
+@final
+@dataclass(frozen=True)
+class RegionOpened:
+    """A ``memray_region`` about to start its Tracker, appended before it does: a child
+    that dies inside the region is reported with the region's number and place."""
+
+    number: int
+    filename: str
+    lineno: int
+
+
+@final
+@dataclass(frozen=True)
+class RegionMeasured:
+    """A ``memray_region``'s figures, appended as its block ended (the test read them)."""
+
+    figures: RegionFigures
+
+
+#: What the logged file holds, one pickled record after another.
+LoggedRecord = Union[Logged, RegionOpened, RegionMeasured]
+
+
 # -- the parent's view ------------------------------------------------------------------
 
 
@@ -219,6 +247,10 @@ class ChildOutcome:
     #: Reports the child logged during the call (subtests): sent with the call report, or
     #: read from the logged file when it died before sending one.
     during_call: Tuple[SerializedReport, ...]
+    #: The figures of the test's ``memray_region`` blocks: sent with the call report, or,
+    #: from a child that died, those it logged as they ended and the one it died in, read
+    #: from that region's capture.
+    regions: Tuple[RegionFigures, ...]
     #: How the child ended when it did not report (crash, timeout, memory).
     exit_facts: Optional[ExitFacts]
     #: Whether the child reached the end of its tracked window (the parent cut its capture there).
@@ -283,11 +315,11 @@ class Job:
         return self.child is not None and self.child.window_closed
 
     @property
-    def regions(self) -> Optional[Tuple[RegionFigures, ...]]:
-        """The figures of the test's regions, from wherever it ran; ``None`` from a child
-        that sent no report (it crashed or was killed)."""
+    def regions(self) -> Tuple[RegionFigures, ...]:
+        """The figures of the test's regions, from wherever it ran (a child that crashed or
+        was killed: those it measured before)."""
         if self.child is not None:
-            return None if self.child.reported is None else self.child.reported.regions
+            return self.child.regions
         return tuple(self.notes.regions)
 
     @property

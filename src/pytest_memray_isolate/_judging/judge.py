@@ -113,8 +113,8 @@ class Judgement:
     #: For a limit_memory test that passed it (and --fail-on-increase): what it allocated at
     #: its high watermark, to record in pytest's cache for the next run to compare with.
     allocated: Optional[int] = None
-    #: For a test that measured regions (``memray_region``): each one's figures, ``None``
-    #: for other tests (and for a child that died before reporting them).
+    #: For a test that measured regions (``memray_region``): each one's figures (a child
+    #: that died: those it measured before, and the one it died in); ``None`` for other tests.
     regions: Optional[Tuple[RegionFigures, ...]] = None
     #: The capture a flame graph shows, when it is not the test's own (its highest region's).
     graphed: Optional[Path] = None
@@ -279,7 +279,7 @@ def _judge_regions(plan: TrackingPlan, job: Job, *, passed: bool, context: Judge
     first region that fails a limit gives the verdict, naming the region.
     """
     regions = job.regions
-    if regions is None or not regions:
+    if not regions:
         return Judgement(None, regions=regions)
     if context.keep_captures:
         regions = tuple(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -35,7 +36,7 @@ import pytest
 from memray import FileFormat, Tracker
 
 from .._capture_files import region_capture
-from .._isolation.messages import CallSpec, TrackerNotes
+from .._isolation.messages import CallSpec, LoggedRecord, RegionMeasured, RegionOpened, TrackerNotes
 from .._judging.capture import Location, RegionFigures, read_region
 from .._plan import TrackerOptions
 from .heap import settle
@@ -309,6 +310,7 @@ class MemoryRegion:
             capture, options = self._scratch / "region.bin", TrackerOptions()
         else:
             capture, options = region_capture(call.spec.capture, number), call.spec.tracker
+            _log(call.spec, RegionOpened(number, self._filename, self._lineno))
         self._capture = capture
         tracker = Tracker(capture, **_tracker_arguments(options, leaks=self._leaks))
         if call is not None and call.settle_heap and not call.keep_alive:
@@ -350,6 +352,7 @@ class MemoryRegion:
         self._figures = figures
         if self._call is not None:
             self._call.notes.regions.append(figures)
+            _log(self._call.spec, RegionMeasured(figures))
         else:
             self._discard(capture)
 
@@ -358,6 +361,14 @@ class MemoryRegion:
         capture.unlink(missing_ok=True)
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _log(spec: CallSpec, record: LoggedRecord) -> None:
+    """Append ``record`` to the call's logged file, for the parent of a child that dies
+    later in the call (written wherever the test runs: a forked child inherits the call
+    set up in pytest's process, and nothing reads the file of a test that did not die)."""
+    with contextlib.suppress(OSError), open(spec.logged_file, "ab") as stream:
+        stream.write(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 @final
