@@ -217,6 +217,51 @@ def test_a_forked_child_reads_pytests_standard_input_with_s(pytester: pytest.Pyt
     result.stdout.fnmatch_lines(["*read: 'hello\\n'*"])
 
 
+_LOGS = """
+import logging
+
+def test_logs():
+    logging.getLogger("app").warning("first record")
+    print("printed by the test")
+    logging.getLogger("app").warning("second record")
+
+def test_quiet():
+    pass
+"""
+
+
+@pytest.mark.parametrize("flag", sorted(EVERY_ISOLATION_FLAG.values()))
+def test_live_log_lines_show_as_pytest_shows_them(pytester: pytest.Pytester, run: Runner, flag: str) -> None:
+    """With log_cli, a test's log records print as its call emits them, under pytest's
+    "live log call" heading, between the test's name and its outcome: a forkserver's or
+    spawned child writes them to pytest's output, as a forked child (the control) does.
+    What the test prints stays captured."""
+    pytester.makepyfile(test_logs=_LOGS)
+    result = run(flag, "-o", "log_cli=true")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "test_logs.py::test_logs ",
+            "*- live log call -*",
+            "WARNING  app:test_logs.py:4 first record",
+            "WARNING  app:test_logs.py:6 second record",
+            "PASSED*",
+            "test_logs.py::test_quiet PASSED*",
+        ],
+        consecutive=True,
+    )
+    assert result.stdout.str().count("live log call") == 1
+    assert "printed by the test" not in result.stdout.str()
+
+
+def test_without_live_logging_a_child_writes_no_log_lines(pytester: pytest.Pytester, run: Runner) -> None:
+    """Without log_cli nothing of the child's logging reaches pytest's output."""
+    pytester.makepyfile(test_logs=_LOGS)
+    result = run(EVERY_ISOLATION_FLAG["spawn"])
+    result.assert_outcomes(passed=2)
+    assert "record" not in result.stdout.str()
+
+
 # -- checks that share one run per mode ---------------------------------------------------
 #
 # Each module is the suite of the test of the same name; one run per mode (-rA, a TMPDIR

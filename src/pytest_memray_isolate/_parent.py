@@ -12,6 +12,7 @@ from typing import Any, Dict, Generator, List, Optional, Tuple, final
 import pytest
 
 from ._capture_files import CaptureFiles, no_scratch_message
+from ._isolation.live_output import LiveOutput
 from ._isolation.messages import CallSpec, Job
 from ._isolation.runner import IsolationRunner
 from ._isolation.setup_effects import recording, wrapped_setup
@@ -86,6 +87,7 @@ class Manager:
         self._reported = TopPeaks(None if every else settings.most_allocations)
         self._heavy = HeavyCaptures(config)
         self._flamegraphs = FlameGraphWriter()
+        self._live_output = LiveOutput(config)
         self._termination = TerminationGuard(self._terminated)
 
     def _terminated(self) -> None:
@@ -212,11 +214,11 @@ class Manager:
         if mode == "spawn":
             from ._isolation.spawn import SpawnRunner
 
-            return SpawnRunner(self._config)
+            return SpawnRunner(self._config, self._live_output)
         if mode == "forkserver":
             from ._isolation.forkserver import ForkserverRunner
 
-            return ForkserverRunner(self._config, self._files.scratch)
+            return ForkserverRunner(self._config, self._files.scratch, self._live_output)
         from ._isolation.fork import ForkRunner
 
         # A child in its own process group cannot read the terminal; keep it in
@@ -384,5 +386,6 @@ class Manager:
         for runner in self._runners.values():
             runner.close()
         self._flamegraphs.close()
+        self._live_output.close()
         self._files.remove_scratch()
         self._termination.restore()

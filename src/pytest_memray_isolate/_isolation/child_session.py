@@ -83,17 +83,19 @@ class _NoStandardInput(io.TextIOBase):
         raise OSError(self._why)
 
 
-def _keep_session_output_apart() -> None:
+def _keep_session_output_apart() -> int:
     """Give this session's own output (pytest's terminal reporter, made after this) streams
-    of its own, on copies of the start-up descriptors.
+    of its own, on copies of the start-up descriptors; the copy of stdout is returned.
 
     Once the child reaches its test, descriptors 1 and 2 become the parent's stdout and
     stderr and ``sys.stdout``/``sys.stderr`` are made anew on them; whatever kept the old
     streams (the terminal reporter, which pytest's assertion messages need) goes on
     writing to the start-up output, never into the parent's capture.
     """
-    sys.stdout = _text_stream(os.dup(1), sys.stdout)
+    session_stdout = os.dup(1)
+    sys.stdout = _text_stream(session_stdout, sys.stdout)
     sys.stderr = _text_stream(os.dup(2), sys.stderr)
+    return session_stdout
 
 
 @final
@@ -110,8 +112,10 @@ class ChildSession:
     ) -> None:
         self._config = config
         #: The parent's stdout and stderr, which the test writes to (a spawned child's).
-        self._streams = streams or []
-        _keep_session_output_apart()
+        self._streams = (streams or [])[:2]
+        #: pytest's own output, for the call's live log lines (see live_output.py).
+        self._live_output = streams[2] if streams is not None and len(streams) > 2 else None
+        self._session_stdout = _keep_session_output_apart()
         self._request = request
         self._server = server
         self._values: Dict[str, Any] = {}
@@ -172,8 +176,9 @@ class ChildSession:
         items: Dict[str, pytest.Item] = {}
         collected: Set[str] = set()
         while True:
-            # pytest's stdout and stderr, then the pipe its child says "reported" on.
-            line, streams, _, _ = socket.recv_fds(connection, 65536, 3)
+            # pytest's stdout and stderr, the pipe its child says "reported" on, and pytest's
+            # output for live log lines (when pytest shows them).
+            line, streams, _, _ = socket.recv_fds(connection, 65536, 4)
             if not line:
                 os._exit(0)
             request = load_request(line.decode().strip())
@@ -200,6 +205,7 @@ class ChildSession:
             connection.close()
             self._streams = streams[:2]
             self._report_signal = streams[2] if len(streams) > 2 else None
+            self._live_output = streams[3] if len(streams) > 3 else None
             signal.signal(signal.SIGINT, signal.default_int_handler)
             self._run(item, request)
         with contextlib.suppress(OSError):  # the child does the same; whichever runs first
@@ -282,6 +288,11 @@ class ChildSession:
         assert self._request is not None
         spec = self._request.spec
         notes = TrackerNotes()
+        if self._live_output is not None:
+            # The call's live log lines, written by this session's terminal reporter, go
+            # where pytest shows them, as a forked child's do; nothing else of this
+            # session's output comes before the child ends.
+            os.dup2(self._live_output, self._session_stdout)
         # The process group is set already.
         plugin = child.become_child(
             self._config, spec, notes, own_group=False, report_signal=self._report_signal

@@ -31,6 +31,7 @@ from typing import Callable, NoReturn, Optional, Tuple
 import pytest
 
 from .child_end import await_child, read_reply
+from .live_output import LiveOutput
 from .messages import CallSpec, Job, Unrunnable
 from .request import SERVER_ENV, child_command, send_request, start_session
 from .runner import flush_output
@@ -49,7 +50,8 @@ class ServerLost(Exception):
 class _Server:
     """One running forkserver and the parent's ends of its pipes."""
 
-    def __init__(self, config: pytest.Config, output: Path) -> None:
+    def __init__(self, config: pytest.Config, output: Path, live_output: LiveOutput) -> None:
+        self._live_output = live_output
         self._socket, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._buffer = b""
         #: Children that said their report was complete before they ended: the server's
@@ -74,11 +76,16 @@ class _Server:
         return self._socket.fileno()
 
     def send(self, line: str, report_signal: int) -> None:
-        """Send a request line, with this process's stdout and stderr for the child, and the
-        pipe on which the child says its report is complete."""
+        """Send a request line, with this process's stdout and stderr for the child, the
+        pipe on which the child says its report is complete, and pytest's output for its
+        live log lines (if pytest shows them)."""
         flush_output()
         try:
-            socket.send_fds(self._socket, [(line + "\n").encode()], [1, 2, report_signal])
+            socket.send_fds(
+                self._socket,
+                [(line + "\n").encode()],
+                [1, 2, report_signal, *self._live_output.descriptors()],
+            )
         except OSError as error:
             raise ServerLost(str(error)) from error
 
@@ -173,9 +180,10 @@ class ForkserverRunner:
     #: The child puts the Tracker around its own copy of the test function.
     tracks_here = False
 
-    def __init__(self, config: pytest.Config, scratch: Path) -> None:
+    def __init__(self, config: pytest.Config, scratch: Path, live_output: LiveOutput) -> None:
         self._config = config
         self._output = scratch / "forkserver.out"
+        self._live_output = live_output
         self._server: Optional[_Server] = None
 
     def wrap(self, item: pytest.Item, runtest: Callable[[], object], job: Job) -> Callable[[], None]:
@@ -226,7 +234,7 @@ class ForkserverRunner:
         if self._server is not None and self._server.process.poll() is not None:
             self._server = None  # it died after its last child reported
         if self._server is None:
-            self._server = _Server(self._config, self._output)
+            self._server = _Server(self._config, self._output, self._live_output)
         return self._server
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from typing import Callable, Optional, Tuple
 import pytest
 
 from .child_end import await_child
+from .live_output import LiveOutput
 from .messages import Job
 from .request import REQUEST_ENV, STREAMS_ENV, child_command, send_request, start_session
 from .runner import flush_output
@@ -44,9 +45,10 @@ class SpawnRunner:
     #: The child puts the Tracker around its own copy of the test function.
     tracks_here = False
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, live_output: LiveOutput) -> None:
         self._command = child_command(config)
         self._directory = config.invocation_params.dir
+        self._live_output = live_output
 
     def wrap(self, item: pytest.Item, runtest: Callable[[], object], job: Job) -> Callable[[], None]:
         """A replacement for ``item.runtest`` that runs the call in a spawned child."""
@@ -57,7 +59,8 @@ class SpawnRunner:
             request = send_request(item, job.spec, "spawn")
             # The child writes to these (pytest's capture, during the call) once it reaches
             # the test; until then its output goes to a file, shown only if it fails to start.
-            streams = [os.dup(1), os.dup(2)]
+            # Its live log lines, if pytest shows them, go to pytest's output.
+            streams = [os.dup(descriptor) for descriptor in [1, 2, *self._live_output.descriptors()]]
             try:
                 with open(job.spec.startup_output_file, "wb") as startup:
                     process = start_session(
