@@ -262,6 +262,38 @@ def test_without_live_logging_a_child_writes_no_log_lines(pytester: pytest.Pytes
     assert "record" not in result.stdout.str()
 
 
+_LOG_FILE_SUITE = """
+import logging
+import pytest
+
+@pytest.fixture
+def logged():
+    logging.getLogger("app").warning("set up")
+    yield
+    logging.getLogger("app").warning("torn down")
+
+def test_one(logged):
+    logging.getLogger("app").warning("called one")
+
+def test_two(logged):
+    logging.getLogger("app").warning("called two")
+"""
+
+
+@pytest.mark.parametrize("flag", sorted(EVERY_ISOLATION_FLAG.values()))
+def test_the_log_file_holds_every_record_in_order(pytester: pytest.Pytester, run: Runner, flag: str) -> None:
+    """--log-file gets the records of the fixtures (here) and of the calls (in the child),
+    in order, as without isolation: a forkserver's or spawned child's session appends to
+    it rather than truncating it, and neither handle overwrites the other's records. The
+    file is still emptied once, as the run starts (pytest's default mode, "w")."""
+    pytester.makepyfile(test_logs=_LOG_FILE_SUITE)
+    (pytester.path / "run.log").write_text("a line from an earlier run\n")
+    result = run(flag, "--log-file=run.log", "--log-file-format=%(message)s")
+    result.assert_outcomes(passed=2)
+    records = (pytester.path / "run.log").read_text().splitlines()
+    assert records == ["set up", "called one", "torn down", "set up", "called two", "torn down"]
+
+
 # -- checks that share one run per mode ---------------------------------------------------
 #
 # Each module is the suite of the test of the same name; one run per mode (-rA, a TMPDIR

@@ -12,8 +12,8 @@ from typing import Any, Dict, Generator, List, Optional, Tuple, final
 import pytest
 
 from ._capture_files import CaptureFiles, no_scratch_message
-from ._isolation.live_output import LiveOutput
 from ._isolation.messages import CallSpec, Job
+from ._isolation.remote_logging import LiveOutput
 from ._isolation.runner import IsolationRunner
 from ._isolation.setup_effects import recording, wrapped_setup
 from ._isolation.supervise import kill_running

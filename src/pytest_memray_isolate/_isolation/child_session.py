@@ -113,7 +113,7 @@ class ChildSession:
         self._config = config
         #: The parent's stdout and stderr, which the test writes to (a spawned child's).
         self._streams = (streams or [])[:2]
-        #: pytest's own output, for the call's live log lines (see live_output.py).
+        #: pytest's own output, for the call's live log lines (see remote_logging.py).
         self._live_output = streams[2] if streams is not None and len(streams) > 2 else None
         self._session_stdout = _keep_session_output_apart()
         self._request = request

@@ -31,8 +31,8 @@ from typing import Callable, NoReturn, Optional, Tuple
 import pytest
 
 from .child_end import await_child, read_reply
-from .live_output import LiveOutput
 from .messages import CallSpec, Job, Unrunnable
+from .remote_logging import LiveOutput, append_to_log_file
 from .request import SERVER_ENV, child_command, send_request, start_session
 from .runner import flush_output
 from .supervise import kill_group, report_pipe, running
@@ -184,6 +184,7 @@ class ForkserverRunner:
         self._config = config
         self._output = scratch / "forkserver.out"
         self._live_output = live_output
+        append_to_log_file(config)
         self._server: Optional[_Server] = None
 
     def wrap(self, item: pytest.Item, runtest: Callable[[], object], job: Job) -> Callable[[], None]:

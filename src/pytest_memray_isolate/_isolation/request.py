@@ -22,6 +22,7 @@ import pytest
 
 from .fixture_values import CannotSend, pack_values
 from .messages import CHILD_ENV, REQUEST_ENV, SERVER_ENV, STREAMS_ENV, CallSpec
+from .remote_logging import log_file_arguments
 
 __all__ = [
     "REQUEST_ENV",
@@ -105,7 +106,8 @@ def child_command(config: pytest.Config) -> List[str]:
     The child collects only the tests it is asked for, whatever paths the command line
     names; pytest-xdist, if the parent runs under it, must not distribute again. The
     child captures no output: it writes to the parent's stdout and stderr, which during
-    the call are the parent's capture, so output printed before a crash is not lost.
+    the call are the parent's capture, so output printed before a crash is not lost. It
+    appends to the run's log file (see remote_logging.py).
     """
     command = [sys.executable, "-m", "pytest", *map(str, config.invocation_params.args)]
     command += [f"--rootdir={config.rootpath}", "--capture=no"]
@@ -113,6 +115,7 @@ def child_command(config: pytest.Config) -> List[str]:
         command += ["-c", str(config.inipath)]
     if config.pluginmanager.hasplugin("xdist"):
         command += ["-n", "0"]
+    command += log_file_arguments(config)
     seed = getattr(config.option, "randomly_seed", None)
     if isinstance(seed, int):  # pytest-randomly: the seed it chose for this run
         command.append(f"--randomly-seed={seed}")

@@ -16,8 +16,8 @@ from typing import Callable, Optional, Tuple
 import pytest
 
 from .child_end import await_child
-from .live_output import LiveOutput
 from .messages import Job
+from .remote_logging import LiveOutput, append_to_log_file
 from .request import REQUEST_ENV, STREAMS_ENV, child_command, send_request, start_session
 from .runner import flush_output
 from .supervise import OwnChild
@@ -49,6 +49,7 @@ class SpawnRunner:
         self._command = child_command(config)
         self._directory = config.invocation_params.dir
         self._live_output = live_output
+        append_to_log_file(config)
 
     def wrap(self, item: pytest.Item, runtest: Callable[[], object], job: Job) -> Callable[[], None]:
         """A replacement for ``item.runtest`` that runs the call in a spawned child."""
