@@ -72,6 +72,27 @@ _SHARED_SUITES = {
         def test_warns():
             warnings.warn("careful with that", OwnWarning)
         """,
+    "test_a_fixture_that_records_warnings_keeps_them": """
+        import warnings
+        import pytest
+
+        @pytest.fixture
+        def recorded():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                yield caught
+
+        def test_recwarn(recwarn):
+            warnings.warn("kept by recwarn")
+            assert [str(warning.message) for warning in recwarn] == ["kept by recwarn"]
+
+        # A fixture's own recorder is process state: it reaches a forked child only (a
+        # forkserver's or spawned child gets the fixture's value, the list).
+        @pytest.mark.memray_isolate("fork")
+        def test_own_recorder(recorded):
+            warnings.warn("kept by the fixture")
+            assert [str(warning.message) for warning in recorded] == ["kept by the fixture"]
+        """,
     "test_record_property_reaches_the_junit_report": """
         def test_records(record_property):
             record_property("answer", 42)
@@ -247,6 +268,16 @@ def test_warnings_raised_in_the_test_reach_the_warnings_summary(shared: SharedRu
             "*:7: OwnWarning: careful with that",
         ]
     )
+
+
+def test_a_fixture_that_records_warnings_keeps_them(shared: SharedRun) -> None:
+    """recwarn (in every mode), or a fixture's own recorder (in a forked child), gets the
+    test's warnings, and pytest's warnings summary does not list them, as without
+    tracking: an isolated child sends the parent only what pytest's own recorder would
+    have received."""
+    module = "test_a_fixture_that_records_warnings_keeps_them.py"
+    assert outcomes_in(shared.result, module) == {"passed": 2}
+    assert "kept by" not in shared.result.stdout.str()
 
 
 def test_record_property_reaches_the_junit_report(shared: SharedRun) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Dict, Generator, List, Optional, Tuple, final
 import pytest
 
 from ._capture_files import CaptureFiles, no_scratch_message
+from ._isolation.child import note_pytests_warning_recorder
 from ._isolation.messages import CallSpec, Job
 from ._isolation.remote_logging import LiveOutput
 from ._isolation.runner import IsolationRunner
@@ -128,6 +129,13 @@ class Manager:
             pytest.fail(plan.error, pytrace=False)
         if plan.skip is not None:
             pytest.skip(plan.skip)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        """Inside pytest's warning capture, before the test's fixtures: a forked child tells
+        pytest's recorder from one a fixture sets up (see _isolation/child.py)."""
+        note_pytests_warning_recorder()
+        return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(

@@ -47,6 +47,7 @@ __all__ = [
     "become_child",
     "cannot_run",
     "flush_quietly",
+    "note_pytests_warning_recorder",
     "tell_unrunnable",
 ]
 
@@ -88,6 +89,34 @@ def become_child(
     return plugin
 
 
+#: What pytest's own warning recorder for the test hands each warning to, noted as the
+#: test's protocol starts (see :func:`note_pytests_warning_recorder`); ``None`` if unknown.
+_pytests_recorder: Optional[object] = None
+
+
+def note_pytests_warning_recorder() -> None:
+    """Note the warning handler pytest's per-test recorder installed, before any fixture of
+    the test is set up: the protocol wrappers of the parent and of a child session call
+    this inside pytest's own (a forked child inherits the note)."""
+    global _pytests_recorder
+    _pytests_recorder = getattr(warnings, "_showwarnmsg_impl", None)
+
+
+def _recorded_for_the_parent() -> List[warnings.WarningMessage]:
+    """The list the warnings raised during the call are recorded in, to be raised again in
+    the parent, where pytest's warning capture sees them.
+
+    Only when pytest's own recorder would have received them: when a recorder a fixture
+    set up is active instead (``recwarn``, a fixture's ``pytest.warns`` or
+    ``warnings.catch_warnings``), it keeps them, as without isolation, and pytest never
+    sees them. The process ends inside the recorder entered here.
+    """
+    active = getattr(warnings, "_showwarnmsg_impl", None)
+    if _pytests_recorder is None or active is not _pytests_recorder:
+        return []
+    return warnings.catch_warnings(record=True).__enter__()
+
+
 @final
 class ChildPlugin:
     """The test's child: its call report, and the subtests' reports made before it, go home."""
@@ -109,8 +138,7 @@ class ChildPlugin:
         self._faults = open(spec.faults_file, "w")  # noqa: SIM115 - open until the process ends
         faulthandler.enable(file=self._faults, all_threads=True)
         faulthandler.register(signal.SIGUSR1, file=self._faults, all_threads=True)
-        recorder = warnings.catch_warnings(record=True)
-        self._warnings: List[warnings.WarningMessage] = recorder.__enter__()  # the process ends inside it
+        self._warnings = _recorded_for_the_parent()
         leftovers.at_child_start()
         self._config = config
         self._spec = spec

@@ -284,6 +284,12 @@ class ChildSession:
             fixturedef.func = original
 
     @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        """Inside pytest's warning capture, before the test's fixtures (see child.py)."""
+        child.note_pytests_warning_recorder()
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         assert self._request is not None
         spec = self._request.spec
