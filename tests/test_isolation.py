@@ -206,8 +206,27 @@ def pytest_terminal_summary(terminalreporter):
                 terminalreporter.write_line(f"COUNTED {report.nodeid} {kind}")
 """
 
+_FINALIZERS = """
+import os
+
+RAN = os.path.join(os.path.dirname(__file__), "finalizers-ran")
+
+def test_registers(request):
+    request.addfinalizer(lambda: open(RAN, "a").write("first registered\\n"))
+    request.addfinalizer(lambda: open(RAN, "a").write("second registered\\n"))
+
+def test_registers_one_that_raises(request):
+    def broken():
+        raise RuntimeError("cleanup went wrong")
+    request.addfinalizer(broken)
+
+def test_after():
+    pass
+"""
+
 _ISOLATED_SUITES = {
     "conftest": _COUNTED_CONFTEST,
+    "test_finalizers_a_test_registers_run_after_its_call": _FINALIZERS,
     "test_changes_to_module_state_stay_in_the_child": _MUTATES,
     "test_sys_exit_in_a_test_fails_that_test": """
         import sys
@@ -250,6 +269,7 @@ _SUITES = {
         "test_changes_to_module_state_leak_in_process": _MUTATES,
         "test_the_capture_directory_is_removed_at_the_end": _SEES_ITS_CAPTURE_DIRECTORY,
         "test_subtests_are_reported_as_without_isolation": _SUBTESTS,
+        "test_finalizers_a_test_registers_run_after_its_call": _FINALIZERS,
     },
     "fork": _ISOLATED_SUITES,
     "forkserver": _ISOLATED_SUITES,
@@ -288,6 +308,29 @@ def every_isolated(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
 def _section(run: SharedRun, name: str) -> pytest.LineMatcher:
     return pytest.LineMatcher(report_sections(run.result.outlines)[name])
+
+
+def _finalizers_ran_as_pytest_runs_them(run: SharedRun) -> None:
+    module = "test_finalizers_a_test_registers_run_after_its_call"
+    assert outcomes_in(run.result, f"{module}.py") == {"passed": 3, "errors": 1}
+    ran = (run.path / "finalizers-ran").read_text().splitlines()
+    assert ran == ["second registered", "first registered"]
+    _section(run, "ERROR at teardown of test_registers_one_that_raises").fnmatch_lines(
+        ["*RuntimeError: cleanup went wrong"]
+    )
+
+
+def test_finalizers_a_test_registers_run_after_its_call(isolated: SharedRun) -> None:
+    """request.addfinalizer in a test's body: the finalizers run after the call, last
+    registered first, and one that raises fails the test's teardown with its error. An
+    isolated child runs them itself, after its call report: pytest's teardown, in the
+    parent, never sees them."""
+    _finalizers_ran_as_pytest_runs_them(isolated)
+
+
+def test_finalizers_a_test_registers_run_after_its_call_in_process(in_process: SharedRun) -> None:
+    """The control: the same module tracked in pytest's process."""
+    _finalizers_ran_as_pytest_runs_them(in_process)
 
 
 def test_changes_to_module_state_stay_in_the_child(isolated: SharedRun) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import warnings
@@ -63,6 +64,15 @@ def _share_identity(from_child: pytest.TestReport, here: pytest.TestReport) -> N
     kind = theirs.get("$report_type")
     if isinstance(kind, str):
         theirs["$report_type"] = sys.intern(kind)
+
+
+def _fail_teardown(error: str) -> None:
+    """Fail the test's teardown with what a finalizer it registered during its call raised
+    in its child (run there, after the call report)."""
+    pytest.fail(
+        "A finalizer the test registered during its call failed in its isolated child process:\n" + error,
+        pytrace=False,
+    )
 
 
 #: What a test's call report says alike in the child and here (``_id`` from pytest 9).
@@ -263,6 +273,8 @@ class Manager:
                 ]
             _share_identity(from_child, report)
             report = from_child
+            for error in outcome.reported.teardown_errors:
+                item.addfinalizer(functools.partial(_fail_teardown, error))
             # Properties recorded in the child belong to the item here too: the teardown
             # report (which junitxml reads them from) is made in this process.
             item.user_properties[:] = report.user_properties

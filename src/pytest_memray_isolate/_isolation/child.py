@@ -150,9 +150,17 @@ class ChildPlugin:
         self._call_done = False
         #: Reports logged during the call (subtests), to be logged again in the parent.
         self._during_call: List[SerializedReport] = []
+        #: Finalizers the test registered during its call, run after its call report.
+        self._finalizers: List[Callable[[], object]] = []
 
-    def run_call(self, runtest: Callable[[], object]) -> None:
-        """Run the test's (tracked) call; stop requests go to the parent, not to pytest here."""
+    def run_call(self, item: pytest.Item, runtest: Callable[[], object]) -> None:
+        """Run the test's (tracked) call; stop requests go to the parent, not to pytest here.
+
+        The finalizers the test registers meanwhile (``request.addfinalizer``) are kept to
+        run here after the call report (see ``_send_report``): pytest's teardown, in the
+        parent, never sees them.
+        """
+        item.addfinalizer = self._finalizers.append  # type: ignore[method-assign,assignment]
         try:
             runtest()
         except KeyboardInterrupt:
@@ -160,6 +168,7 @@ class ChildPlugin:
         except pytest.exit.Exception as stop:
             self._finish(Stopped("exit", stop.msg, stop.returncode))
         finally:
+            del item.addfinalizer
             self._call_done = True
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -205,6 +214,7 @@ class ChildPlugin:
         config = self._config
         config.hook.pytest_report_teststatus(report=report, config=config)
         data = config.hook.pytest_report_to_serializable(config=config, report=report)
+        teardown_errors = _run_finalizers(self._finalizers)
         self._finish(
             Reported(
                 report=data,
@@ -213,6 +223,7 @@ class ChildPlugin:
                 objects_verdict=self._notes.objects_verdict,
                 resident=self._notes.resident,
                 regions=tuple(self._notes.regions),
+                teardown_errors=teardown_errors,
             )
         )
 
@@ -289,6 +300,18 @@ def _warning_record(message: warnings.WarningMessage) -> WarningRecord:
         message.filename,
         message.lineno,
     )
+
+
+def _run_finalizers(finalizers: List[Callable[[], object]]) -> Tuple[str, ...]:
+    """Run the finalizers the test registered during its call, last first, as pytest's
+    teardown would; the tracebacks of those that raised."""
+    errors = []
+    for finalizer in reversed(finalizers):
+        try:
+            finalizer()
+        except BaseException:
+            errors.append(traceback.format_exc())
+    return tuple(errors)
 
 
 def _picklable(message: object) -> bytes:

@@ -305,7 +305,7 @@ class ChildSession:
         )
 
         def in_child(runtest: Callable[[], object]) -> Callable[[], None]:
-            return lambda: plugin.run_call(runtest)
+            return lambda: plugin.run_call(item, runtest)
 
         with patched_call(item, spec, notes, settle_heap=True, outer=in_child):
             return (yield)

@@ -86,7 +86,7 @@ class ForkRunner:
                     report_signal=report_signal,
                     replaces=self._parent_only(),
                 )
-                plugin.run_call(runtest)
+                plugin.run_call(item, runtest)
                 return  # back up pytest's stack in the child, to the call report
             os.close(report_signal)
             if self._own_group:

@@ -144,7 +144,9 @@ class Reported:
     objects that outlived the test exist only in that process. So is ``resident``: the
     growth of the child's own peak resident size during the call. ``regions`` are the
     figures of the test's ``memray_region`` blocks, read there as each one ended (the test
-    read them).
+    read them). ``teardown_errors`` are the tracebacks of the finalizers the test
+    registered during its call (``request.addfinalizer``), which the child ran after its
+    call report and which raised: the parent fails the test's teardown with them.
     """
 
     report: SerializedReport
@@ -153,6 +155,7 @@ class Reported:
     objects_verdict: Optional[Verdict] = None
     resident: Optional[Resident] = None
     regions: Tuple[RegionFigures, ...] = ()
+    teardown_errors: Tuple[str, ...] = ()
 
 
 @final
