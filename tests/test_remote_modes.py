@@ -262,6 +262,20 @@ def test_without_live_logging_a_child_writes_no_log_lines(pytester: pytest.Pytes
     assert "record" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("flag", REMOTE_FLAGS, ids=["forkserver", "spawn"])
+def test_output_is_captured_under_capture_sys(pytester: pytest.Pytester, run: Runner, flag: str) -> None:
+    """With --capture=sys pytest captures sys.stdout, not the descriptors: a forkserver's
+    or spawned child captures its test's output itself, which the failure then shows,
+    rather than printing it as the test runs."""
+    pytester.makepyfile(
+        test_prints='def test_prints():\n    print("printed by the test")\n    assert False\n'
+    )
+    result = run(flag, "--capture=sys")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*- Captured stdout call -*", "printed by the test"], consecutive=True)
+    assert result.stdout.str().count("printed by the test") == 2  # the failing line and the section
+
+
 _LOG_FILE_SUITE = """
 import logging
 import pytest

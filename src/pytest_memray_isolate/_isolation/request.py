@@ -106,11 +106,14 @@ def child_command(config: pytest.Config) -> List[str]:
     The child collects only the tests it is asked for, whatever paths the command line
     names; pytest-xdist, if the parent runs under it, must not distribute again. The
     child captures no output: it writes to the parent's stdout and stderr, which during
-    the call are the parent's capture, so output printed before a crash is not lost. It
+    the call are the parent's capture, so output printed before a crash is not lost.
+    Under ``--capture=sys`` pytest captures only its own ``sys.stdout`` and
+    ``sys.stderr``, not the descriptors, so the child captures as pytest would. It
     appends to the run's log file (see remote_logging.py).
     """
     command = [sys.executable, "-m", "pytest", *map(str, config.invocation_params.args)]
-    command += [f"--rootdir={config.rootpath}", "--capture=no"]
+    capture = "sys" if config.getoption("capture", "fd") == "sys" else "no"
+    command += [f"--rootdir={config.rootpath}", f"--capture={capture}"]
     if config.inipath is not None:
         command += ["-c", str(config.inipath)]
     if config.pluginmanager.hasplugin("xdist"):
