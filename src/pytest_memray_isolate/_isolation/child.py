@@ -38,6 +38,7 @@ from .messages import (
     TrackerNotes,
     Unrunnable,
     WarningRecord,
+    append_logged,
 )
 from .supervise import resident_size
 
@@ -203,9 +204,7 @@ class ChildPlugin:
         data = config.hook.pytest_report_to_serializable(config=config, report=report)
         self._during_call.append(data)
         with contextlib.suppress(Exception):  # only a crash would need it
-            payload = _picklable(Logged(data))
-            with open(self._spec.logged_file, "ab") as stream:
-                stream.write(payload)
+            append_logged(self._spec, _picklable(Logged(data)))
 
     def _send_report(self, report: pytest.TestReport) -> NoReturn:
         """Send the call report and the recorded warnings to the parent, then end the child."""

@@ -46,6 +46,7 @@ __all__ = [
     "TrackerNotes",
     "Unrunnable",
     "WarningRecord",
+    "append_logged",
 ]
 
 #: A warning raised in the child: its text, category's module and qualified name, file, line.
@@ -216,6 +217,13 @@ class RegionMeasured:
 
 #: What the logged file holds, one pickled record after another.
 LoggedRecord = Union[Logged, RegionOpened, RegionMeasured]
+
+
+def append_logged(spec: CallSpec, payload: bytes) -> None:
+    """Append one pickled :data:`LoggedRecord` to the call's logged file (read back by
+    ``child_end.read_logged``)."""
+    with open(spec.logged_file, "ab") as stream:
+        stream.write(payload)
 
 
 # -- the parent's view ------------------------------------------------------------------

@@ -36,7 +36,14 @@ import pytest
 from memray import FileFormat, Tracker
 
 from .._capture_files import region_capture
-from .._isolation.messages import CallSpec, LoggedRecord, RegionMeasured, RegionOpened, TrackerNotes
+from .._isolation.messages import (
+    CallSpec,
+    LoggedRecord,
+    RegionMeasured,
+    RegionOpened,
+    TrackerNotes,
+    append_logged,
+)
 from .._judging.capture import Location, RegionFigures, read_region
 from .._plan import TrackerOptions
 from .heap import settle
@@ -367,8 +374,8 @@ def _log(spec: CallSpec, record: LoggedRecord) -> None:
     """Append ``record`` to the call's logged file, for the parent of a child that dies
     later in the call (written wherever the test runs: a forked child inherits the call
     set up in pytest's process, and nothing reads the file of a test that did not die)."""
-    with contextlib.suppress(OSError), open(spec.logged_file, "ab") as stream:
-        stream.write(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+    with contextlib.suppress(OSError):
+        append_logged(spec, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 @final
